@@ -1,0 +1,33 @@
+"""nica: nonlinear ICA and exact-likelihood density estimation with the relative gradient.
+
+Conventions used everywhere in nica: rows are samples (``X`` has shape
+``(n_samples, n_features)``); ``forward`` maps observations to sources; layer ``k`` acts as
+``y = W z + b`` exactly as in Gresele et al. (NeurIPS 2020), so a batch computes
+``Y = Z @ W.T + b``.
+"""
+
+from nica import activations, priors
+from nica._src.gradients import autodiff_gradient, euclidean_gradient, relative_gradient
+from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "init_params",
+    "forward",
+    "inverse",
+    "log_likelihood",
+    "relative_gradient",
+    "euclidean_gradient",
+    "autodiff_gradient",
+    "activations",
+    "priors",
+]
+
+try:  # standalone NumPy/SciPy modules; present once written
+    from nica import datasets, metrics  # noqa: F401
+
+    __all__ += ["datasets", "metrics"]
+except ImportError:  # pragma: no cover
+    pass

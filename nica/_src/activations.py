@@ -1,0 +1,315 @@
+"""Elementwise invertible activations (SPEC §3).
+
+Each activation is a small frozen (hashable, picklable) object with three pure functions:
+
+* ``fn(x)``: the activation ``σ(x)``,
+* ``inverse(y)``: its exact inverse ``σ⁻¹(y)`` (closed form, or a safeguarded Newton /
+  bisection iteration run until it has converged to floating-point tolerance),
+* ``log_derivative(x)``: ``log σ'(x)``, computed in a numerically stable way.
+
+All three are strictly increasing maps of ℝ onto ℝ, so a network built from square invertible
+matrices and these activations is invertible. Objects are hashable so they can be passed as
+static arguments to :func:`jax.jit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Activation",
+    "SmoothLeakyReLU",
+    "TanhLinear",
+    "LeakyReLU",
+    "smooth_leaky_relu",
+    "tanh_linear",
+    "leaky_relu",
+    "get",
+]
+
+# Cap on the safeguarded Newton iteration.  Convergence is tested at every step, so the cap is
+# only reached if something is badly wrong; each bisection step halves a finite bracket, so even
+# a pure-bisection run from the widest float32 bracket finishes well inside it.
+_MAX_NEWTON_ITERATIONS = 200
+
+
+def _safeguarded_newton(fn, derivative, y, lo, hi):
+    """Solve ``fn(x) = y`` elementwise for a strictly increasing ``fn`` with ``lo ≤ x ≤ hi``.
+
+    Newton steps are taken when they stay inside the current bracket, bisection steps
+    otherwise; the bracket shrinks at every step.  Iterates until every element satisfies
+    ``|fn(x) − y| ≤ 4 eps · max(1, |y|)`` or its bracket has collapsed to a few ulps.
+    """
+    eps = jnp.finfo(y.dtype).eps
+    ftol = 4 * eps * jnp.maximum(1.0, jnp.abs(y))
+
+    def not_converged(x, lo, hi):
+        residual = jnp.abs(fn(x) - y)
+        width = hi - lo
+        return (residual > ftol) & (width > 4 * eps * jnp.maximum(1.0, jnp.abs(x)))
+
+    def cond(state):
+        i, x, lo, hi = state
+        return (i < _MAX_NEWTON_ITERATIONS) & jnp.any(not_converged(x, lo, hi))
+
+    def body(state):
+        i, x, lo, hi = state
+        f = fn(x) - y
+        lo = jnp.where(f < 0, x, lo)
+        hi = jnp.where(f > 0, x, hi)
+        newton = x - f / derivative(x)
+        inside = (newton > lo) & (newton < hi)
+        x_new = jnp.where(inside, newton, 0.5 * (lo + hi))
+        x_new = jnp.where(f == 0, x, x_new)
+        return i + 1, x_new, lo, hi
+
+    x0 = jnp.clip(y, lo, hi)
+    _, x, _, _ = jax.lax.while_loop(cond, body, (0, x0, lo, hi))
+    return x
+
+
+def _with_inverse_jvp(activation, solve):
+    """Wrap a numerical inverse so it is differentiable: d σ⁻¹(y)/dy = 1/σ'(σ⁻¹(y))."""
+
+    @jax.custom_jvp
+    def inverse(y):
+        return solve(y)
+
+    @inverse.defjvp
+    def _inverse_jvp(primals, tangents):
+        (y,), (dy,) = primals, tangents
+        x = inverse(y)
+        return x, dy * jnp.exp(-activation.log_derivative(x))
+
+    return inverse
+
+
+class Activation:
+    """Base class of nica's elementwise invertible activations.
+
+    Subclasses are frozen dataclasses that implement :meth:`fn`, :meth:`inverse` and
+    :meth:`log_derivative`.
+    """
+
+    name: str = "activation"
+
+    def fn(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_derivative(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def derivative(self, x):
+        """``σ'(x)``, the exponential of :meth:`log_derivative`."""
+        return jnp.exp(self.log_derivative(x))
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothLeakyReLU(Activation):
+    r"""Smooth leaky ReLU ``σ(x) = αx + (1 − α)·softplus(x)``.
+
+    ``σ'(x) = α + (1 − α)·sigmoid(x)`` lies in ``(α, 1)``; ``σ`` is convex.
+    """
+
+    alpha: float = 0.3
+    name = "smooth_leaky_relu"
+
+    def __post_init__(self):
+        if not (0.0 < float(self.alpha) < 1.0):
+            raise ValueError(f"smooth_leaky_relu needs 0 < alpha < 1; got alpha={self.alpha!r}.")
+
+    def fn(self, x):
+        return self.alpha * x + (1.0 - self.alpha) * jax.nn.softplus(x)
+
+    def log_derivative(self, x):
+        return jnp.log(self.alpha + (1.0 - self.alpha) * jax.nn.sigmoid(x))
+
+    def inverse(self, y):
+        y = jnp.asarray(y)
+        return _with_inverse_jvp(self, self._solve)(y)
+
+    def _solve(self, y):
+        # σ(x) − σ(0) lies between x and αx, so x lies between (y − c) and (y − c)/α.
+        c = (1.0 - self.alpha) * math.log(2.0)
+        r = y - c
+        lo = jnp.minimum(r, r / self.alpha)
+        hi = jnp.maximum(r, r / self.alpha)
+        return _safeguarded_newton(self.fn, self.derivative, y, lo, hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class TanhLinear(Activation):
+    r"""``σ(x) = tanh(x) + βx``, with ``σ'(x) = 1 − tanh²(x) + β`` in ``(β, 1 + β]``."""
+
+    beta: float = 0.1
+    name = "tanh_linear"
+
+    def __post_init__(self):
+        if not float(self.beta) > 0.0:
+            raise ValueError(f"tanh_linear needs beta > 0; got beta={self.beta!r}.")
+
+    def fn(self, x):
+        return jnp.tanh(x) + self.beta * x
+
+    def log_derivative(self, x):
+        # 1 − tanh²(x) = sech²(x) = 4 e^{−2|x|} / (1 + e^{−2|x|})², accurate for large |x|.
+        t = jnp.exp(-2.0 * jnp.abs(x))
+        sech2 = 4.0 * t / (1.0 + t) ** 2
+        return jnp.log(sech2 + self.beta)
+
+    def inverse(self, y):
+        y = jnp.asarray(y)
+        return _with_inverse_jvp(self, self._solve)(y)
+
+    def _solve(self, y):
+        # |σ(x) − βx| < 1, so x lies in ((y − 1)/β, (y + 1)/β).
+        lo = (y - 1.0) / self.beta
+        hi = (y + 1.0) / self.beta
+        return _safeguarded_newton(self.fn, self.derivative, y, lo, hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyReLU(Activation):
+    r"""Leaky ReLU: ``x`` for ``x ≥ 0`` and ``slope·x`` otherwise (piecewise affine)."""
+
+    slope: float = 0.2
+    name = "leaky_relu"
+
+    def __post_init__(self):
+        if not float(self.slope) > 0.0:
+            raise ValueError(f"leaky_relu needs slope > 0 to be invertible; got slope={self.slope!r}.")
+
+    def fn(self, x):
+        return jnp.where(x >= 0, x, self.slope * x)
+
+    def log_derivative(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x >= 0, jnp.zeros_like(x), jnp.full_like(x, math.log(self.slope)))
+
+    def inverse(self, y):
+        y = jnp.asarray(y)
+        return jnp.where(y >= 0, y, y / self.slope)
+
+
+def smooth_leaky_relu(alpha: float = 0.3) -> SmoothLeakyReLU:
+    """Smooth leaky ReLU ``σ(x) = αx + (1 − α)·softplus(x)`` (the paper's activation).
+
+    Parameters
+    ----------
+    alpha : float, default=0.3
+        Slope for ``x → −∞``; ``0 < alpha < 1``.
+
+    Returns
+    -------
+    SmoothLeakyReLU
+        With ``.fn``, ``.inverse`` and ``.log_derivative``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from nica import activations
+    >>> act = activations.smooth_leaky_relu(alpha=0.3)
+    >>> x = jnp.array([-2.0, 0.0, 3.0])
+    >>> bool(jnp.allclose(act.inverse(act.fn(x)), x, atol=1e-5))
+    True
+    """
+    return SmoothLeakyReLU(alpha=alpha)
+
+
+def tanh_linear(beta: float = 0.1) -> TanhLinear:
+    """``σ(x) = tanh(x) + βx``, a bounded-slope saturating activation made invertible.
+
+    Parameters
+    ----------
+    beta : float, default=0.1
+        Weight of the linear term; must be positive.
+
+    Returns
+    -------
+    TanhLinear
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from nica import activations
+    >>> act = activations.tanh_linear(beta=0.1)
+    >>> x = jnp.array([-20.0, 0.5, 7.0])
+    >>> bool(jnp.allclose(act.inverse(act.fn(x)), x, atol=1e-4))
+    True
+    """
+    return TanhLinear(beta=beta)
+
+
+def leaky_relu(slope: float = 0.2) -> LeakyReLU:
+    """Leaky ReLU with the given negative slope (piecewise affine, closed-form inverse).
+
+    Parameters
+    ----------
+    slope : float, default=0.2
+        Slope for negative inputs; must be positive.
+
+    Returns
+    -------
+    LeakyReLU
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from nica import activations
+    >>> act = activations.leaky_relu(0.2)
+    >>> [round(float(v), 3) for v in act.fn(jnp.array([-1.0, 2.0]))]
+    [-0.2, 2.0]
+    """
+    return LeakyReLU(slope=slope)
+
+
+_REGISTRY = {
+    "smooth_leaky_relu": smooth_leaky_relu,
+    "tanh_linear": tanh_linear,
+    "leaky_relu": leaky_relu,
+}
+
+
+def get(activation) -> Activation:
+    """Return an :class:`Activation` from an object or one of the names in SPEC §3.
+
+    Parameters
+    ----------
+    activation : str or Activation
+        ``"smooth_leaky_relu"``, ``"tanh_linear"``, ``"leaky_relu"`` (default
+        hyperparameters) or an activation object, which is returned unchanged.
+
+    Returns
+    -------
+    Activation
+
+    Examples
+    --------
+    >>> from nica import activations
+    >>> activations.get("tanh_linear")
+    TanhLinear(beta=0.1)
+    """
+    if isinstance(activation, Activation):
+        return activation
+    if isinstance(activation, str):
+        try:
+            return _REGISTRY[activation]()
+        except KeyError:
+            raise ValueError(
+                f"Unknown activation {activation!r}; expected one of {sorted(_REGISTRY)} "
+                "or an nica.activations object."
+            ) from None
+    raise TypeError(
+        f"activation must be a string in {sorted(_REGISTRY)} or an nica.activations object; "
+        f"got {type(activation).__name__}."
+    )
