@@ -8,7 +8,9 @@ Conventions used everywhere in nica: rows are samples (``X`` has shape
 
 from nica import activations, priors
 from nica._src.gradients import autodiff_gradient, euclidean_gradient, relative_gradient
+from nica._src.estimator import NonlinearICA
 from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
+from nica._src.training import TrainState, make_train_step
 
 __version__ = "0.1.0"
 
@@ -21,6 +23,9 @@ __all__ = [
     "relative_gradient",
     "euclidean_gradient",
     "autodiff_gradient",
+    "TrainState",
+    "make_train_step",
+    "NonlinearICA",
     "activations",
     "priors",
 ]

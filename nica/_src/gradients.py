@@ -76,36 +76,62 @@ def _relative_layer(layer: Layer, delta, Z, Y):
     return Layer(data_W + jnp.outer(g, b @ W) - W, data_b + g * (1.0 + b @ b) - b)
 
 
-@partial(jax.jit, static_argnames=("activation", "prior"))
-def _relative_gradient(params, X, activation, prior):
-    _, deltas, inputs, preacts = backpropagated_errors(params, X, activation, prior)
-    return tuple(
+def relative_value_and_gradient(params, X, activation, prior):
+    """``(ℓ_data, relative gradient)``: the data part of the mean NLL and SPEC §2's update."""
+    loss, deltas, inputs, preacts = backpropagated_errors(params, X, activation, prior)
+    grads = tuple(
         _relative_layer(layer, d, Z, Y) for layer, d, Z, Y in zip(params, deltas, inputs, preacts)
     )
+    return loss, grads
 
 
-@partial(jax.jit, static_argnames=("activation", "prior"))
-def _euclidean_gradient(params, X, activation, prior):
-    _, deltas, inputs, _ = backpropagated_errors(params, X, activation, prior)
+def euclidean_value_and_gradient(params, X, activation, prior):
+    """``(ℓ_data, ordinary gradient)`` with ``−W⁻ᵀ`` from an explicit inverse."""
+    loss, deltas, inputs, _ = backpropagated_errors(params, X, activation, prior)
     grads = []
     for layer, d, Z in zip(params, deltas, inputs):
         G = d.T @ Z - jnp.linalg.inv(layer.W).T  # ∂(−log|det W|)/∂W = −W⁻ᵀ, explicit inverse
         grads.append(Layer(G, None if layer.b is None else jnp.sum(d, axis=0)))
-    return tuple(grads)
+    return loss, tuple(grads)
 
 
-@partial(jax.jit, static_argnames=("activation", "prior"))
-def _autodiff_gradient(params, X, activation, prior):
+def autodiff_value_and_gradient(params, X, activation, prior):
+    """``(ℓ_data, ordinary gradient)`` by differentiating per-sample Jacobians' ``slogdet``."""
+
     def single(p, x):
         return forward_trace(p, x[None, :], activation)[0][0]
 
     def nll(p):
-        S = forward_trace(p, X, activation)[0]
+        S, _, _, log_det_act = forward_trace(p, X, activation)
         J = jax.vmap(jax.jacfwd(single, argnums=1), in_axes=(None, 0))(p, X)  # (B, D, D)
         log_det = jnp.linalg.slogdet(J)[1]
-        return -jnp.mean(prior.log_prob(S) + log_det)
+        data_loss = -jnp.mean(prior.log_prob(S) + log_det_act)
+        return -jnp.mean(prior.log_prob(S) + log_det), jax.lax.stop_gradient(data_loss)
 
-    return jax.grad(nll)(params)
+    (_, data_loss), grads = jax.value_and_grad(nll, has_aux=True)(params)
+    return data_loss, grads
+
+
+VALUE_AND_GRADIENT = {
+    "relative": relative_value_and_gradient,
+    "euclidean": euclidean_value_and_gradient,
+    "autodiff": autodiff_value_and_gradient,
+}
+
+
+@partial(jax.jit, static_argnames=("activation", "prior"))
+def _relative_gradient(params, X, activation, prior):
+    return relative_value_and_gradient(params, X, activation, prior)[1]
+
+
+@partial(jax.jit, static_argnames=("activation", "prior"))
+def _euclidean_gradient(params, X, activation, prior):
+    return euclidean_value_and_gradient(params, X, activation, prior)[1]
+
+
+@partial(jax.jit, static_argnames=("activation", "prior"))
+def _autodiff_gradient(params, X, activation, prior):
+    return autodiff_value_and_gradient(params, X, activation, prior)[1]
 
 
 def _dispatch(impl, params, X, activation, prior):

@@ -1,0 +1,534 @@
+"""scikit-learn estimators: thin shells that validate, convert, call the core and store NumPy."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import numbers
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from nica._src import activations as _activations
+from nica._src import priors as _priors
+from nica._src.gradients import VALUE_AND_GRADIENT
+from nica._src.network import (
+    _forward,
+    _inverse,
+    _log_likelihood,
+    init_params,
+    log_abs_det_weights,
+)
+from nica._src.training import TrainState, make_epoch
+
+__all__ = ["NonlinearICA"]
+
+_WHITEN_OPTIONS = ("standardize", "unit-variance", False)
+_SCORE_BATCH = 8192
+
+
+def _precision(dtype):
+    """Run JAX in float64 for float64 data (without touching the global configuration)."""
+    if np.dtype(dtype) == np.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer_from_name(name: str, learning_rate: float):
+    factory = getattr(optax, name, None)
+    if not callable(factory):
+        raise ValueError(
+            f"optimizer={name!r} is not an optax optimizer; use a name such as 'adam' or 'sgd', "
+            "an optax factory (optax.adam) or an optax.GradientTransformation."
+        )
+    return factory(learning_rate)
+
+
+def _to_numpy(tree):
+    # A real copy: the device buffers are donated to the next epoch.
+    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+
+
+def _to_jax(tree, dtype):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+@jax.jit
+def _log_abs_det(params):
+    return log_abs_det_weights(params)
+
+
+def _all_finite(tree) -> bool:
+    return all(bool(np.all(np.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Nonlinear ICA / density estimation by exact maximum likelihood (factorized prior, eq. 3).
+
+    An invertible MLP ``s = g(x)`` with ``n_layers`` square layers and invertible elementwise
+    activations maps observations to sources with independent components, each following
+    ``prior``.  It is fit by exact maximum likelihood, the log-determinant of the Jacobian
+    included, with the relative gradient (Gresele et al., NeurIPS 2020): a step costs
+    ``O(L·B·D²)``, like back-propagation.
+
+    Parameters
+    ----------
+    n_layers : int, default=3
+        Number of square layers ``L``; ``n_layers=1`` is linear ICA.
+    activation : str or Activation, default="smooth_leaky_relu"
+        ``"smooth_leaky_relu"``, ``"tanh_linear"``, ``"leaky_relu"`` or an
+        :mod:`nica.activations` object.
+    prior : str or Prior, default="laplace"
+        ``"laplace"``, ``"gaussian"``, ``"logistic"``, ``"hypsecant"`` or an
+        :mod:`nica.priors` object.
+    bias : bool, default=True
+        Whether layers have biases.
+    optimizer : str, callable or optax.GradientTransformation, default="adam"
+        An optax optimizer name (built with ``learning_rate``), an optax factory such as
+        ``optax.sgd`` (called with ``learning_rate``), or a ready ``GradientTransformation``
+        (then ``learning_rate`` is not used).  Use a name or factory if the estimator must be
+        pickled: optax transformations are closures.
+    learning_rate : float, default=1e-3
+        Step size handed to the optimizer factory.
+    batch_size : int, default=256
+        Mini-batch size; each epoch uses ``n_train // batch_size`` full shuffled batches.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Minimum improvement (in nats per sample) of the monitored score that counts.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the data, monitor its exact log-likelihood, stop when
+        it has not improved for ``n_iter_no_change`` epochs and restore the best parameters.
+        Otherwise the training loss is monitored and the last parameters are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the data held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=10
+        Patience, in epochs.
+    gradient : {"relative", "euclidean", "autodiff"}, default="relative"
+        Update direction handed to the optimizer; the last two are the paper's slow baselines,
+        for comparison only.
+    whiten : {"standardize", "unit-variance", False}, default="standardize"
+        Pre-processing applied before the network: centering and per-feature standardization,
+        centering and PCA whitening to unit variance (as FastICA), or none at all.  It is an affine map whose log-determinant is
+        included in every likelihood, so scores stay in the units of ``X``.
+    warm_start : bool, default=False
+        Continue from the previous solution (parameters, optimizer state and pre-processing)
+        when ``fit`` is called again.
+    random_state : int, RandomState instance or None, default=None
+        Controls initialization, the validation split and batch shuffling.
+    verbose : int, default=0
+        ``verbose >= 1`` shows a progress bar over epochs with training and validation NLL.
+
+    Attributes
+    ----------
+    params_ : tuple of Layer
+        Fitted network, NumPy arrays, acting on pre-processed data.
+    activation_ : Activation
+        The resolved activation object.
+    prior_ : Prior
+        The resolved prior object.
+    mean_ : ndarray of shape (n_features,)
+        Mean removed by the pre-processing (zeros when ``whiten=False``).
+    whitening_ : ndarray of shape (n_features, n_features)
+        Pre-processing matrix ``P``: the network sees ``(X - mean_) @ whitening_.T``.
+    loss_curve_ : list of float
+        Training NLL per epoch (mean batch loss of the epoch, log-determinants at the epoch's
+        end), in nats per sample in the units of ``X``.
+    validation_scores_ : list of float
+        Mean held-out log-likelihood per epoch (empty without early stopping).
+    n_iter_ : int
+        Epochs run.
+    best_iter_ : int
+        Epoch of the best monitored score (the parameters kept with early stopping).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string feature names.
+
+    See Also
+    --------
+    sklearn.decomposition.FastICA : linear ICA.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nica import NonlinearICA
+    >>> rng = np.random.default_rng(0)
+    >>> S = rng.laplace(size=(2000, 2))
+    >>> X = np.tanh(S @ np.array([[1.0, 0.5], [0.3, 1.0]]).T) + 0.1 * S
+    >>> model = NonlinearICA(n_layers=2, max_iter=20, random_state=0).fit(X)
+    >>> model.transform(X).shape
+    (2000, 2)
+    >>> bool(np.isfinite(model.score(X)))
+    True
+    """
+
+    def __init__(
+        self,
+        n_layers=3,
+        *,
+        activation="smooth_leaky_relu",
+        prior="laplace",
+        bias=True,
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=256,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        gradient="relative",
+        whiten="standardize",
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_layers = n_layers
+        self.activation = activation
+        self.prior = prior
+        self.bias = bias
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.gradient = gradient
+        self.whiten = whiten
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------------------------
+    # validation of hyperparameters (before any data or JAX work)
+
+    def _check_hyperparameters(self):
+        def positive_int(name, minimum=1):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+        def positive_real(name, allow_zero=False):
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+            if not ok or value < 0 or (value == 0 and not allow_zero):
+                bound = ">= 0" if allow_zero else "> 0"
+                raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+
+        positive_int("n_layers")
+        positive_int("batch_size")
+        positive_int("max_iter")
+        positive_int("n_iter_no_change")
+        positive_real("learning_rate")
+        positive_real("tol", allow_zero=True)
+        vf = self.validation_fraction
+        if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0.0 < vf < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1); got {vf!r}.")
+        if self.gradient not in VALUE_AND_GRADIENT:
+            raise ValueError(f"gradient must be one of {sorted(VALUE_AND_GRADIENT)}; got {self.gradient!r}.")
+        if self.whiten not in _WHITEN_OPTIONS or self.whiten is True:
+            raise ValueError(f"whiten must be one of {_WHITEN_OPTIONS}; got {self.whiten!r}.")
+        for name in ("bias", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
+        return _activations.get(self.activation), _priors.get(self.prior), self._resolve_optimizer()
+
+    def _resolve_optimizer(self):
+        opt = self.optimizer
+        if isinstance(opt, str):
+            return _optimizer_from_name(opt, float(self.learning_rate))
+        if isinstance(opt, optax.GradientTransformation):
+            return opt
+        if callable(opt):
+            result = opt(self.learning_rate)
+            if not isinstance(result, optax.GradientTransformation):
+                raise TypeError(
+                    "optimizer factory must return an optax.GradientTransformation; "
+                    f"{opt!r}(learning_rate) returned {type(result).__name__}."
+                )
+            return result
+        raise TypeError(
+            "optimizer must be an optax name, an optax factory or an optax.GradientTransformation; "
+            f"got {type(opt).__name__}."
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # pre-processing: an affine map with a known log-determinant
+
+    def _fit_preprocessing(self, X):
+        n_features = X.shape[1]
+        self.mean_ = X.mean(axis=0) if self.whiten else np.zeros(n_features, X.dtype)
+        if self.whiten == "standardize":
+            std = X.std(axis=0)
+            std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
+            P = np.diag(1.0 / std)
+        elif self.whiten == "unit-variance":
+            cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+            eigval, eigvec = np.linalg.eigh(cov)
+            floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
+            P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
+        else:
+            P = np.eye(n_features)
+        self.whitening_ = P.astype(X.dtype)
+        self._log_det_whitening = float(np.linalg.slogdet(P)[1])
+
+    def _preprocess(self, X):
+        return ((X - self.mean_) @ self.whitening_.T).astype(self._dtype, copy=False)
+
+    def _postprocess(self, Z):
+        return (np.linalg.solve(self.whitening_, Z.T).T + self.mean_).astype(self._dtype, copy=False)
+
+    # ----------------------------------------------------------------------------------------
+    # fitting
+
+    def fit(self, X, y=None):
+        """Fit the network by exact maximum likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Observations (float32 data is fitted in float32, anything else in float64).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : NonlinearICA
+        """
+        setup = self._check_hyperparameters()
+        reset = not (self.warm_start and hasattr(self, "params_"))
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
+        self._train(X, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """One epoch over a chunk of data (for data that arrive in pieces or do not fit in memory).
+
+        The first call fits the pre-processing on its chunk and initializes the network; later
+        calls continue from the current parameters and optimizer state.  No validation split.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : NonlinearICA
+        """
+        setup = self._check_hyperparameters()
+        reset = not hasattr(self, "params_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset)
+        self._train(X, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
+        return self
+
+    def _train(self, X, setup, *, reset, epochs, validate, warn_max_iter=True):
+        activation, prior, optimizer = setup
+        rng = check_random_state(self.random_state)
+        if reset:
+            self._dtype = X.dtype
+            self._fit_preprocessing(X)
+        X = self._preprocess(np.asarray(X, dtype=self._dtype))
+        with _precision(self._dtype):
+            key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
+            key, init_key = jax.random.split(key)
+            if reset:
+                params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
+                opt_state = optimizer.init(params)
+                self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
+            else:
+                params = _to_jax(self.params_, self._dtype)
+                opt_state = jax.tree_util.tree_map(jnp.asarray, self._opt_state)
+            self.activation_, self.prior_ = activation, prior
+            X_train, X_val = self._split(X, rng) if validate else (X, None)
+            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size))
+            self._run_epochs(epoch_fn, TrainState(params, opt_state), jnp.asarray(X_train),
+                             None if X_val is None else jnp.asarray(X_val), key, epochs, warn_max_iter)
+        self._n_features_out = self.n_features_in_
+        return self
+
+    def _split(self, X, rng):
+        n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
+        if X.shape[0] - n_val < 1:
+            raise ValueError(
+                f"early_stopping needs at least 2 samples to hold out a validation set; got {X.shape[0]}."
+            )
+        order = rng.permutation(X.shape[0])
+        return X[order[n_val:]], X[order[:n_val]]
+
+    def _run_epochs(self, epoch_fn, state, X_train, X_val, key, epochs, warn_max_iter):
+        activation, prior = self.activation_, self.prior_
+        monitor_validation = X_val is not None
+        best_score = -np.inf
+        best = (_to_numpy(state.params), _to_numpy(state.opt_state))
+        no_change, converged, diverged = 0, False, False
+        bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        for _ in bar:
+            key, epoch_key = jax.random.split(key)
+            state, data_loss = epoch_fn(state, X_train, epoch_key)
+            self.n_iter_ += 1
+            loss = float(data_loss) - float(_log_abs_det(state.params)) - self._log_det_whitening
+            if not np.isfinite(loss) or not _all_finite(state.params):
+                diverged = True
+                break
+            self.loss_curve_.append(loss)
+            postfix = {"train_nll": f"{loss:.4f}"}
+            if monitor_validation:
+                val = float(jnp.mean(self._log_likelihood_batched(state.params, X_val, activation, prior)))
+                val += self._log_det_whitening
+                if not np.isfinite(val):
+                    diverged = True
+                    break
+                self.validation_scores_.append(val)
+                postfix["val_nll"] = f"{-val:.4f}"
+                score = val
+            else:
+                score = -loss
+            bar.set_postfix(postfix)
+            if score > best_score + self.tol:
+                no_change = 0
+            else:
+                no_change += 1
+            if score > best_score:
+                best_score, self.best_iter_ = score, self.n_iter_
+                best = (_to_numpy(state.params), _to_numpy(state.opt_state))
+            if no_change >= self.n_iter_no_change:
+                converged = True
+                break
+        bar.close()
+
+        if diverged:
+            warnings.warn(
+                f"Training diverged at epoch {self.n_iter_} (non-finite loss or parameters) with "
+                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
+                f"epoch {self.best_iter_}. Try a smaller learning_rate.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        elif not converged and warn_max_iter:
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={self.max_iter} epochs without converging "
+                f"(tol={self.tol}, n_iter_no_change={self.n_iter_no_change}); consider increasing "
+                "max_iter or learning_rate.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        if diverged or monitor_validation:
+            self.params_, self._opt_state = best
+        else:
+            self.params_, self._opt_state = _to_numpy(state.params), _to_numpy(state.opt_state)
+
+    # ----------------------------------------------------------------------------------------
+    # inference
+
+    def _log_likelihood_batched(self, params, X, activation, prior):
+        parts = [_log_likelihood(params, X[i:i + _SCORE_BATCH], activation, prior)
+                 for i in range(0, X.shape[0], _SCORE_BATCH)]
+        return jnp.concatenate(parts)
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X, dtype=self._dtype)
+
+    def _jax_params(self):
+        return tuple(_to_jax(self.params_, self._dtype))
+
+    def transform(self, X):
+        """Estimated sources ``S = g(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        S : ndarray of shape (n_samples, n_features)
+        """
+        X = self._preprocess(self._validated(X))
+        with _precision(self._dtype):
+            return np.asarray(_forward(self._jax_params(), jnp.asarray(X), self.activation_))
+
+    def inverse_transform(self, X):
+        """Observations ``g⁻¹(S)`` from sources.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sources, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        S = self._validated(X)
+        with _precision(self._dtype):
+            Z = np.asarray(_inverse(self._jax_params(), jnp.asarray(S), self.activation_))
+        return self._postprocess(Z)
+
+    def score_samples(self, X):
+        """Exact log-likelihood of each sample, in the units of ``X`` (eq. 3).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+        """
+        X = self._preprocess(self._validated(X))
+        with _precision(self._dtype):
+            ll = self._log_likelihood_batched(self._jax_params(), jnp.asarray(X), self.activation_, self.prior_)
+            return np.asarray(ll) + self._dtype.type(self._log_det_whitening)
+
+    def score(self, X, y=None):
+        """Mean exact log-likelihood per sample (higher is better; used by ``GridSearchCV``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted density: sources from the prior, mapped through ``g⁻¹``.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        with _precision(self._dtype):
+            S = self.prior_.sample(jax.random.key(seed), (int(n_samples), self.n_features_in_), self._dtype)
+            Z = np.asarray(_inverse(self._jax_params(), S, self.activation_))
+        return self._postprocess(Z)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

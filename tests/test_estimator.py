@@ -1,0 +1,322 @@
+"""NonlinearICA as a scikit-learn citizen, and its likelihood against independent oracles."""
+
+import io
+import pickle
+import warnings
+
+import joblib
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.sparse
+from scipy import stats
+from sklearn.base import clone
+from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import nica
+from nica.datasets import make_segmented_mixture
+from nica.metrics import amari_distance, mean_corr_coef
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([nica.NonlinearICA(n_layers=2, max_iter=5),
+                          nica.NonlinearICA(n_layers=1, max_iter=3, whiten="unit-variance", bias=False,
+                                            early_stopping=False, prior="gaussian")])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def nonlinear_data():
+    rng = np.random.default_rng(0)
+    S = rng.laplace(size=(1500, 3))
+    A1, A2 = rng.uniform(-1, 1, (3, 3)), rng.uniform(-1, 1, (3, 3))
+    H = S @ A1.T
+    X = np.where(H > 0, H, 0.2 * H) @ A2.T
+    return X
+
+
+def small_model(**kw):
+    defaults = dict(n_layers=2, max_iter=15, batch_size=128, learning_rate=3e-3, random_state=0)
+    defaults.update(kw)
+    return nica.NonlinearICA(**defaults)
+
+
+# ---------------------------------------------------------------------------------------------
+# behaviour
+
+
+def test_linear_ica_recovers_sources_like_fastica():
+    d = make_segmented_mixture(n_segments=1, n_per_segment=4000, n_components=3, n_layers=1, random_state=1)
+    model = nica.NonlinearICA(n_layers=1, max_iter=200, learning_rate=1e-2, random_state=0).fit(d.X_train)
+    mcc = mean_corr_coef(d.S_test, model.transform(d.X_test))
+    # The overall linear unmixing, pre-processing included: S = X P^T W^T (+ const).
+    W_total = model.params_[0].W @ model.whitening_
+    fast = FastICA(random_state=0, whiten="unit-variance").fit(d.X_train)
+    assert mcc > 0.99
+    assert amari_distance(W_total, d.mixing[0]) < 0.05
+    assert amari_distance(W_total, d.mixing[0]) < amari_distance(fast.components_, d.mixing[0]) + 0.02
+
+
+def test_fit_transform_equals_fit_then_transform(nonlinear_data):
+    a = small_model().fit_transform(nonlinear_data)
+    b = small_model().fit(nonlinear_data).transform(nonlinear_data)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_same_random_state_gives_identical_parameters(nonlinear_data):
+    m1, m2 = small_model().fit(nonlinear_data), small_model().fit(nonlinear_data)
+    m3 = small_model(random_state=1).fit(nonlinear_data)
+    for l1, l2 in zip(m1.params_, m2.params_):
+        np.testing.assert_array_equal(l1.W, l2.W)
+        np.testing.assert_array_equal(l1.b, l2.b)
+    assert not np.allclose(m1.params_[0].W, m3.params_[0].W)
+
+
+def test_training_improves_held_out_likelihood(nonlinear_data):
+    X_train, X_test = nonlinear_data[:1200], nonlinear_data[1200:]
+    untrained = small_model(max_iter=1, learning_rate=1e-6).fit(X_train)
+    trained = small_model(max_iter=60).fit(X_train)
+    assert trained.score(X_test) > untrained.score(X_test) + 0.2
+    assert trained.loss_curve_[-1] < trained.loss_curve_[0]
+    assert len(trained.validation_scores_) == trained.n_iter_ == len(trained.loss_curve_)
+    assert 1 <= trained.best_iter_ <= trained.n_iter_
+    assert trained.validation_scores_[trained.best_iter_ - 1] == max(trained.validation_scores_)
+
+
+@pytest.mark.parametrize("whiten", ["standardize", "unit-variance", False])
+def test_score_samples_is_a_normalized_density_in_input_units(whiten):
+    """∫ exp(score_samples) = 1 over the plane: the pre-processing's log-det is accounted for."""
+    rng = np.random.default_rng(3)
+    X = rng.laplace(size=(800, 2)) @ np.array([[3.0, 1.0], [0.5, 0.7]]).T + np.array([4.0, -2.0])
+    model = small_model(whiten=whiten, max_iter=20, prior="logistic").fit(X)
+    lo, hi = X.min(axis=0) - 15, X.max(axis=0) + 15
+    gx, gy = np.linspace(lo[0], hi[0], 600), np.linspace(lo[1], hi[1], 600)
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+    density = np.exp(model.score_samples(grid)).reshape(600, 600)
+    mass = np.trapezoid(np.trapezoid(density, gx, axis=1), gy)
+    assert mass == pytest.approx(1.0, abs=0.02)
+
+
+def test_score_samples_matches_brute_force_change_of_variables(nonlinear_data):
+    """log p(x) = log p_S(g(P(x − μ))) + log|det ∂/∂x| by jax.jacfwd of the whole map."""
+    model = small_model(whiten="unit-variance").fit(nonlinear_data)
+    X = nonlinear_data[:20]
+    act, prior = model.activation_, model.prior_
+
+    def whole_map(x):
+        z = model.whitening_ @ (x - model.mean_)
+        for k, (W, b) in enumerate(model.params_):
+            y = W @ z + b
+            z = act.fn(y) if k < len(model.params_) - 1 else y
+        return z
+
+    with jax.enable_x64(True):
+        S = jax.vmap(whole_map)(jnp.asarray(X))
+        J = jax.vmap(jax.jacfwd(whole_map))(jnp.asarray(X))
+        expected = prior.log_prob(S) + jnp.linalg.slogdet(J)[1]
+    np.testing.assert_allclose(model.score_samples(X), expected, rtol=1e-10)
+    np.testing.assert_allclose(model.transform(X), S, rtol=1e-10, atol=1e-12)
+    assert model.score(X) == pytest.approx(float(np.mean(expected)))
+
+
+def test_inverse_transform_inverts_transform(nonlinear_data):
+    model = small_model(activation="tanh_linear", whiten="unit-variance").fit(nonlinear_data)
+    np.testing.assert_allclose(model.inverse_transform(model.transform(nonlinear_data)), nonlinear_data,
+                               rtol=1e-8, atol=1e-8)
+
+
+def test_sample_follows_the_model_density():
+    """Linear-Gaussian model: samples must have the model's closed-form covariance."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3000, 3)) @ np.array([[2.0, 0, 0], [1.0, 1.0, 0], [0.5, -0.5, 0.3]]).T
+    model = nica.NonlinearICA(n_layers=1, prior="gaussian", whiten=False, max_iter=300,
+                              learning_rate=1e-2, random_state=0).fit(X)
+    W, b = model.params_[0]
+    cov_model = np.linalg.inv(W.T @ W)  # s = W x + b ~ N(0, I)  ⇒  x ~ N(−W⁻¹b, (WᵀW)⁻¹)
+    mean_model = -np.linalg.solve(W, b)
+    draws = model.sample(40000, random_state=0)
+    assert draws.shape == (40000, 3) and draws.dtype == np.float64
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), cov_model, atol=0.08)
+    np.testing.assert_allclose(draws.mean(axis=0), mean_model, atol=0.05)
+    np.testing.assert_array_equal(model.sample(5, random_state=1), model.sample(5, random_state=1))
+    # and the model matches the data it was fitted on
+    np.testing.assert_allclose(cov_model, np.cov(X, rowvar=False), rtol=0.1, atol=0.1)
+    # Kolmogorov–Smirnov on a projection, against the closed-form marginal
+    proj = draws @ np.array([1.0, -1.0, 2.0])
+    sd = np.sqrt(np.array([1.0, -1.0, 2.0]) @ cov_model @ np.array([1.0, -1.0, 2.0]))
+    assert stats.kstest(proj, stats.norm(mean_model @ np.array([1.0, -1.0, 2.0]), sd).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_preserved(nonlinear_data, dtype):
+    X = nonlinear_data.astype(dtype)
+    model = small_model(max_iter=3).fit(X)
+    assert model.params_[0].W.dtype == dtype
+    for out in [model.transform(X), model.inverse_transform(X), model.score_samples(X), model.sample(4)]:
+        assert out.dtype == dtype
+
+
+def test_pickle_and_joblib_round_trip(nonlinear_data):
+    model = small_model(max_iter=5).fit(nonlinear_data)
+    for loaded in [pickle.loads(pickle.dumps(model)), joblib.load(_joblib_bytes(model))]:
+        np.testing.assert_array_equal(loaded.transform(nonlinear_data), model.transform(nonlinear_data))
+        np.testing.assert_array_equal(loaded.score_samples(nonlinear_data), model.score_samples(nonlinear_data))
+        np.testing.assert_array_equal(loaded.sample(3, random_state=0), model.sample(3, random_state=0))
+
+
+def _joblib_bytes(obj):
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_clone_pipeline_and_grid_search(nonlinear_data):
+    model = small_model(max_iter=4)
+    cloned = clone(model)
+    assert cloned.get_params() == model.get_params() and not hasattr(cloned, "params_")
+    pipe = make_pipeline(StandardScaler(), small_model(max_iter=4)).fit(nonlinear_data)
+    assert pipe.transform(nonlinear_data).shape == nonlinear_data.shape
+    assert list(pipe.get_feature_names_out()) == ["nonlinearica0", "nonlinearica1", "nonlinearica2"]
+    search = GridSearchCV(small_model(max_iter=4), {"n_layers": [1, 2]}, cv=2).fit(nonlinear_data)
+    assert search.best_params_["n_layers"] in (1, 2)
+    # GridSearchCV scores by held-out log-likelihood (the estimator's score)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", optax.adam, optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))])
+def test_any_optax_optimizer(nonlinear_data, optimizer):
+    model = small_model(optimizer=optimizer, max_iter=3, learning_rate=1e-3).fit(nonlinear_data)
+    assert np.isfinite(model.score(nonlinear_data))
+
+
+@pytest.mark.parametrize("gradient", ["relative", "euclidean", "autodiff"])
+def test_gradient_options_reach_similar_likelihood(nonlinear_data, gradient):
+    kw = dict(max_iter=40, optimizer="sgd", learning_rate=0.02, early_stopping=False)
+    model = small_model(gradient=gradient, **kw).fit(nonlinear_data[:600])
+    reference = small_model(gradient="relative", **kw).fit(nonlinear_data[:600])
+    # Different directions, same objective: comparable, finite, and improved.
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.score(nonlinear_data[600:]) == pytest.approx(reference.score(nonlinear_data[600:]), abs=0.3)
+
+
+def test_euclidean_and_autodiff_options_follow_the_same_path(nonlinear_data):
+    """Both compute the ordinary gradient: identical training up to round-off."""
+    kw = dict(max_iter=5, optimizer="sgd", learning_rate=0.01, early_stopping=False)
+    a = small_model(gradient="euclidean", **kw).fit(nonlinear_data[:300])
+    b = small_model(gradient="autodiff", **kw).fit(nonlinear_data[:300])
+    np.testing.assert_allclose(a.params_[0].W, b.params_[0].W, rtol=1e-7, atol=1e-9)
+
+
+def test_divergence_stops_restores_best_and_warns(nonlinear_data):
+    with pytest.warns(ConvergenceWarning, match=r"diverged.*learning_rate=1000000\.0"):
+        model = small_model(optimizer="sgd", learning_rate=1e6, max_iter=30).fit(nonlinear_data)
+    assert model.n_iter_ < 30
+    assert all(np.isfinite(leaf).all() for layer in model.params_ for leaf in layer)
+    assert np.isfinite(model.score_samples(nonlinear_data)).all()
+
+
+def test_max_iter_reached_warns(nonlinear_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning, match="max_iter=2"):
+            small_model(max_iter=2).fit(nonlinear_data)
+
+
+def test_early_stopping_converges_without_warning(nonlinear_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = small_model(max_iter=500, n_iter_no_change=3, tol=0.05).fit(nonlinear_data)
+    assert model.n_iter_ < 500 and model.n_iter_ - model.best_iter_ <= 3
+
+
+def test_warm_start_and_partial_fit(nonlinear_data):
+    model = small_model(max_iter=3, warm_start=True).fit(nonlinear_data)
+    first = model.params_[0].W.copy()
+    model.fit(nonlinear_data)
+    assert model.n_iter_ == 6 and len(model.loss_curve_) == 6
+    assert not np.allclose(first, model.params_[0].W)
+
+    streaming = small_model()
+    chunks = np.array_split(nonlinear_data, 5)
+    before = None
+    for epoch in range(3):
+        for chunk in chunks:
+            streaming.partial_fit(chunk)
+        if before is None:
+            before = streaming.score(nonlinear_data)
+    assert streaming.n_iter_ == 15
+    assert streaming.score(nonlinear_data) > before
+    with pytest.raises(ValueError, match="features"):
+        streaming.partial_fit(nonlinear_data[:, :2])
+
+
+def test_verbose_shows_progress(nonlinear_data, capsys):
+    small_model(max_iter=2, verbose=1).fit(nonlinear_data)
+    err = capsys.readouterr().err
+    assert "NonlinearICA" in err and "train_nll" in err and "val_nll" in err
+    small_model(max_iter=2).fit(nonlinear_data)
+    assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0]]), ValueError, "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0]]), ValueError, "infinity"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.ones(5), ValueError, "Expected 2D array"),
+        (np.ones((4, 2)) + 1j, ValueError, "Complex data not supported"),
+        (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), ValueError, "could not convert"),
+        (scipy.sparse.csr_matrix(np.eye(3)), TypeError, "Sparse data was passed"),
+    ],
+)
+def test_bad_training_data(X, error, match):
+    with pytest.raises(error, match=match):
+        small_model().fit(X)
+
+
+def test_bad_data_after_fit(nonlinear_data):
+    model = small_model(max_iter=2).fit(nonlinear_data)
+    for method in [model.transform, model.inverse_transform, model.score_samples, model.score]:
+        with pytest.raises(ValueError, match="X has 2 features, but NonlinearICA is expecting 3"):
+            method(nonlinear_data[:, :2])
+        with pytest.raises(ValueError, match="NaN"):
+            method(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        model.sample(0)
+    with pytest.raises(NotFittedError):
+        small_model().transform(nonlinear_data)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"n_layers": 0}, ValueError, "n_layers must be an integer >= 1; got 0"),
+        ({"learning_rate": -1.0}, ValueError, "learning_rate must be a finite number > 0"),
+        ({"validation_fraction": 1.5}, ValueError, r"validation_fraction must be in \(0, 1\)"),
+        ({"gradient": "natural"}, ValueError, "gradient must be one of"),
+        ({"whiten": "pca"}, ValueError, "whiten must be one of"),
+        ({"activation": "relu"}, ValueError, "Unknown activation 'relu'"),
+        ({"prior": "cauchy"}, ValueError, "Unknown prior 'cauchy'"),
+        ({"optimizer": "not_an_optimizer"}, ValueError, "not an optax optimizer"),
+        ({"optimizer": 3}, TypeError, "optimizer must be"),
+        ({"batch_size": 2.5}, ValueError, "batch_size must be an integer"),
+    ],
+)
+def test_bad_hyperparameters(nonlinear_data, params, error, match):
+    with pytest.raises(error, match=match):
+        small_model(**params).fit(nonlinear_data)
