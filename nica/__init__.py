@@ -8,9 +8,9 @@ Conventions used everywhere in nica: rows are samples (``X`` has shape
 
 from nica import activations, priors
 from nica._src.gradients import autodiff_gradient, euclidean_gradient, relative_gradient
-from nica._src.estimator import NonlinearICA
+from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
 from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
-from nica._src.training import TrainState, make_train_step
+from nica._src.training import TrainState, init_train_state, make_train_step
 
 __version__ = "0.1.0"
 
@@ -24,8 +24,10 @@ __all__ = [
     "euclidean_gradient",
     "autodiff_gradient",
     "TrainState",
+    "init_train_state",
     "make_train_step",
     "NonlinearICA",
+    "ConditionalNonlinearICA",
     "activations",
     "priors",
 ]

@@ -1,17 +1,23 @@
-"""Factorized source priors (SPEC §4): ``gaussian``, ``laplace``, ``logistic``, ``hypsecant``."""
+"""Source priors (SPEC §4): factorized ``gaussian``, ``laplace``, ``logistic``, ``hypsecant``, and
+conditional ``segment_conditional`` (discrete u) and ``mlp_conditional`` (continuous u)."""
 
 from nica._src.priors import (
     Gaussian,
     HypSecant,
     Laplace,
     Logistic,
+    MLPConditional,
     Prior,
+    SegmentConditional,
     gaussian,
     get,
     hypsecant,
     laplace,
     logistic,
+    mlp_conditional,
+    segment_conditional,
 )
 
-__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant",
-           "gaussian", "laplace", "logistic", "hypsecant", "get"]
+__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "SegmentConditional",
+           "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant", "segment_conditional",
+           "mlp_conditional", "get"]

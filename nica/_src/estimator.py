@@ -13,12 +13,15 @@ import numpy as np
 import optax
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
+from scipy.special import logsumexp
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
+from nica._src.priors import mlp_conditional, segment_conditional
 from nica._src.gradients import VALUE_AND_GRADIENT
 from nica._src.network import (
     _forward,
@@ -27,9 +30,9 @@ from nica._src.network import (
     init_params,
     log_abs_det_weights,
 )
-from nica._src.training import TrainState, make_epoch
+from nica._src.training import TrainState, init_train_state, make_epoch
 
-__all__ = ["NonlinearICA"]
+__all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
 _WHITEN_OPTIONS = ("standardize", "unit-variance", False)
 _SCORE_BATCH = 8192
@@ -67,11 +70,282 @@ def _log_abs_det(params):
     return log_abs_det_weights(params)
 
 
+def _device_one(A):
+    return None if A is None else jnp.asarray(A)
+
+
+def _device(data):
+    return None if data is None else tuple(_device_one(A) for A in data)
+
+
+def _check_n_samples(n_samples):
+    if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+    return int(n_samples)
+
+
 def _all_finite(tree) -> bool:
     return all(bool(np.all(np.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of nica's estimators; not public (use :class:`NonlinearICA` or
+    :class:`ConditionalNonlinearICA`)."""
+
+    _warning_stacklevel = 4  # ConvergenceWarnings point at the user's call to fit
+
+    # ----------------------------------------------------------------------------------------
+    # validation of hyperparameters (before any data or JAX work)
+
+    def _check_hyperparameters(self):
+        def positive_int(name, minimum=1):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+        def positive_real(name, allow_zero=False):
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+            if not ok or value < 0 or (value == 0 and not allow_zero):
+                bound = ">= 0" if allow_zero else "> 0"
+                raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+
+        positive_int("n_layers")
+        positive_int("batch_size")
+        positive_int("max_iter")
+        positive_int("n_iter_no_change")
+        positive_real("learning_rate")
+        positive_real("tol", allow_zero=True)
+        vf = self.validation_fraction
+        if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0.0 < vf < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1); got {vf!r}.")
+        if self.gradient not in VALUE_AND_GRADIENT:
+            raise ValueError(f"gradient must be one of {sorted(VALUE_AND_GRADIENT)}; got {self.gradient!r}.")
+        if self.whiten not in _WHITEN_OPTIONS or self.whiten is True:
+            raise ValueError(f"whiten must be one of {_WHITEN_OPTIONS}; got {self.whiten!r}.")
+        for name in ("bias", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
+        return _activations.get(self.activation), _priors.get(self.prior), self._resolve_optimizer()
+
+    def _resolve_optimizer(self):
+        opt = self.optimizer
+        if isinstance(opt, str):
+            return _optimizer_from_name(opt, float(self.learning_rate))
+        if isinstance(opt, optax.GradientTransformation):
+            return opt
+        if callable(opt):
+            result = opt(self.learning_rate)
+            if not isinstance(result, optax.GradientTransformation):
+                raise TypeError(
+                    "optimizer factory must return an optax.GradientTransformation; "
+                    f"{opt!r}(learning_rate) returned {type(result).__name__}."
+                )
+            return result
+        raise TypeError(
+            "optimizer must be an optax name, an optax factory or an optax.GradientTransformation; "
+            f"got {type(opt).__name__}."
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # pre-processing: an affine map with a known log-determinant
+
+    def _fit_preprocessing(self, X):
+        n_features = X.shape[1]
+        self.mean_ = X.mean(axis=0) if self.whiten else np.zeros(n_features, X.dtype)
+        if self.whiten == "standardize":
+            std = X.std(axis=0)
+            std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
+            P = np.diag(1.0 / std)
+        elif self.whiten == "unit-variance":
+            cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+            eigval, eigvec = np.linalg.eigh(cov)
+            floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
+            P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
+        else:
+            P = np.eye(n_features)
+        self.whitening_ = P.astype(X.dtype)
+        self._log_det_whitening = float(np.linalg.slogdet(P)[1])
+
+    def _preprocess(self, X):
+        return ((X - self.mean_) @ self.whitening_.T).astype(self._dtype, copy=False)
+
+    def _postprocess(self, Z):
+        return (np.linalg.solve(self.whitening_, Z.T).T + self.mean_).astype(self._dtype, copy=False)
+
+    # ----------------------------------------------------------------------------------------
+    # fitting
+
+    def _train(self, X, U, setup, *, reset, epochs, validate, warn_max_iter=True):
+        activation, base_prior, optimizer = setup
+        rng = check_random_state(self.random_state)
+        if reset:
+            self._dtype = X.dtype
+            self._fit_preprocessing(X)
+        X = self._preprocess(np.asarray(X, dtype=self._dtype))
+        with _precision(self._dtype):
+            key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
+            key, init_key, prior_key = jax.random.split(key, 3)
+            if reset:
+                prior = self._build_prior(base_prior)
+                params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
+                prior_params = prior.init_params(prior_key, X.shape[1], self._dtype)
+                state = init_train_state(optimizer, params, prior_params)
+                self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
+            else:
+                prior = self.prior_
+                state = TrainState(*jax.tree_util.tree_map(jnp.asarray, self._state))
+            self.activation_, self.prior_ = activation, prior
+            train, val = self._split((X, U), rng) if validate else ((X, U), None)
+            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size))
+            self._run_epochs(epoch_fn, state, _device(train), _device(val), key, epochs, warn_max_iter)
+        self._n_features_out = self.n_features_in_
+        return self
+
+    def _build_prior(self, base_prior):
+        return base_prior
+
+    def _split(self, data, rng):
+        n = data[0].shape[0]
+        n_val = max(1, int(round(self.validation_fraction * n)))
+        if n - n_val < 1:
+            raise ValueError(f"early_stopping needs at least 2 samples to hold out a validation set; got {n}.")
+        order = rng.permutation(n)
+        take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
+        return take(order[n_val:]), take(order[:n_val])
+
+    def _run_epochs(self, epoch_fn, state, train, val, key, epochs, warn_max_iter):
+        monitor_validation = val is not None
+        best_score = -np.inf
+        best = _to_numpy(state)
+        no_change, converged, diverged = 0, False, False
+        bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        for _ in bar:
+            key, epoch_key = jax.random.split(key)
+            state, data_loss = epoch_fn(state, *train, epoch_key)
+            self.n_iter_ += 1
+            loss = float(data_loss) - float(_log_abs_det(state.params)) - self._log_det_whitening
+            if not np.isfinite(loss) or not _all_finite(state):
+                diverged = True
+                break
+            self.loss_curve_.append(loss)
+            postfix = {"train_nll": f"{loss:.4f}"}
+            if monitor_validation:
+                val_ll = self._log_likelihood_batched(state.params, state.prior_params, *val)
+                score = float(jnp.mean(val_ll)) + self._log_det_whitening
+                if not np.isfinite(score):
+                    diverged = True
+                    break
+                self.validation_scores_.append(score)
+                postfix["val_nll"] = f"{-score:.4f}"
+            else:
+                score = -loss
+            bar.set_postfix(postfix)
+            no_change = 0 if score > best_score + self.tol else no_change + 1
+            if score > best_score:
+                best_score, self.best_iter_ = score, self.n_iter_
+                best = _to_numpy(state)
+            if no_change >= self.n_iter_no_change:
+                converged = True
+                break
+        bar.close()
+
+        if diverged:
+            warnings.warn(
+                f"Training diverged at epoch {self.n_iter_} (non-finite loss or parameters) with "
+                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
+                f"epoch {self.best_iter_}. Try a smaller learning_rate.",
+                ConvergenceWarning,
+                stacklevel=self._warning_stacklevel,
+            )
+        elif not converged and warn_max_iter:
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={self.max_iter} epochs without converging "
+                f"(tol={self.tol}, n_iter_no_change={self.n_iter_no_change}); consider increasing "
+                "max_iter or learning_rate.",
+                ConvergenceWarning,
+                stacklevel=self._warning_stacklevel,
+            )
+        self._state = best if (diverged or monitor_validation) else _to_numpy(state)
+        self.params_ = self._state.params
+        self.prior_params_ = self._state.prior_params
+
+    # ----------------------------------------------------------------------------------------
+    # inference
+
+    def _log_likelihood_batched(self, params, prior_params, X, U):
+        """Exact log-likelihood of pre-processed rows, in batches (without the whitening term)."""
+        parts = [
+            _log_likelihood(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_, prior_params,
+                            None if U is None else U[i:i + _SCORE_BATCH])
+            for i in range(0, X.shape[0], _SCORE_BATCH)
+        ]
+        return jnp.concatenate(parts)
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X, dtype=self._dtype)
+
+    def _jax_params(self):
+        return _to_jax(self.params_, self._dtype), _to_jax(self.prior_params_, self._dtype)
+
+    def transform(self, X):
+        """Estimated sources ``S = g(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        S : ndarray of shape (n_samples, n_features)
+        """
+        X = self._preprocess(self._validated(X))
+        with _precision(self._dtype):
+            return np.asarray(_forward(self._jax_params()[0], jnp.asarray(X), self.activation_))
+
+    def inverse_transform(self, X):
+        """Observations ``g⁻¹(S)`` from sources.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sources, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        S = self._validated(X)
+        with _precision(self._dtype):
+            Z = np.asarray(_inverse(self._jax_params()[0], jnp.asarray(S), self.activation_))
+        return self._postprocess(Z)
+
+    def _score_samples(self, X, U):
+        X = self._preprocess(self._validated(X))
+        with _precision(self._dtype):
+            params, prior_params = self._jax_params()
+            ll = self._log_likelihood_batched(params, prior_params, jnp.asarray(X), _device_one(U))
+            return np.asarray(ll) + self._dtype.type(self._log_det_whitening)
+
+    def _sample(self, U, n_samples, random_state):
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        with _precision(self._dtype):
+            params, prior_params = self._jax_params()
+            u = jnp.zeros((n_samples, 0)) if U is None else jnp.asarray(U)
+            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u,
+                                               self.n_features_in_, self._dtype)
+            Z = np.asarray(_inverse(params, S, self.activation_))
+        return self._postprocess(Z)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class NonlinearICA(_RelativeGradientICA):
     """Nonlinear ICA / density estimation by exact maximum likelihood (factorized prior, eq. 3).
 
     An invertible MLP ``s = g(x)`` with ``n_layers`` square layers and invertible elementwise
@@ -210,88 +484,6 @@ class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.random_state = random_state
         self.verbose = verbose
 
-    # ----------------------------------------------------------------------------------------
-    # validation of hyperparameters (before any data or JAX work)
-
-    def _check_hyperparameters(self):
-        def positive_int(name, minimum=1):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-        def positive_real(name, allow_zero=False):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-            if not ok or value < 0 or (value == 0 and not allow_zero):
-                bound = ">= 0" if allow_zero else "> 0"
-                raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
-
-        positive_int("n_layers")
-        positive_int("batch_size")
-        positive_int("max_iter")
-        positive_int("n_iter_no_change")
-        positive_real("learning_rate")
-        positive_real("tol", allow_zero=True)
-        vf = self.validation_fraction
-        if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0.0 < vf < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1); got {vf!r}.")
-        if self.gradient not in VALUE_AND_GRADIENT:
-            raise ValueError(f"gradient must be one of {sorted(VALUE_AND_GRADIENT)}; got {self.gradient!r}.")
-        if self.whiten not in _WHITEN_OPTIONS or self.whiten is True:
-            raise ValueError(f"whiten must be one of {_WHITEN_OPTIONS}; got {self.whiten!r}.")
-        for name in ("bias", "early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
-        return _activations.get(self.activation), _priors.get(self.prior), self._resolve_optimizer()
-
-    def _resolve_optimizer(self):
-        opt = self.optimizer
-        if isinstance(opt, str):
-            return _optimizer_from_name(opt, float(self.learning_rate))
-        if isinstance(opt, optax.GradientTransformation):
-            return opt
-        if callable(opt):
-            result = opt(self.learning_rate)
-            if not isinstance(result, optax.GradientTransformation):
-                raise TypeError(
-                    "optimizer factory must return an optax.GradientTransformation; "
-                    f"{opt!r}(learning_rate) returned {type(result).__name__}."
-                )
-            return result
-        raise TypeError(
-            "optimizer must be an optax name, an optax factory or an optax.GradientTransformation; "
-            f"got {type(opt).__name__}."
-        )
-
-    # ----------------------------------------------------------------------------------------
-    # pre-processing: an affine map with a known log-determinant
-
-    def _fit_preprocessing(self, X):
-        n_features = X.shape[1]
-        self.mean_ = X.mean(axis=0) if self.whiten else np.zeros(n_features, X.dtype)
-        if self.whiten == "standardize":
-            std = X.std(axis=0)
-            std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
-            P = np.diag(1.0 / std)
-        elif self.whiten == "unit-variance":
-            cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
-            eigval, eigvec = np.linalg.eigh(cov)
-            floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
-            P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
-        else:
-            P = np.eye(n_features)
-        self.whitening_ = P.astype(X.dtype)
-        self._log_det_whitening = float(np.linalg.slogdet(P)[1])
-
-    def _preprocess(self, X):
-        return ((X - self.mean_) @ self.whitening_.T).astype(self._dtype, copy=False)
-
-    def _postprocess(self, Z):
-        return (np.linalg.solve(self.whitening_, Z.T).T + self.mean_).astype(self._dtype, copy=False)
-
-    # ----------------------------------------------------------------------------------------
-    # fitting
-
     def fit(self, X, y=None):
         """Fit the network by exact maximum likelihood.
 
@@ -309,7 +501,7 @@ class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         setup = self._check_hyperparameters()
         reset = not (self.warm_start and hasattr(self, "params_"))
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
-        self._train(X, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping)
+        self._train(X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping)
         return self
 
     def partial_fit(self, X, y=None):
@@ -330,152 +522,8 @@ class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         setup = self._check_hyperparameters()
         reset = not hasattr(self, "params_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset)
-        self._train(X, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
+        self._train(X, None, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
         return self
-
-    def _train(self, X, setup, *, reset, epochs, validate, warn_max_iter=True):
-        activation, prior, optimizer = setup
-        rng = check_random_state(self.random_state)
-        if reset:
-            self._dtype = X.dtype
-            self._fit_preprocessing(X)
-        X = self._preprocess(np.asarray(X, dtype=self._dtype))
-        with _precision(self._dtype):
-            key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-            key, init_key = jax.random.split(key)
-            if reset:
-                params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
-                opt_state = optimizer.init(params)
-                self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
-            else:
-                params = _to_jax(self.params_, self._dtype)
-                opt_state = jax.tree_util.tree_map(jnp.asarray, self._opt_state)
-            self.activation_, self.prior_ = activation, prior
-            X_train, X_val = self._split(X, rng) if validate else (X, None)
-            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size))
-            self._run_epochs(epoch_fn, TrainState(params, opt_state), jnp.asarray(X_train),
-                             None if X_val is None else jnp.asarray(X_val), key, epochs, warn_max_iter)
-        self._n_features_out = self.n_features_in_
-        return self
-
-    def _split(self, X, rng):
-        n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
-        if X.shape[0] - n_val < 1:
-            raise ValueError(
-                f"early_stopping needs at least 2 samples to hold out a validation set; got {X.shape[0]}."
-            )
-        order = rng.permutation(X.shape[0])
-        return X[order[n_val:]], X[order[:n_val]]
-
-    def _run_epochs(self, epoch_fn, state, X_train, X_val, key, epochs, warn_max_iter):
-        activation, prior = self.activation_, self.prior_
-        monitor_validation = X_val is not None
-        best_score = -np.inf
-        best = (_to_numpy(state.params), _to_numpy(state.opt_state))
-        no_change, converged, diverged = 0, False, False
-        bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
-        for _ in bar:
-            key, epoch_key = jax.random.split(key)
-            state, data_loss = epoch_fn(state, X_train, epoch_key)
-            self.n_iter_ += 1
-            loss = float(data_loss) - float(_log_abs_det(state.params)) - self._log_det_whitening
-            if not np.isfinite(loss) or not _all_finite(state.params):
-                diverged = True
-                break
-            self.loss_curve_.append(loss)
-            postfix = {"train_nll": f"{loss:.4f}"}
-            if monitor_validation:
-                val = float(jnp.mean(self._log_likelihood_batched(state.params, X_val, activation, prior)))
-                val += self._log_det_whitening
-                if not np.isfinite(val):
-                    diverged = True
-                    break
-                self.validation_scores_.append(val)
-                postfix["val_nll"] = f"{-val:.4f}"
-                score = val
-            else:
-                score = -loss
-            bar.set_postfix(postfix)
-            if score > best_score + self.tol:
-                no_change = 0
-            else:
-                no_change += 1
-            if score > best_score:
-                best_score, self.best_iter_ = score, self.n_iter_
-                best = (_to_numpy(state.params), _to_numpy(state.opt_state))
-            if no_change >= self.n_iter_no_change:
-                converged = True
-                break
-        bar.close()
-
-        if diverged:
-            warnings.warn(
-                f"Training diverged at epoch {self.n_iter_} (non-finite loss or parameters) with "
-                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
-                f"epoch {self.best_iter_}. Try a smaller learning_rate.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        elif not converged and warn_max_iter:
-            warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs without converging "
-                f"(tol={self.tol}, n_iter_no_change={self.n_iter_no_change}); consider increasing "
-                "max_iter or learning_rate.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        if diverged or monitor_validation:
-            self.params_, self._opt_state = best
-        else:
-            self.params_, self._opt_state = _to_numpy(state.params), _to_numpy(state.opt_state)
-
-    # ----------------------------------------------------------------------------------------
-    # inference
-
-    def _log_likelihood_batched(self, params, X, activation, prior):
-        parts = [_log_likelihood(params, X[i:i + _SCORE_BATCH], activation, prior)
-                 for i in range(0, X.shape[0], _SCORE_BATCH)]
-        return jnp.concatenate(parts)
-
-    def _validated(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return np.asarray(X, dtype=self._dtype)
-
-    def _jax_params(self):
-        return tuple(_to_jax(self.params_, self._dtype))
-
-    def transform(self, X):
-        """Estimated sources ``S = g(X)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        S : ndarray of shape (n_samples, n_features)
-        """
-        X = self._preprocess(self._validated(X))
-        with _precision(self._dtype):
-            return np.asarray(_forward(self._jax_params(), jnp.asarray(X), self.activation_))
-
-    def inverse_transform(self, X):
-        """Observations ``g⁻¹(S)`` from sources.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Sources, e.g. the output of :meth:`transform`.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        S = self._validated(X)
-        with _precision(self._dtype):
-            Z = np.asarray(_inverse(self._jax_params(), jnp.asarray(S), self.activation_))
-        return self._postprocess(Z)
 
     def score_samples(self, X):
         """Exact log-likelihood of each sample, in the units of ``X`` (eq. 3).
@@ -488,10 +536,7 @@ class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         -------
         log_likelihood : ndarray of shape (n_samples,)
         """
-        X = self._preprocess(self._validated(X))
-        with _precision(self._dtype):
-            ll = self._log_likelihood_batched(self._jax_params(), jnp.asarray(X), self.activation_, self.prior_)
-            return np.asarray(ll) + self._dtype.type(self._log_det_whitening)
+        return self._score_samples(X, None)
 
     def score(self, X, y=None):
         """Mean exact log-likelihood per sample (higher is better; used by ``GridSearchCV``).
@@ -520,15 +565,323 @@ class NonlinearICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
-        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-        with _precision(self._dtype):
-            S = self.prior_.sample(jax.random.key(seed), (int(n_samples), self.n_features_in_), self._dtype)
-            Z = np.asarray(_inverse(self._jax_params(), S, self.activation_))
-        return self._postprocess(Z)
+        return self._sample(None, _check_n_samples(n_samples), random_state)
+
+
+class ConditionalNonlinearICA(_RelativeGradientICA):
+    """Nonlinear ICA with an auxiliary variable: exact maximum likelihood of ``p(x | u)`` (eq. 4).
+
+    The sources are conditionally independent given an observed auxiliary variable ``u``
+    (passed as ``y``): a segment label, as in the segment-modulated (TCL) setting, or a
+    continuous variable.  Each source follows the ``prior`` family with a scale (and location)
+    that depends on ``u`` and is learned jointly with the network: the network's layers get the
+    relative gradient, the prior's parameters the ordinary gradient, and both go to one optax
+    optimizer.  Unlike the factorized model, this one is identifiable (Hyvärinen et al., 2019).
+
+    Parameters
+    ----------
+    n_layers : int, default=3
+        Number of square layers.
+    activation : str or Activation, default="smooth_leaky_relu"
+    prior : str or Prior, default="laplace"
+        The base family of each conditional source density.
+    learn_location : bool, default=True
+        Learn a per-``u`` location as well as a per-``u`` log-scale.
+    aux_type : {"auto", "discrete", "continuous"}, default="auto"
+        How ``y`` is read.  ``"auto"``: continuous if ``y`` holds floats that
+        :func:`sklearn.utils.multiclass.type_of_target` calls continuous, otherwise discrete
+        labels (ints, strings, ...).
+    hidden_units : int, default=32
+        Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
+    bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
+validation_fraction, n_iter_no_change, gradient, whiten, warm_start, random_state, verbose
+        As in :class:`NonlinearICA`.
+
+    Attributes
+    ----------
+    params_ : tuple of Layer
+    prior_params_ : dict of ndarray
+        For discrete ``u``: ``log_scale`` (and ``loc``) of shape ``(n_segments, n_features)``,
+        in the units of the sources.  For continuous ``u``: the weights of the prior network.
+    activation_, prior_ :
+        The resolved activation and (conditional) prior objects.
+    aux_type_ : {"discrete", "continuous"}
+    classes_ : ndarray of shape (n_segments,)
+        Segment labels seen in ``fit`` (discrete ``u``).
+    segment_log_weights_ : ndarray of shape (n_segments,)
+        Log-frequencies of the segments in the training data (discrete ``u``), used for the
+        marginal likelihood and for sampling when no ``y`` is given.
+    mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
+feature_names_in_
+        As in :class:`NonlinearICA`.
+
+    Examples
+    --------
+    >>> from nica import ConditionalNonlinearICA
+    >>> from nica.datasets import make_segmented_mixture
+    >>> from nica.metrics import mean_corr_coef
+    >>> data = make_segmented_mixture(n_segments=10, n_per_segment=300, n_components=2,
+    ...                               n_layers=1, random_state=0)
+    >>> model = ConditionalNonlinearICA(n_layers=1, max_iter=30, learning_rate=1e-2, random_state=0)
+    >>> model = model.fit(data.X_train, data.u_train)
+    >>> bool(mean_corr_coef(data.S_test, model.transform(data.X_test)) > 0.9)
+    True
+    """
+
+    def __init__(
+        self,
+        n_layers=3,
+        *,
+        activation="smooth_leaky_relu",
+        prior="laplace",
+        learn_location=True,
+        aux_type="auto",
+        hidden_units=32,
+        bias=True,
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=256,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        gradient="relative",
+        whiten="standardize",
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_layers = n_layers
+        self.activation = activation
+        self.prior = prior
+        self.learn_location = learn_location
+        self.aux_type = aux_type
+        self.hidden_units = hidden_units
+        self.bias = bias
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.gradient = gradient
+        self.whiten = whiten
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    _warning_stacklevel = 5  # one frame deeper than NonlinearICA (_fit_with_aux)
+
+    def _check_hyperparameters(self):
+        if self.aux_type not in ("auto", "discrete", "continuous"):
+            raise ValueError(
+                f"aux_type must be one of ('auto', 'discrete', 'continuous'); got {self.aux_type!r}."
+            )
+        if not isinstance(self.learn_location, (bool, np.bool_)):
+            raise TypeError(f"learn_location must be a bool; got {self.learn_location!r}.")
+        hu = self.hidden_units
+        if not isinstance(hu, numbers.Integral) or isinstance(hu, bool) or hu < 1:
+            raise ValueError(f"hidden_units must be an integer >= 1; got {hu!r}.")
+        return super()._check_hyperparameters()
+
+    # ----------------------------------------------------------------------------------------
+    # the auxiliary variable
+
+    def _fit_aux(self, y):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind not in "fc":
+            y = y.ravel()
+        aux_type = self.aux_type
+        if aux_type == "auto":
+            continuous = y.dtype.kind == "f" and type_of_target(y).startswith("continuous")
+            aux_type = "continuous" if continuous else "discrete"
+        self.aux_type_ = aux_type
+        if aux_type == "discrete":
+            if y.ndim != 1:
+                raise ValueError(
+                    f"Discrete auxiliary labels y must be 1-D (one segment label per sample); got shape {y.shape}."
+                )
+            self.classes_, counts = np.unique(y, return_counts=True)
+            self.segment_log_weights_ = np.log(counts / counts.sum())
+        else:
+            U = self._as_continuous(y)
+            self.aux_mean_ = U.mean(axis=0)
+            scale = U.std(axis=0)
+            self.aux_scale_ = np.where(scale > 0, scale, 1.0)
+
+    def _as_continuous(self, y):
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"A continuous auxiliary variable y must be numeric; got dtype {y.dtype}.")
+        U = y.reshape(y.shape[0], -1).astype(np.float64)
+        if not np.all(np.isfinite(U)):
+            raise ValueError("The auxiliary variable y contains NaN or infinity.")
+        return U
+
+    def _encode_aux(self, y, n_samples, dtype):
+        """Segment codes (int32) or standardized continuous values (``dtype``), validated."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs the auxiliary variable: pass it as y.")
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != n_samples:
+            raise ValueError(
+                f"y must have one entry per sample ({n_samples}); got shape {np.shape(y)}."
+            )
+        if self.aux_type_ == "discrete":
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            if y.ndim != 1:
+                raise ValueError(f"Segment labels y must be 1-D; got shape {y.shape}.")
+            known = np.isin(y, self.classes_)
+            if not known.all():
+                unseen = np.unique(y[~known])
+                raise ValueError(
+                    f"y contains {unseen.size} segment label(s) not seen during fit: "
+                    f"{unseen[:10].tolist()}; the model knows {self.classes_.size} labels "
+                    f"({self.classes_[:10].tolist()}{', ...' if self.classes_.size > 10 else ''})."
+                )
+            return np.searchsorted(self.classes_, y).astype(np.int32)
+        U = self._as_continuous(y)
+        if U.shape[1] != self.aux_mean_.shape[0]:
+            raise ValueError(
+                f"y has {U.shape[1]} auxiliary dimensions but the model was fitted with "
+                f"{self.aux_mean_.shape[0]}."
+            )
+        return ((U - self.aux_mean_) / self.aux_scale_).astype(dtype)
+
+    def _build_prior(self, base_prior):
+        if self.aux_type_ == "discrete":
+            return segment_conditional(base_prior, int(self.classes_.size),
+                                       learn_location=bool(self.learn_location))
+        return mlp_conditional(base_prior, int(self.aux_mean_.shape[0]),
+                               hidden_units=int(self.hidden_units),
+                               learn_location=bool(self.learn_location))
+
+    # ----------------------------------------------------------------------------------------
+    # fitting
+
+    def _fit_with_aux(self, X, y, *, reset, epochs, validate, warn_max_iter, min_samples):
+        setup = self._check_hyperparameters()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
+                             multi_output=True, y_numeric=False, reset=reset)
+        if reset:
+            self._fit_aux(y)
+        U = self._encode_aux(y, X.shape[0], X.dtype if reset else self._dtype)
+        return self._train(X, U, setup, reset=reset, epochs=epochs, validate=validate,
+                           warn_max_iter=warn_max_iter)
+
+    def fit(self, X, y):
+        """Fit ``p(x | u)`` by exact maximum likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_aux)
+            The auxiliary variable ``u``: segment labels (any hashable labels) or continuous
+            values.
+
+        Returns
+        -------
+        self : ConditionalNonlinearICA
+        """
+        reset = not (self.warm_start and hasattr(self, "params_"))
+        return self._fit_with_aux(X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping,
+                                  warn_max_iter=True, min_samples=2)
+
+    def partial_fit(self, X, y):
+        """One epoch over a chunk of data; the first call also fixes the segment labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_aux)
+
+        Returns
+        -------
+        self : ConditionalNonlinearICA
+        """
+        return self._fit_with_aux(X, y, reset=not hasattr(self, "params_"), epochs=1, validate=False,
+                                  warn_max_iter=False, min_samples=1)
+
+    # ----------------------------------------------------------------------------------------
+    # likelihood and sampling
+
+    def score_samples(self, X, y=None):
+        """Exact conditional log-likelihood ``log p(x | u)`` of each sample, in the units of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_aux), optional
+            The auxiliary variable.  For discrete ``u`` it may be omitted: the result is then
+            the marginal ``log Σ_u π_u p(x | u)`` with the training frequencies ``π_u`` (one pass
+            over ``X`` per segment).
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        n_samples = _num_samples(X)
+        if y is not None:
+            return self._score_samples(X, self._encode_aux(y, n_samples, self._dtype))
+        if self.aux_type_ != "discrete":
+            raise ValueError("y is required to score a model with a continuous auxiliary variable.")
+        per_segment = np.stack([
+            self._score_samples(X, np.full(n_samples, k, np.int32)) + w
+            for k, w in enumerate(self.segment_log_weights_)
+        ])
+        return logsumexp(per_segment, axis=0).astype(self._dtype)
+
+    def score(self, X, y=None):
+        """Mean exact log-likelihood per sample (conditional on ``y`` when given).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like, optional
+
+        Returns
+        -------
+        float
+        """
+        return float(np.mean(self.score_samples(X, y)))
+
+    def sample(self, n_samples=1, y=None, random_state=None):
+        """Draw ``x ~ p(x | u)``.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Ignored when ``y`` is an array (one sample per entry).
+        y : label, array-like or None, default=None
+            One label (or one continuous value) for all samples, one per sample, or ``None``
+            (discrete ``u`` only) to draw segments with their training frequencies.
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        rng = check_random_state(random_state)
+        if y is None:
+            if self.aux_type_ != "discrete":
+                raise ValueError("y is required to sample from a model with a continuous auxiliary variable.")
+            n = _check_n_samples(n_samples)
+            U = rng.choice(self.classes_.size, size=n, p=np.exp(self.segment_log_weights_)).astype(np.int32)
+        else:
+            y = np.asarray(y)
+            if y.ndim == 0 or (self.aux_type_ == "continuous" and y.ndim == 1
+                               and self.aux_mean_.shape[0] > 1 and y.shape[0] == self.aux_mean_.shape[0]):
+                y = np.repeat(y[None, ...], _check_n_samples(n_samples), axis=0)
+            U = self._encode_aux(y, y.shape[0], self._dtype)
+        return self._sample(U, U.shape[0], rng)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.target_tags.required = True
         return tags

@@ -36,22 +36,26 @@ from nica._src.network import Layer, _validated, forward_trace
 __all__ = ["relative_gradient", "euclidean_gradient", "autodiff_gradient", "backpropagated_errors"]
 
 
-def backpropagated_errors(params, X, activation, prior):
+def backpropagated_errors(params, X, activation, prior, prior_params=(), u=None):
     """Forward pass plus back-propagation of ``ℓ_data``.
 
-    Returns ``(loss_data, deltas, inputs, preacts)`` where ``deltas[k] = ∂ℓ_data/∂Y_k`` (mean over
-    the batch included).  Only the error signals are differentiated, so no weight gradient (and
-    no ``D×D`` outer product) is formed here: forward ``L`` products, backward ``L − 1``.
+    Returns ``(loss_data, deltas, inputs, preacts, prior_grads)`` where
+    ``deltas[k] = ∂ℓ_data/∂Y_k`` (mean over the batch included) and ``prior_grads`` is the
+    Euclidean gradient of ``ℓ_data`` with respect to the prior's own parameters (empty for a
+    factorized prior).  Only the error signals are differentiated, so no weight gradient (and no
+    ``D×D`` outer product) is formed here: forward ``L`` products, backward ``L − 1``.
     """
 
-    def data_loss(perturbations):
+    def data_loss(perturbations, prior_params):
         S, inputs, preacts, log_det_act = forward_trace(params, X, activation, perturbations)
-        loss = -jnp.mean(prior.log_prob(S) + log_det_act)
+        loss = -jnp.mean(prior.conditional_log_prob(prior_params, S, u) + log_det_act)
         return loss, (inputs, preacts)
 
     zeros = [jnp.zeros_like(X) for _ in params]
-    (loss, (inputs, preacts)), deltas = jax.value_and_grad(data_loss, has_aux=True)(zeros)
-    return loss, deltas, inputs, preacts
+    (loss, (inputs, preacts)), (deltas, prior_grads) = jax.value_and_grad(
+        data_loss, argnums=(0, 1), has_aux=True
+    )(zeros, prior_params)
+    return loss, deltas, inputs, preacts, prior_grads
 
 
 def _relative_layer(layer: Layer, delta, Z, Y):
@@ -76,40 +80,47 @@ def _relative_layer(layer: Layer, delta, Z, Y):
     return Layer(data_W + jnp.outer(g, b @ W) - W, data_b + g * (1.0 + b @ b) - b)
 
 
-def relative_value_and_gradient(params, X, activation, prior):
-    """``(ℓ_data, relative gradient)``: the data part of the mean NLL and SPEC §2's update."""
-    loss, deltas, inputs, preacts = backpropagated_errors(params, X, activation, prior)
+def relative_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+    """``(ℓ_data, relative gradient of the layers, Euclidean gradient of the prior parameters)``."""
+    loss, deltas, inputs, preacts, prior_grads = backpropagated_errors(
+        params, X, activation, prior, prior_params, u
+    )
     grads = tuple(
         _relative_layer(layer, d, Z, Y) for layer, d, Z, Y in zip(params, deltas, inputs, preacts)
     )
-    return loss, grads
+    return loss, grads, prior_grads
 
 
-def euclidean_value_and_gradient(params, X, activation, prior):
-    """``(ℓ_data, ordinary gradient)`` with ``−W⁻ᵀ`` from an explicit inverse."""
-    loss, deltas, inputs, _ = backpropagated_errors(params, X, activation, prior)
+def euclidean_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+    """``(ℓ_data, ordinary gradient, prior gradient)`` with ``−W⁻ᵀ`` from an explicit inverse."""
+    loss, deltas, inputs, _, prior_grads = backpropagated_errors(
+        params, X, activation, prior, prior_params, u
+    )
     grads = []
     for layer, d, Z in zip(params, deltas, inputs):
         G = d.T @ Z - jnp.linalg.inv(layer.W).T  # ∂(−log|det W|)/∂W = −W⁻ᵀ, explicit inverse
         grads.append(Layer(G, None if layer.b is None else jnp.sum(d, axis=0)))
-    return loss, tuple(grads)
+    return loss, tuple(grads), prior_grads
 
 
-def autodiff_value_and_gradient(params, X, activation, prior):
-    """``(ℓ_data, ordinary gradient)`` by differentiating per-sample Jacobians' ``slogdet``."""
+def autodiff_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+    """``(ℓ_data, ordinary gradient, prior gradient)`` by differentiating per-sample Jacobians."""
 
     def single(p, x):
         return forward_trace(p, x[None, :], activation)[0][0]
 
-    def nll(p):
+    def nll(p, prior_params):
         S, _, _, log_det_act = forward_trace(p, X, activation)
         J = jax.vmap(jax.jacfwd(single, argnums=1), in_axes=(None, 0))(p, X)  # (B, D, D)
         log_det = jnp.linalg.slogdet(J)[1]
-        data_loss = -jnp.mean(prior.log_prob(S) + log_det_act)
-        return -jnp.mean(prior.log_prob(S) + log_det), jax.lax.stop_gradient(data_loss)
+        log_prior = prior.conditional_log_prob(prior_params, S, u)
+        data_loss = -jnp.mean(log_prior + log_det_act)
+        return -jnp.mean(log_prior + log_det), jax.lax.stop_gradient(data_loss)
 
-    (_, data_loss), grads = jax.value_and_grad(nll, has_aux=True)(params)
-    return data_loss, grads
+    (_, data_loss), (grads, prior_grads) = jax.value_and_grad(nll, argnums=(0, 1), has_aux=True)(
+        params, prior_params
+    )
+    return data_loss, grads, prior_grads
 
 
 VALUE_AND_GRADIENT = {

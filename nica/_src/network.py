@@ -216,9 +216,10 @@ def _inverse(params, S, activation):
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _log_likelihood(params, X, activation, prior):
+def _log_likelihood(params, X, activation, prior, prior_params=(), u=None):
     S, _, _, log_det_act = forward_trace(params, X, activation)
-    return prior.log_prob(S) + log_det_act + log_abs_det_weights(params)  # eq. (3)
+    log_prior = prior.conditional_log_prob(prior_params, S, u)  # eq. (3), or eq. (4) given u
+    return log_prior + log_det_act + log_abs_det_weights(params)
 
 
 def forward(params, X, *, activation="smooth_leaky_relu"):

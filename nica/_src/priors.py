@@ -19,8 +19,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant",
-           "gaussian", "laplace", "logistic", "hypsecant", "get"]
+__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "SegmentConditional",
+           "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant", "segment_conditional",
+           "mlp_conditional", "get"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
@@ -49,6 +50,21 @@ class Prior:
     def sample(self, key, shape, dtype=jnp.float32):
         """Independent draws of the given shape, as a JAX array of ``dtype``."""
         return self._standard_sample(key, tuple(shape), dtype)
+
+    # The conditional interface (eq. 4).  A factorized prior has no parameters of its own and
+    # ignores the auxiliary variable, so callers never need to branch.
+
+    def init_params(self, key, n_components, dtype=jnp.float32):
+        """The prior's own learnable parameters: none for a factorized prior."""
+        return ()
+
+    def conditional_log_prob(self, prior_params, S, u=None):
+        """``Σ_i log p_i(s_i | u)``; a factorized prior ignores ``prior_params`` and ``u``."""
+        return self.log_prob(S)
+
+    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
+        """Draws ``s ~ p(s | u)``, one row per row of ``u``."""
+        return self.sample(key, (jnp.shape(u)[0], n_components), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +206,161 @@ def hypsecant() -> HypSecant:
     -0.6931
     """
     return HypSecant()
+
+
+# ---------------------------------------------------------------------------------------------
+# conditional priors, eq. (4): a base family whose per-component scale and location depend on u
+
+
+def _scaled_log_prob(base, S, log_scale, loc):
+    z = (S - loc) * jnp.exp(-log_scale)
+    return jnp.sum(base.log_density(z) - log_scale, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConditional(Prior):
+    """``p(s_i | u) = p_base((s_i − μ_{u,i}) / σ_{u,i}) / σ_{u,i}`` for a segment label ``u``.
+
+    Learned parameters: ``log_scale`` (and ``loc`` when ``learn_location``), each of shape
+    ``(n_segments, n_components)``, initialised at zero (the base density).  ``u`` holds
+    integer labels in ``[0, n_segments)``.
+    """
+
+    base: Prior
+    n_segments: int
+    learn_location: bool = True
+    name = "segment_conditional"
+
+    @property
+    def variance(self):
+        return self.base.variance
+
+    def init_params(self, key, n_components, dtype=jnp.float32):
+        shape = (self.n_segments, n_components)
+        params = {"log_scale": jnp.zeros(shape, dtype)}
+        if self.learn_location:
+            params["loc"] = jnp.zeros(shape, dtype)
+        return params
+
+    def _scale_and_loc(self, prior_params, u):
+        log_scale = prior_params["log_scale"][u]
+        loc = prior_params["loc"][u] if self.learn_location else jnp.zeros_like(log_scale)
+        return log_scale, loc
+
+    def conditional_log_prob(self, prior_params, S, u=None):
+        if u is None:
+            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
+        return _scaled_log_prob(self.base, S, *self._scale_and_loc(prior_params, u))
+
+    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
+        log_scale, loc = self._scale_and_loc(prior_params, u)
+        eps = self.base.sample(key, log_scale.shape, dtype)
+        return eps * jnp.exp(log_scale) + loc
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPConditional(Prior):
+    """Like :class:`SegmentConditional` for a continuous ``u`` of shape ``(n, n_aux)``: the
+    log-scales and locations are a one-hidden-layer tanh network of ``u``.
+
+    The output layer starts at zero, so training starts from the base density.
+    """
+
+    base: Prior
+    n_aux: int
+    hidden_units: int = 32
+    learn_location: bool = True
+    name = "mlp_conditional"
+
+    @property
+    def variance(self):
+        return self.base.variance
+
+    def init_params(self, key, n_components, dtype=jnp.float32):
+        n_out = 2 * n_components if self.learn_location else n_components
+        return {
+            "W1": jax.random.normal(key, (self.n_aux, self.hidden_units), dtype) / math.sqrt(self.n_aux),
+            "b1": jnp.zeros((self.hidden_units,), dtype),
+            "W2": jnp.zeros((self.hidden_units, n_out), dtype),
+            "b2": jnp.zeros((n_out,), dtype),
+        }
+
+    def _scale_and_loc(self, prior_params, u):
+        p = prior_params
+        hidden = jnp.tanh(u @ p["W1"] + p["b1"][None, :])
+        out = hidden @ p["W2"] + p["b2"][None, :]
+        if not self.learn_location:
+            return out, jnp.zeros_like(out)
+        log_scale, loc = jnp.split(out, 2, axis=-1)
+        return log_scale, loc
+
+    def conditional_log_prob(self, prior_params, S, u=None):
+        if u is None:
+            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
+        return _scaled_log_prob(self.base, S, *self._scale_and_loc(prior_params, u))
+
+    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
+        log_scale, loc = self._scale_and_loc(prior_params, u)
+        eps = self.base.sample(key, log_scale.shape, dtype)
+        return eps * jnp.exp(log_scale) + loc
+
+
+def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) -> SegmentConditional:
+    """Conditional prior for segment labels (eq. 4): learned per-segment scales and locations.
+
+    Parameters
+    ----------
+    base : str or Prior, default="laplace"
+        The family: each component is ``base`` rescaled and shifted per segment.
+    n_segments : int, default=2
+    learn_location : bool, default=True
+
+    Returns
+    -------
+    SegmentConditional
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from nica import priors
+    >>> prior = priors.segment_conditional("laplace", n_segments=3)
+    >>> theta = prior.init_params(jax.random.key(0), n_components=2)
+    >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.array([0, 1, 2, 0])).shape
+    (4,)
+    """
+    if not isinstance(n_segments, int) or n_segments < 1:
+        raise ValueError(f"n_segments must be a positive integer; got {n_segments!r}.")
+    return SegmentConditional(get(base), n_segments, bool(learn_location))
+
+
+def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=True) -> MLPConditional:
+    """Conditional prior for a continuous auxiliary variable: scales and locations from a small MLP.
+
+    Parameters
+    ----------
+    base : str or Prior, default="laplace"
+    n_aux : int, default=1
+        Dimension of ``u``.
+    hidden_units : int, default=32
+    learn_location : bool, default=True
+
+    Returns
+    -------
+    MLPConditional
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from nica import priors
+    >>> prior = priors.mlp_conditional("gaussian", n_aux=1)
+    >>> theta = prior.init_params(jax.random.key(0), n_components=2)
+    >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.ones((4, 1))).shape
+    (4,)
+    """
+    for name, value in (("n_aux", n_aux), ("hidden_units", hidden_units)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return MLPConditional(get(base), n_aux, hidden_units, bool(learn_location))
 
 
 _REGISTRY = {"gaussian": gaussian, "laplace": laplace, "logistic": logistic, "hypsecant": hypsecant}
