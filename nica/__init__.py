@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 try:  # standalone NumPy/SciPy modules; present once written
-    from nica import datasets, metrics  # noqa: F401
+    from nica import datasets, metrics, plotting  # noqa: F401
 
-    __all__ += ["datasets", "metrics"]
+    __all__ += ["datasets", "metrics", "plotting"]
 except ImportError:  # pragma: no cover
     pass

@@ -129,6 +129,20 @@ def mean_corr_coef(S_true, S_est, method="pearson"):
     >>> mean_corr_coef(S, noise) < 0.15
     True
     """
+    _, _, matched = _match_components(S_true, S_est, method)
+    return float(matched.mean())
+
+
+def _match_components(S_true, S_est, method="pearson"):
+    """Validate, then match components one-to-one as :func:`mean_corr_coef` does.
+
+    Returns
+    -------
+    rows, cols : ndarray of int, shape (min(n_components_true, n_components_est),)
+        True source ``rows[k]`` is matched to estimate ``cols[k]``; ``rows`` is increasing.
+    matched : ndarray of float, same shape
+        The matched absolute correlations ``C[rows, cols]``; their mean is the MCC.
+    """
     _check_method(method)
     S_true = _check_sources(S_true, "S_true")
     S_est = _check_sources(S_est, "S_est")
@@ -142,7 +156,7 @@ def mean_corr_coef(S_true, S_est, method="pearson"):
         S_est = rankdata(S_est, axis=0)
     C = _abs_cross_correlation(S_true, S_est)
     rows, cols = linear_sum_assignment(C, maximize=True)
-    return float(C[rows, cols].mean())
+    return rows, cols, C[rows, cols]
 
 
 def _check_square(M, name):
