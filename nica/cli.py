@@ -275,7 +275,7 @@ def cmd_demo(args):
                                   n_layers=n_layers, random_state=args.seed)
     X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
     start = time.perf_counter()
-    model = nica.ConditionalNonlinearICA(**DEMO_SETTINGS, max_iter=60 if args.quick else 300,
+    model = nica.ConditionalNonlinearICA(**DEMO_SETTINGS, max_iter=60 if args.quick else 1000,
                                          random_state=args.seed, verbose=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter in --quick mode
@@ -296,7 +296,7 @@ def cmd_demo(args):
 
 
 # Hyperparameters recommended for the segment-modulated benchmark (docs/benchmarks.md).
-DEMO_SETTINGS = dict(n_layers=2, learning_rate=3e-3, batch_size=256)
+DEMO_SETTINGS = dict(n_layers=4, whiten="unit-variance", learning_rate=1e-2, n_iter_no_change=30)
 
 
 # ---------------------------------------------------------------------------------------------
