@@ -18,6 +18,9 @@ because ``Z Wᵀ = Y − b`` is known from the forward pass, the data part needs
     ΔW = δᵀ ((Y − b) W) + g ⊗ (bᵀ W) − W          with g = Σ_rows δ
     Δb = δᵀ ((Y − b) b) + g (1 + bᵀ b)  − b
 
+and, as ``Y − b`` and ``b`` enter only through ``Y = (Y − b) + 1bᵀ``, more simply
+``ΔW = δᵀ (Y W) − W`` and ``Δb = δᵀ (Y b) + g − b``.
+
 No inverse, no determinant and (for ``B ≤ 2D``) no ``D×D×D`` product.  The ``−b`` term is the
 bias correction that SPEC §2 adds to the authors' code.
 """
@@ -61,23 +64,27 @@ def backpropagated_errors(params, X, activation, prior, prior_params=(), u=None)
 def _relative_layer(layer: Layer, delta, Z, Y):
     """``[ΔW, Δb]`` of one layer from its errors ``δ``, input ``Z`` and pre-activation ``Y``.
 
-    The grouping is chosen from the static shapes: ``δᵀ((Y − b) W)`` costs ``2·B·D²``, forming
-    ``G = δᵀ Z`` and then ``G (Wᵀ W)`` costs ``B·D² + 2·D³``, cheaper only when ``B > 2D``.
+    Since ``Y = Z Wᵀ + 1 bᵀ`` and ``g = δᵀ 1``, the cheap form folds the bias terms into the
+    products: ``δᵀ(Y W) = G WᵀW + g (bᵀW)`` and ``δᵀ(Y b) = G Wᵀb + g (bᵀb)``, so
+
+        ΔW = δᵀ (Y W) − W,        Δb = δᵀ (Y b) + g − b,
+
+    which costs ``2·B·D²``.  Forming ``G = δᵀ Z`` and then ``G (Wᵀ W)`` costs ``B·D² + 2·D³``,
+    cheaper only when ``B > 2D``; the grouping is chosen from the static shapes.
     """
     W, b = layer
     batch, dim = Z.shape
     if batch > 2 * dim:
         G = delta.T @ Z
-        data_W = G @ (W.T @ W)
-        data_b = None if b is None else G @ (W.T @ b)
-    else:
-        R = Y if b is None else Y - b[None, :]  # = Z Wᵀ, already computed by the forward pass
-        data_W = delta.T @ (R @ W)
-        data_b = None if b is None else delta.T @ (R @ b)
+        dW = G @ (W.T @ W) - W
+        if b is None:
+            return Layer(dW, None)
+        g = jnp.sum(delta, axis=0)
+        return Layer(dW + jnp.outer(g, b @ W), G @ (W.T @ b) + g * (1.0 + b @ b) - b)
+    dW = delta.T @ (Y @ W) - W
     if b is None:
-        return Layer(data_W - W, None)
-    g = jnp.sum(delta, axis=0)
-    return Layer(data_W + jnp.outer(g, b @ W) - W, data_b + g * (1.0 + b @ b) - b)
+        return Layer(dW, None)
+    return Layer(dW, delta.T @ (Y @ b) + jnp.sum(delta, axis=0) - b)
 
 
 def relative_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
