@@ -74,3 +74,13 @@ def test_nonlinear_walkthrough(tmp_path):
     assert 0.7 < mcc_nica <= 1.0
     assert 0.5 < mcc_fastica <= 1.0
     assert "not identifiable" in out
+
+
+def test_identifiability_walkthrough(tmp_path):
+    out = run_example("identifiability_walkthrough", tmp_path)
+    assert_pngs(tmp_path, ["identifiability_sources.png", "identifiability_scales.png"])
+    mcc, fast = find_numbers(rf"ConditionalNonlinearICA: {NUMBER}\s+FastICA: {NUMBER}", out)
+    assert mcc > fast and mcc > 0.85
+    line = next(l for l in out.splitlines() if l.startswith("correlation of learned"))
+    correlations = [float(v) for v in line.split(":")[1].split(",")]
+    assert min(correlations) > 0.8  # the per-segment scales are recovered
