@@ -98,12 +98,42 @@ class Activation:
     name: str = "activation"
 
     def fn(self, x):  # pragma: no cover - abstract
+        """The activation ``σ(x)``, elementwise.
+
+        Parameters
+        ----------
+        x : array
+
+        Returns
+        -------
+        array of the same shape
+        """
         raise NotImplementedError
 
     def inverse(self, y):  # pragma: no cover - abstract
+        """The exact inverse ``σ⁻¹(y)``, elementwise (differentiable).
+
+        Parameters
+        ----------
+        y : array
+
+        Returns
+        -------
+        array of the same shape
+        """
         raise NotImplementedError
 
     def log_derivative(self, x):  # pragma: no cover - abstract
+        """``log σ'(x)``, elementwise, computed in a numerically stable way.
+
+        Parameters
+        ----------
+        x : array
+
+        Returns
+        -------
+        array of the same shape
+        """
         raise NotImplementedError
 
     def derivative(self, x):
@@ -119,6 +149,11 @@ class SmoothLeakyReLU(Activation):
     r"""Smooth leaky ReLU ``σ(x) = αx + (1 − α)·softplus(x)``.
 
     ``σ'(x) = α + (1 − α)·sigmoid(x)`` lies in ``(α, 1)``; ``σ`` is convex.
+
+    Parameters
+    ----------
+    alpha : float, default=0.3
+        Slope for ``x → −∞``; ``0 < alpha < 1``.
     """
 
     alpha: float = 0.3
@@ -149,7 +184,13 @@ class SmoothLeakyReLU(Activation):
 
 @dataclasses.dataclass(frozen=True)
 class TanhLinear(Activation):
-    r"""``σ(x) = tanh(x) + βx``, with ``σ'(x) = 1 − tanh²(x) + β`` in ``(β, 1 + β]``."""
+    r"""``σ(x) = tanh(x) + βx``, with ``σ'(x) = 1 − tanh²(x) + β`` in ``(β, 1 + β]``.
+
+    Parameters
+    ----------
+    beta : float, default=0.1
+        Weight of the linear term; must be positive.
+    """
 
     beta: float = 0.1
     name = "tanh_linear"
@@ -180,7 +221,13 @@ class TanhLinear(Activation):
 
 @dataclasses.dataclass(frozen=True)
 class LeakyReLU(Activation):
-    r"""Leaky ReLU: ``x`` for ``x ≥ 0`` and ``slope·x`` otherwise (piecewise affine)."""
+    r"""Leaky ReLU: ``x`` for ``x ≥ 0`` and ``slope·x`` otherwise (piecewise affine).
+
+    Parameters
+    ----------
+    slope : float, default=0.2
+        Slope for negative inputs; must be positive.
+    """
 
     slope: float = 0.2
     name = "leaky_relu"

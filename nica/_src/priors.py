@@ -35,9 +35,29 @@ class Prior:
     variance: float = 1.0
 
     def log_density(self, s):  # pragma: no cover - abstract
+        """Elementwise ``log p(s)``.
+
+        Parameters
+        ----------
+        s : array
+
+        Returns
+        -------
+        array of the same shape
+        """
         raise NotImplementedError
 
     def score(self, s):  # pragma: no cover - abstract
+        """Elementwise score ``d log p(s) / ds``.
+
+        Parameters
+        ----------
+        s : array
+
+        Returns
+        -------
+        array of the same shape
+        """
         raise NotImplementedError
 
     def _standard_sample(self, key, shape, dtype):  # pragma: no cover - abstract
@@ -223,7 +243,16 @@ class SegmentConditional(Prior):
 
     Learned parameters: ``log_scale`` (and ``loc`` when ``learn_location``), each of shape
     ``(n_segments, n_components)``, initialised at zero (the base density).  ``u`` holds
-    integer labels in ``[0, n_segments)``.
+    integer labels in ``[0, n_segments)``.  Build it with :func:`segment_conditional`.
+
+    Parameters
+    ----------
+    base : Prior
+        The family: each component is ``base`` rescaled and shifted per segment.
+    n_segments : int
+        Number of segment labels.
+    learn_location : bool, default=True
+        Learn ``loc`` as well as ``log_scale``.
     """
 
     base: Prior
@@ -263,7 +292,19 @@ class MLPConditional(Prior):
     """Like :class:`SegmentConditional` for a continuous ``u`` of shape ``(n, n_aux)``: the
     log-scales and locations are a one-hidden-layer tanh network of ``u``.
 
-    The output layer starts at zero, so training starts from the base density.
+    The output layer starts at zero, so training starts from the base density.  Build it with
+    :func:`mlp_conditional`.
+
+    Parameters
+    ----------
+    base : Prior
+        The family of each component.
+    n_aux : int
+        Dimension of ``u``.
+    hidden_units : int, default=32
+        Width of the hidden layer.
+    learn_location : bool, default=True
+        Learn locations as well as log-scales.
     """
 
     base: Prior
