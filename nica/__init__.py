@@ -10,7 +10,13 @@ from nica import activations, priors
 from nica._src.gradients import autodiff_gradient, euclidean_gradient, relative_gradient
 from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
 from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
-from nica._src.training import TrainState, init_train_state, make_train_step
+from nica._src.training import (
+    TrainState,
+    init_train_state,
+    make_mesh,
+    make_train_step,
+    shard_params,
+)
 
 __version__ = "0.1.0"
 
@@ -26,6 +32,8 @@ __all__ = [
     "TrainState",
     "init_train_state",
     "make_train_step",
+    "make_mesh",
+    "shard_params",
     "NonlinearICA",
     "ConditionalNonlinearICA",
     "activations",

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from scipy.special import logsumexp
@@ -30,11 +32,12 @@ from nica._src.network import (
     init_params,
     log_abs_det_weights,
 )
-from nica._src.training import TrainState, init_train_state, make_epoch
+from nica._src.training import TrainState, init_train_state, make_epoch, make_mesh, shard_params
 
 __all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
 _WHITEN_OPTIONS = ("standardize", "unit-variance", False)
+_PARALLEL_OPTIONS = (None, "data", "model")
 _SCORE_BATCH = 8192
 
 
@@ -56,9 +59,17 @@ def _optimizer_from_name(name: str, learning_rate: float):
     return factory(learning_rate)
 
 
+def _fetch(a):
+    """``a`` as a NumPy array; an array split over several processes (model parallel on
+    several hosts) is gathered first, a collective that every process runs."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+        return multihost_utils.process_allgather(a, tiled=True)
+    return np.asarray(a)
+
+
 def _to_numpy(tree):
     # A real copy: the device buffers are donated to the next epoch.
-    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+    return jax.tree_util.tree_map(lambda a: np.array(_fetch(a), copy=True), tree)
 
 
 def _to_jax(tree, dtype):
@@ -70,12 +81,17 @@ def _log_abs_det(params):
     return log_abs_det_weights(params)
 
 
-def _device_one(A):
-    return None if A is None else jnp.asarray(A)
+def _device_one(A, mesh=None):
+    """``A`` on the device, or replicated on every device of ``mesh``."""
+    if A is None:
+        return None
+    if mesh is None:
+        return jnp.asarray(A)
+    return jax.device_put(A, NamedSharding(mesh, PartitionSpec()))
 
 
-def _device(data):
-    return None if data is None else tuple(_device_one(A) for A in data)
+def _device(data, mesh=None):
+    return None if data is None else tuple(_device_one(A, mesh) for A in data)
 
 
 def _check_n_samples(n_samples):
@@ -85,7 +101,8 @@ def _check_n_samples(n_samples):
 
 
 def _all_finite(tree) -> bool:
-    return all(bool(np.all(np.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
+    # Checked on the device: no host copy of the state each epoch.
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -126,6 +143,15 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         for name in ("bias", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
+        parallel = self.parallel
+        if not (parallel is None or isinstance(parallel, str) and parallel in _PARALLEL_OPTIONS):
+            raise ValueError(f"parallel must be one of {_PARALLEL_OPTIONS}; got {parallel!r}.")
+        if parallel == "data" and self.batch_size % jax.device_count():
+            raise ValueError(
+                f"batch_size={self.batch_size} must be a multiple of the number of devices "
+                f"({jax.device_count()}) with parallel='data': each batch is split evenly over "
+                "the devices."
+            )
         return _activations.get(self.activation), _priors.get(self.prior), self._resolve_optimizer()
 
     def _resolve_optimizer(self):
@@ -153,24 +179,36 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     def _fit_preprocessing(self, X):
         n_features = X.shape[1]
         self.mean_ = X.mean(axis=0) if self.whiten else np.zeros(n_features, X.dtype)
+        # A diagonal P (standardize, none) is applied as a vector: O(n·D), not O(n·D²) or O(D³).
+        self._whitening_scale = None
         if self.whiten == "standardize":
             std = X.std(axis=0)
             std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
-            P = np.diag(1.0 / std)
+            scale = 1.0 / std
         elif self.whiten == "unit-variance":
             cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
             eigval, eigvec = np.linalg.eigh(cov)
             floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
             P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
+            self.whitening_ = P.astype(X.dtype)
+            self._log_det_whitening = float(np.linalg.slogdet(P)[1])
+            return
         else:
-            P = np.eye(n_features)
-        self.whitening_ = P.astype(X.dtype)
-        self._log_det_whitening = float(np.linalg.slogdet(P)[1])
+            scale = np.ones(n_features)
+        self._whitening_scale = scale.astype(X.dtype)
+        self.whitening_ = np.diag(self._whitening_scale)
+        self._log_det_whitening = float(np.sum(np.log(scale)))
 
     def _preprocess(self, X):
+        scale = getattr(self, "_whitening_scale", None)
+        if scale is not None:
+            return ((X - self.mean_) * scale).astype(self._dtype, copy=False)
         return ((X - self.mean_) @ self.whitening_.T).astype(self._dtype, copy=False)
 
     def _postprocess(self, Z):
+        scale = getattr(self, "_whitening_scale", None)
+        if scale is not None:
+            return (Z / scale + self.mean_).astype(self._dtype, copy=False)
         return (np.linalg.solve(self.whitening_, Z.T).T + self.mean_).astype(self._dtype, copy=False)
 
     # ----------------------------------------------------------------------------------------
@@ -194,16 +232,26 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
             else:
                 prior = self.prior_
-                state = TrainState(*jax.tree_util.tree_map(jnp.asarray, self._state))
+                state = TrainState(*self._state)
+            mesh = self._mesh()
+            state = jax.tree_util.tree_map(jnp.asarray, state) if mesh is None else shard_params(state, mesh)
             self.activation_, self.prior_ = activation, prior
             train, val = self._split((X, U), rng) if validate else ((X, U), None)
-            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size))
-            self._run_epochs(epoch_fn, state, _device(train), _device(val), key, epochs, warn_max_iter)
+            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size), mesh)
+            self._run_epochs(epoch_fn, state, _device(train, mesh), _device(val, mesh), key, epochs,
+                             warn_max_iter)
         self._n_features_out = self.n_features_in_
         return self
 
     def _build_prior(self, base_prior):
         return base_prior
+
+    def _mesh(self):
+        """The device mesh for ``parallel`` (every device of the default backend), or None."""
+        return None if self.parallel is None else make_mesh(self.parallel)
+
+    def _to_device(self, A):
+        return _device_one(A, self._mesh())
 
     def _split(self, data, rng):
         n = data[0].shape[0]
@@ -288,7 +336,12 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return np.asarray(X, dtype=self._dtype)
 
     def _jax_params(self):
-        return _to_jax(self.params_, self._dtype), _to_jax(self.prior_params_, self._dtype)
+        mesh = self._mesh()
+        if mesh is None:
+            return _to_jax(self.params_, self._dtype), _to_jax(self.prior_params_, self._dtype)
+        host = jax.tree_util.tree_map(lambda a: np.asarray(a, self._dtype),
+                                      (self.params_, self.prior_params_))
+        return shard_params(host, mesh)
 
     def transform(self, X):
         """Estimated sources ``S = g(X)``.
@@ -303,7 +356,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """
         X = self._preprocess(self._validated(X))
         with _precision(self._dtype):
-            return np.asarray(_forward(self._jax_params()[0], jnp.asarray(X), self.activation_))
+            return _fetch(_forward(self._jax_params()[0], self._to_device(X), self.activation_))
 
     def inverse_transform(self, X):
         """Observations ``g⁻¹(S)`` from sources.
@@ -319,24 +372,25 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """
         S = self._validated(X)
         with _precision(self._dtype):
-            Z = np.asarray(_inverse(self._jax_params()[0], jnp.asarray(S), self.activation_))
+            Z = _fetch(_inverse(self._jax_params()[0], self._to_device(S), self.activation_))
         return self._postprocess(Z)
 
     def _score_samples(self, X, U):
         X = self._preprocess(self._validated(X))
         with _precision(self._dtype):
             params, prior_params = self._jax_params()
-            ll = self._log_likelihood_batched(params, prior_params, jnp.asarray(X), _device_one(U))
-            return np.asarray(ll) + self._dtype.type(self._log_det_whitening)
+            ll = self._log_likelihood_batched(params, prior_params, self._to_device(X),
+                                              self._to_device(U))
+            return _fetch(ll) + self._dtype.type(self._log_det_whitening)
 
     def _sample(self, U, n_samples, random_state):
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         with _precision(self._dtype):
             params, prior_params = self._jax_params()
-            u = jnp.zeros((n_samples, 0)) if U is None else jnp.asarray(U)
+            u = jnp.zeros((n_samples, 0)) if U is None else self._to_device(U)
             S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u,
                                                self.n_features_in_, self._dtype)
-            Z = np.asarray(_inverse(params, S, self.activation_))
+            Z = _fetch(_inverse(params, self._to_device(S), self.activation_))
         return self._postprocess(Z)
 
     def __sklearn_tags__(self):
@@ -401,6 +455,14 @@ class NonlinearICA(_RelativeGradientICA):
         Controls initialization, the validation split and batch shuffling.
     verbose : int, default=0
         ``verbose >= 1`` shows a progress bar over epochs with training and validation NLL.
+    parallel : {None, "data", "model"}, default=None
+        Train (and score) on every device of JAX's default backend (``jax.devices()``):
+        ``"data"`` splits each mini-batch by rows over the devices and replicates the
+        parameters (``batch_size`` must be a multiple of the number of devices; the fit equals
+        the one-device fit up to floating-point summation order); ``"model"`` splits every
+        layer matrix, its bias and the optimizer state by rows over the devices, for ``D`` too
+        large for one device's memory.  Each device holds the whole pre-processed training
+        array.  ``None``: one device.  See ``docs/scaling.md``.
 
     Attributes
     ----------
@@ -465,6 +527,7 @@ class NonlinearICA(_RelativeGradientICA):
         warm_start=False,
         random_state=None,
         verbose=0,
+        parallel=None,
     ):
         self.n_layers = n_layers
         self.activation = activation
@@ -483,6 +546,7 @@ class NonlinearICA(_RelativeGradientICA):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+        self.parallel = parallel
 
     def fit(self, X, y=None):
         """Fit the network by exact maximum likelihood.
@@ -594,7 +658,8 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
-validation_fraction, n_iter_no_change, gradient, whiten, warm_start, random_state, verbose
+validation_fraction, n_iter_no_change, gradient, whiten, warm_start, random_state, verbose, \
+parallel
         As in :class:`NonlinearICA`.
 
     Attributes
@@ -651,6 +716,7 @@ feature_names_in_
         warm_start=False,
         random_state=None,
         verbose=0,
+        parallel=None,
     ):
         self.n_layers = n_layers
         self.activation = activation
@@ -672,6 +738,7 @@ feature_names_in_
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+        self.parallel = parallel
 
     _warning_stacklevel = 5  # one frame deeper than NonlinearICA (_fit_with_aux)
 
