@@ -237,8 +237,34 @@ def _scaled_log_prob(base, S, log_scale, loc):
     return jnp.sum(base.log_density(z) - log_scale, axis=-1)
 
 
+class _LocationScaleConditional(Prior):
+    """Shared part of the conditional priors: ``base`` rescaled and shifted by parameters that
+    depend on ``u``; subclasses give ``_scale_and_loc(prior_params, u)``."""
+
+    base: Prior
+
+    @property
+    def variance(self):
+        return self.base.variance
+
+    def _scale_and_loc(self, prior_params, u):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def conditional_log_prob(self, prior_params, S, u=None):
+        """``Σ_i log p_i(s_i | u)`` with the scales and locations given by ``u``."""
+        if u is None:
+            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
+        return _scaled_log_prob(self.base, S, *self._scale_and_loc(prior_params, u))
+
+    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
+        """Draws ``s ~ p(s | u)``, one row per row of ``u``."""
+        log_scale, loc = self._scale_and_loc(prior_params, u)
+        eps = self.base.sample(key, log_scale.shape, dtype)
+        return eps * jnp.exp(log_scale) + loc
+
+
 @dataclasses.dataclass(frozen=True)
-class SegmentConditional(Prior):
+class SegmentConditional(_LocationScaleConditional):
     """``p(s_i | u) = p_base((s_i − μ_{u,i}) / σ_{u,i}) / σ_{u,i}`` for a segment label ``u``.
 
     Learned parameters: ``log_scale`` (and ``loc`` when ``learn_location``), each of shape
@@ -260,10 +286,6 @@ class SegmentConditional(Prior):
     learn_location: bool = True
     name = "segment_conditional"
 
-    @property
-    def variance(self):
-        return self.base.variance
-
     def init_params(self, key, n_components, dtype=jnp.float32):
         shape = (self.n_segments, n_components)
         params = {"log_scale": jnp.zeros(shape, dtype)}
@@ -276,19 +298,9 @@ class SegmentConditional(Prior):
         loc = prior_params["loc"][u] if self.learn_location else jnp.zeros_like(log_scale)
         return log_scale, loc
 
-    def conditional_log_prob(self, prior_params, S, u=None):
-        if u is None:
-            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
-        return _scaled_log_prob(self.base, S, *self._scale_and_loc(prior_params, u))
-
-    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
-        log_scale, loc = self._scale_and_loc(prior_params, u)
-        eps = self.base.sample(key, log_scale.shape, dtype)
-        return eps * jnp.exp(log_scale) + loc
-
 
 @dataclasses.dataclass(frozen=True)
-class MLPConditional(Prior):
+class MLPConditional(_LocationScaleConditional):
     """Like :class:`SegmentConditional` for a continuous ``u`` of shape ``(n, n_aux)``: the
     log-scales and locations are a one-hidden-layer tanh network of ``u``.
 
@@ -313,10 +325,6 @@ class MLPConditional(Prior):
     learn_location: bool = True
     name = "mlp_conditional"
 
-    @property
-    def variance(self):
-        return self.base.variance
-
     def init_params(self, key, n_components, dtype=jnp.float32):
         n_out = 2 * n_components if self.learn_location else n_components
         return {
@@ -335,15 +343,6 @@ class MLPConditional(Prior):
         log_scale, loc = jnp.split(out, 2, axis=-1)
         return log_scale, loc
 
-    def conditional_log_prob(self, prior_params, S, u=None):
-        if u is None:
-            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
-        return _scaled_log_prob(self.base, S, *self._scale_and_loc(prior_params, u))
-
-    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
-        log_scale, loc = self._scale_and_loc(prior_params, u)
-        eps = self.base.sample(key, log_scale.shape, dtype)
-        return eps * jnp.exp(log_scale) + loc
 
 
 def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) -> SegmentConditional:
