@@ -206,7 +206,7 @@ def _primitives(jaxpr):
 
 
 def _matmul_flops(eqn):
-    (lhs, rhs), out = [v.aval.shape for v in eqn.invars], eqn.outvars[0].aval.shape
+    lhs, out = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
     ((lc, _), _) = eqn.params["dimension_numbers"]
     contracted = int(np.prod([lhs[i] for i in lc]))
     return contracted * int(np.prod(out))
