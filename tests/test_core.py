@@ -273,6 +273,21 @@ def test_init_params_is_orthogonal_and_deterministic():
     assert all(layer.b is None for layer in p3)
 
 
+def test_init_params_above_4096_features_is_a_permuted_block_orthogonal_matrix():
+    """Large D: exactly orthogonal without an O(D³) QR; blocks of ≤ 1,024, rows and columns permuted."""
+    n = 4100
+    (W, b), = nica.init_params(jax.random.key(0), n, 1, dtype=jnp.float64)
+    W = np.asarray(W)
+    np.testing.assert_allclose(W @ W.T, np.eye(n), atol=1e-12)
+    nonzero = W != 0
+    assert nonzero.sum(axis=1).max() <= 1024 and nonzero.sum(axis=0).max() <= 1024
+    assert nonzero.sum() == sum(m * m for m in [820] * 5)   # 5 blocks of 820: nothing else is set
+    # rows and columns are permuted: the diagonal blocks of W itself are not the structure
+    assert 0 < nonzero[:820, :820].sum() < 820 * 820
+    W2, _ = nica.init_params(jax.random.key(0), n, 1, dtype=jnp.float64)[0]
+    np.testing.assert_array_equal(W, W2)
+
+
 @pytest.mark.parametrize(
     "params, X, error, match",
     [

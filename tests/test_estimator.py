@@ -173,6 +173,63 @@ def test_pickle_and_joblib_round_trip(nonlinear_data):
         np.testing.assert_array_equal(loaded.sample(3, random_state=0), model.sample(3, random_state=0))
 
 
+def test_float64_model_pickled_loads_as_float64_without_x64(nonlinear_data, tmp_path):
+    """The pickle holds NumPy arrays, so a process that never enabled 64-bit JAX still gets
+    float64 results (a pickled float64 jax.Array would be truncated to float32 there)."""
+    import subprocess
+    import sys
+
+    model = small_model(max_iter=3).fit(nonlinear_data)
+    joblib.dump(model, tmp_path / "model.joblib")
+    np.save(tmp_path / "X.npy", nonlinear_data)
+    code = (
+        "import joblib, numpy as np, jax; assert not jax.config.jax_enable_x64; "
+        f"m = joblib.load(r'{tmp_path / 'model.joblib'}'); X = np.load(r'{tmp_path / 'X.npy'}'); "
+        f"np.save(r'{tmp_path / 'S.npy'}', m.transform(X)); print(m.params_[0].W.dtype)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "float64"
+    S = np.load(tmp_path / "S.npy")
+    assert S.dtype == np.float64
+    np.testing.assert_array_equal(S, model.transform(nonlinear_data))
+
+
+def test_fitted_parameters_are_views_of_the_device_state_not_host_copies(nonlinear_data):
+    """At D = 20,000 a host copy of the state would be 9.6 GB: params_ must not make one on a CPU."""
+    model = small_model(max_iter=3, warm_start=True).fit(nonlinear_data.astype(np.float32))
+    device_W = model._state.params[0].W
+    assert isinstance(device_W, jax.Array)
+    if jax.default_backend() == "cpu":
+        assert model.params_[0].W.ctypes.data == device_W.unsafe_buffer_pointer()
+    assert not model.params_[0].W.flags.writeable
+    # a warm start donates the state to its epochs: the old buffers are reused, not copied
+    model.fit(nonlinear_data.astype(np.float32))
+    assert device_W.is_deleted()
+    assert np.isfinite(model.score(nonlinear_data.astype(np.float32)))
+
+
+def test_interrupted_fit_leaves_a_usable_estimator_at_the_best_parameters(nonlinear_data, monkeypatch):
+    from nica._src import estimator as estimator_module
+
+    real, calls = estimator_module._log_abs_det, []
+
+    def interrupt_at_third_epoch(params):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(params)
+
+    monkeypatch.setattr(estimator_module, "_log_abs_det", interrupt_at_third_epoch)
+    model = small_model(max_iter=10, early_stopping=False)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(nonlinear_data)
+    monkeypatch.undo()
+    assert model.n_iter_ == 3 and model.best_iter_ == 2
+    assert np.isfinite(model.transform(nonlinear_data)).all()
+    model.partial_fit(nonlinear_data)   # the optimizer restarts at the best parameters
+    assert model.n_iter_ == 4 and np.isfinite(model.score(nonlinear_data))
+
+
 def _joblib_bytes(obj):
     buffer = io.BytesIO()
     joblib.dump(obj, buffer)

@@ -28,7 +28,7 @@ from nica._src.gradients import VALUE_AND_GRADIENT
 from nica._src.network import (
     _forward,
     _inverse,
-    _log_likelihood,
+    _log_likelihood_without_det,
     init_params,
     log_abs_det_weights,
 )
@@ -68,12 +68,14 @@ def _fetch(a):
 
 
 def _to_numpy(tree):
-    # A real copy: the device buffers are donated to the next epoch.
-    return jax.tree_util.tree_map(lambda a: np.array(_fetch(a), copy=True), tree)
+    """NumPy views of a pytree of arrays (no copy of CPU device buffers, one host copy otherwise)."""
+    return jax.tree_util.tree_map(_fetch, tree)
 
 
-def _to_jax(tree, dtype):
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), tree)
+def _device_copy(tree):
+    """A copy on the device(s) of a pytree of arrays, with the same shardings: it survives the
+    donation of the original to the next epoch, and never passes through host memory."""
+    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
 
 
 @jax.jit
@@ -190,26 +192,34 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             eigval, eigvec = np.linalg.eigh(cov)
             floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
             P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
-            self.whitening_ = P.astype(X.dtype)
+            self._whitening_matrix = P.astype(X.dtype)
             self._log_det_whitening = float(np.linalg.slogdet(P)[1])
             return
         else:
             scale = np.ones(n_features)
         self._whitening_scale = scale.astype(X.dtype)
-        self.whitening_ = np.diag(self._whitening_scale)
+        self._whitening_matrix = None
         self._log_det_whitening = float(np.sum(np.log(scale)))
+
+    @property
+    def whitening_(self):
+        """Pre-processing matrix ``P`` (the network sees ``(X - mean_) @ whitening_.T``); for the
+        diagonal options it is built on access, the estimator itself keeps only its diagonal."""
+        if self._whitening_matrix is not None:
+            return self._whitening_matrix
+        return np.diag(self._whitening_scale)
 
     def _preprocess(self, X):
         scale = getattr(self, "_whitening_scale", None)
         if scale is not None:
             return ((X - self.mean_) * scale).astype(self._dtype, copy=False)
-        return ((X - self.mean_) @ self.whitening_.T).astype(self._dtype, copy=False)
+        return ((X - self.mean_) @ self._whitening_matrix.T).astype(self._dtype, copy=False)
 
     def _postprocess(self, Z):
         scale = getattr(self, "_whitening_scale", None)
         if scale is not None:
             return (Z / scale + self.mean_).astype(self._dtype, copy=False)
-        return (np.linalg.solve(self.whitening_, Z.T).T + self.mean_).astype(self._dtype, copy=False)
+        return (np.linalg.solve(self._whitening_matrix, Z.T).T + self.mean_).astype(self._dtype, copy=False)
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -225,6 +235,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
             key, init_key, prior_key = jax.random.split(key, 3)
             if reset:
+                self.__dict__.pop("_state", None)  # a refit does not hold the old state meanwhile
                 prior = self._build_prior(base_prior)
                 params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
                 prior_params = prior.init_params(prior_key, X.shape[1], self._dtype)
@@ -234,12 +245,15 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 prior = self.prior_
                 state = TrainState(*self._state)
             mesh = self._mesh()
+            # On the device from here on; the epochs donate it (updated in place), so the only
+            # other copy kept is the best epoch's parameters (see _run_epochs).
             state = jax.tree_util.tree_map(jnp.asarray, state) if mesh is None else shard_params(state, mesh)
+            self._state = state
             self.activation_, self.prior_ = activation, prior
             train, val = self._split((X, U), rng) if validate else ((X, U), None)
             epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size), mesh)
-            self._run_epochs(epoch_fn, state, _device(train, mesh), _device(val, mesh), key, epochs,
-                             warn_max_iter)
+            self._run_epochs(epoch_fn, optimizer, state, _device(train, mesh), _device(val, mesh), key,
+                             epochs, warn_max_iter)
         self._n_features_out = self.n_features_in_
         return self
 
@@ -262,41 +276,65 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(order[n_val:]), take(order[:n_val])
 
-    def _run_epochs(self, epoch_fn, state, train, val, key, epochs, warn_max_iter):
+    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs, warn_max_iter):
+        """Run the epochs; leave the best (validation) or last parameters in ``self._state``.
+
+        Memory: the state (parameters and optimizer state) lives on the device and is donated to
+        each epoch; besides it only the best epoch's parameters are kept, as a device copy (no
+        host copy, no copy of the optimizer state).  The optimizer state kept is the last one,
+        as scikit-learn's MLP keeps its solver state when it restores the best coefficients; a
+        fit that diverged, or was interrupted, restarts the optimizer at the best parameters.
+        """
         monitor_validation = val is not None
         best_score = -np.inf
-        best = _to_numpy(state)
+        best = _device_copy((state.params, state.prior_params))
         no_change, converged, diverged = 0, False, False
         bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
-        for _ in bar:
-            key, epoch_key = jax.random.split(key)
-            state, data_loss = epoch_fn(state, *train, epoch_key)
-            self.n_iter_ += 1
-            loss = float(data_loss) - float(_log_abs_det(state.params)) - self._log_det_whitening
-            if not np.isfinite(loss) or not _all_finite(state):
-                diverged = True
-                break
-            self.loss_curve_.append(loss)
-            postfix = {"train_nll": f"{loss:.4f}"}
-            if monitor_validation:
-                val_ll = self._log_likelihood_batched(state.params, state.prior_params, *val)
-                score = float(jnp.mean(val_ll)) + self._log_det_whitening
-                if not np.isfinite(score):
+
+        def restart_at_best():
+            return TrainState(*best, optimizer.init(best))
+
+        try:
+            for _ in bar:
+                key, epoch_key = jax.random.split(key)
+                state, data_loss = epoch_fn(state, *train, epoch_key)
+                self._state = state
+                self.n_iter_ += 1
+                log_det = float(_log_abs_det(state.params))
+                loss = float(data_loss) - log_det - self._log_det_whitening
+                if not np.isfinite(loss) or not _all_finite(state):
                     diverged = True
                     break
-                self.validation_scores_.append(score)
-                postfix["val_nll"] = f"{-score:.4f}"
-            else:
-                score = -loss
-            bar.set_postfix(postfix)
-            no_change = 0 if score > best_score + self.tol else no_change + 1
-            if score > best_score:
-                best_score, self.best_iter_ = score, self.n_iter_
-                best = _to_numpy(state)
-            if no_change >= self.n_iter_no_change:
-                converged = True
-                break
-        bar.close()
+                self.loss_curve_.append(loss)
+                postfix = {"train_nll": f"{loss:.4f}"}
+                if monitor_validation:
+                    val_ll = self._log_likelihood_batched(state.params, state.prior_params, *val,
+                                                          log_det=log_det)
+                    score = float(jnp.mean(val_ll)) + self._log_det_whitening
+                    if not np.isfinite(score):
+                        diverged = True
+                        break
+                    self.validation_scores_.append(score)
+                    postfix["val_nll"] = f"{-score:.4f}"
+                else:
+                    score = -loss
+                bar.set_postfix(postfix)
+                no_change = 0 if score > best_score + self.tol else no_change + 1
+                if score > best_score:
+                    best_score, self.best_iter_ = score, self.n_iter_
+                    best = None  # free the old copy first: at most one extra copy of the parameters
+                    best = _device_copy((state.params, state.prior_params))
+                if no_change >= self.n_iter_no_change:
+                    converged = True
+                    break
+        except BaseException:
+            # Interrupted (e.g. KeyboardInterrupt) inside an epoch, whose input was donated:
+            # leave a usable estimator at the best parameters seen, then re-raise.
+            if best is not None:
+                self._state = restart_at_best()
+            raise
+        finally:
+            bar.close()
 
         if diverged:
             warnings.warn(
@@ -314,21 +352,62 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 ConvergenceWarning,
                 stacklevel=self._warning_stacklevel,
             )
-        self._state = best if (diverged or monitor_validation) else _to_numpy(state)
-        self.params_ = self._state.params
-        self.prior_params_ = self._state.prior_params
+        if diverged:
+            state = restart_at_best()
+        elif monitor_validation:
+            state = TrainState(*best, state.opt_state)
+        self._state = state
+
+    # ----------------------------------------------------------------------------------------
+    # fitted parameters: views of the device state (no second copy in host memory on a CPU)
+
+    @property
+    def params_(self):
+        """The network's layers as NumPy arrays (read-only views of the fitted state)."""
+        return _to_numpy(self._state.params)
+
+    @property
+    def prior_params_(self):
+        """The prior's own parameters as NumPy arrays (empty for a factorized prior)."""
+        return _to_numpy(self._state.prior_params)
+
+    def _device_state(self):
+        """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
+        state = self._state
+        mesh = self._mesh()
+        with _precision(self._dtype):
+            if mesh is None:
+                state = jax.tree_util.tree_map(jnp.asarray, state)
+            else:
+                state = shard_params(jax.tree_util.tree_map(
+                    lambda a: a if isinstance(a, jax.Array) else np.asarray(a), state), mesh)
+        self._state = state
+        return state
+
+    def __getstate__(self):
+        # Pickle NumPy arrays, not device buffers: a float64 model then loads as float64 in a
+        # process that has not enabled JAX's 64-bit mode, and on any machine.
+        state = super().__getstate__()
+        if state.get("_state") is not None:
+            state = {**state, "_state": _to_numpy(state["_state"])}
+        return state
 
     # ----------------------------------------------------------------------------------------
     # inference
 
-    def _log_likelihood_batched(self, params, prior_params, X, U):
-        """Exact log-likelihood of pre-processed rows, in batches (without the whitening term)."""
+    def _log_likelihood_batched(self, params, prior_params, X, U, log_det=None):
+        """Exact log-likelihood of pre-processed rows, in batches (without the whitening term).
+
+        ``Σ log|det W_k|`` is computed once (an ``O(D³)`` LU per layer), not once per batch.
+        """
+        if log_det is None:
+            log_det = float(_log_abs_det(params))
         parts = [
-            _log_likelihood(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_, prior_params,
-                            None if U is None else U[i:i + _SCORE_BATCH])
+            _log_likelihood_without_det(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_,
+                                        prior_params, None if U is None else U[i:i + _SCORE_BATCH])
             for i in range(0, X.shape[0], _SCORE_BATCH)
         ]
-        return jnp.concatenate(parts)
+        return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -336,12 +415,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return np.asarray(X, dtype=self._dtype)
 
     def _jax_params(self):
-        mesh = self._mesh()
-        if mesh is None:
-            return _to_jax(self.params_, self._dtype), _to_jax(self.prior_params_, self._dtype)
-        host = jax.tree_util.tree_map(lambda a: np.asarray(a, self._dtype),
-                                      (self.params_, self.prior_params_))
-        return shard_params(host, mesh)
+        state = self._device_state()
+        return state.params, state.prior_params
 
     def transform(self, X):
         """Estimated sources ``S = g(X)``.

@@ -112,8 +112,38 @@ def _validated(params, X, name="X"):
 # initialisation
 
 
+_HAAR_MAX_FEATURES = 4096  # above this, orthogonal W is built from blocks (see init_params)
+_BLOCK_SIZE = 1024
+
+
+@partial(jax.jit, static_argnames=("n", "dtype"))
+def _random_orthogonal(key, n, dtype):
+    if n <= _HAAR_MAX_FEATURES:
+        return jax.random.orthogonal(key, n, dtype=dtype)  # Haar: QR of a Gaussian, O(n³)
+    n_blocks = -(-n // _BLOCK_SIZE)
+    sizes = [n // n_blocks + (i < n % n_blocks) for i in range(n_blocks)]
+    block_key, row_key, col_key = jax.random.split(key, 3)
+    rows, cols = jax.random.permutation(row_key, n), jax.random.permutation(col_key, n)
+    # Block k maps the columns cols[start:start+m] to the rows rows[start:start+m]; all blocks
+    # are written by one scatter into one D×D buffer (n·1024 entries, not D²).
+    r, c, v, start = [], [], [], 0
+    for k, m in zip(jax.random.split(block_key, n_blocks), sizes):
+        r.append(jnp.repeat(rows[start:start + m], m))
+        c.append(jnp.tile(cols[start:start + m], m))
+        v.append(jax.random.orthogonal(k, m, dtype=dtype).ravel())
+        start += m
+    return jnp.zeros((n, n), dtype).at[jnp.concatenate(r), jnp.concatenate(c)].set(
+        jnp.concatenate(v), unique_indices=True)
+
+
 def init_params(key, n_features: int, n_layers: int, *, bias: bool = True, dtype=None):
     """Well-conditioned initial parameters: random orthogonal ``W`` and zero ``b``.
+
+    Up to 4,096 features each ``W`` is Haar-distributed (the QR decomposition of a Gaussian
+    matrix, ``O(D³)``: about five minutes per layer at ``D = 20,000`` on two CPU cores).  Above,
+    it is a block-diagonal matrix of Haar-distributed blocks of at most 1,024 rows, with rows
+    and columns randomly permuted: still exactly orthogonal (condition number 1), in
+    ``O(D²·1024)`` time.
 
     Parameters
     ----------
@@ -153,7 +183,7 @@ def init_params(key, n_features: int, n_layers: int, *, bias: bool = True, dtype
     keys = jax.random.split(key, n_layers)
     return tuple(
         Layer(
-            W=jax.random.orthogonal(k, n_features, dtype=dtype),
+            W=_random_orthogonal(k, n_features, jnp.dtype(dtype)),
             b=jnp.zeros((n_features,), dtype) if bias else None,
         )
         for k in keys
@@ -216,10 +246,16 @@ def _inverse(params, S, activation):
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _log_likelihood(params, X, activation, prior, prior_params=(), u=None):
+def _log_likelihood_without_det(params, X, activation, prior, prior_params=(), u=None):
+    """Every term of the log-likelihood but ``Σ log|det W_k|`` (which does not depend on X)."""
     S, _, _, log_det_act = forward_trace(params, X, activation)
-    log_prior = prior.conditional_log_prob(prior_params, S, u)  # eq. (3), or eq. (4) given u
-    return log_prior + log_det_act + log_abs_det_weights(params)
+    return prior.conditional_log_prob(prior_params, S, u) + log_det_act  # eq. (3), or eq. (4) given u
+
+
+@partial(jax.jit, static_argnames=("activation", "prior"))
+def _log_likelihood(params, X, activation, prior, prior_params=(), u=None):
+    return (_log_likelihood_without_det(params, X, activation, prior, prior_params, u)
+            + log_abs_det_weights(params))
 
 
 def forward(params, X, *, activation="smooth_leaky_relu"):
