@@ -11,8 +11,8 @@ ICA data set, then, on the same data and the same initialisation (same ``random_
   own throughput (epochs of ``fit``, with shuffling, the per-epoch validation and host syncs) is
   reported next to it from the timed fits below.
 * **Time to converge**: wall time of ``NonlinearICA(gradient=g, optimizer=opt).fit`` with early
-  stopping, for ``g`` in relative/euclidean and ``opt`` in adam/sgd, after a warm-up fit on the
-  same shapes so no compilation is timed.  Stored per fit: ``n_iter_``, ``best_iter_``, the
+  stopping, for ``g`` in relative/euclidean and ``opt`` in adam/sgd, after the screening fits
+  of the learning-rate grid on the same shapes, so no compilation is timed.  Stored per fit: ``n_iter_``, ``best_iter_``, the
   held-out log-likelihood per epoch (``validation_scores_``, the estimator's 10 % validation
   split) against wall-clock seconds, ``loss_curve_`` and the final ``score`` on a separate test
   set drawn from the same model.  The clock of epoch ``k`` is ``k * fit_seconds / n_iter_``:
@@ -27,13 +27,19 @@ ICA data set, then, on the same data and the same initialisation (same ``random_
   samples per step (a ``B = 256`` step at ``D = 784`` takes more than a minute on 2 cores and
   holds ``B·D²`` floats per Jacobian batch).
 
-Learning rates.  Adam uses one rate for both gradients (``--adam-lr``, default ``1e-3``, Adam's
-and the estimator's default).  Plain SGD has no rate that suits both: the relative and the
-euclidean directions have different scales away from orthogonal weights, and the largest stable
-rate differs between them.  So each gradient gets the best rate of one grid (``--sgd-lrs``), chosen
-the same way for both: every rate is fit for a few screening epochs, the rate with the best
-held-out log-likelihood is refit with early stopping, and if that refit diverges the next smaller
-rate is fit as well and the better of the two is kept.  Every screening result is in the JSON.
+Learning rates.  No single rate suits both directions: the relative and the euclidean directions
+have different scales away from orthogonal weights, and the largest stable rate differs between
+them.  So, for Adam and for plain SGD alike, each gradient gets the best rate of one grid
+(``--adam-lrs``, default ``1e-3 3e-3 1e-2``; ``--sgd-lrs``), chosen the same way for both: every
+rate is fit for a few screening epochs, the rate with the best held-out log-likelihood is refit
+with early stopping, and if that refit diverges the next smaller rate is fit as well and the
+better of the two is kept.  Every screening result is in the JSON.  The screening fits also
+compile every epoch, so no timed refit includes compilation.
+
+Threads.  The euclidean gradient's matrix inverse runs on OpenBLAS's own thread pool, which
+fights XLA's threads and made that fit several times slower and noisier in earlier runs; the
+script sets ``OPENBLAS_NUM_THREADS=1`` before NumPy loads unless the variable is already set
+(it is recorded in the JSON).
 
 Data.  ``D ≤ 64``: ``nica.datasets.make_segmented_mixture(n_segments=1, n_components=D,
 n_layers=2)``, the SPEC §6 recipe with one segment (Laplace sources with scales ``U(0.5, 3)``,
@@ -46,17 +52,13 @@ with condition number ``CONDITION_NUMBER`` (10).  Both are cast to float32, so t
 float32.  The true model's held-out log-likelihood is reported as a reference (the network's
 smooth activation cannot represent the leaky-ReLU kinks exactly, so it stays well above the fits).
 Sizes (``FULL_CONFIG``): 10,000 training and 10,000 test samples per dimension, batch 256,
-early-stopping patience ``--n-iter-no-change`` = 5 epochs, at most 2,000 epochs at ``D = 64``
+early-stopping patience ``--n-iter-no-change`` = 10 epochs, at most 2,000 epochs at ``D = 64``
 and 25 at ``D = 784`` (the time budget; a fit that hits the cap is reported as such).
 
 Command lines (from the repository root)::
 
     python benchmarks/estimator.py --quick      # D = 16 and 64, small data, < 1 minute
     python benchmarks/estimator.py              # D = 64 and 784, about 10-15 minutes on 2 cores
-
-Under CPU contention the euclidean gradient's matrix inverse (LAPACK through OpenBLAS, which
-runs its own thread pool) can be much slower and noisier than on a quiet machine; run with
-``OPENBLAS_NUM_THREADS=1`` to rule this out.  The variable is recorded in the JSON.
 
 Outputs (``--out-dir``, default the repository root; ``--quick`` adds ``_quick`` to every file
 name so it never overwrites the full results)::
@@ -77,6 +79,8 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy and JAX load OpenBLAS (docstring)
 
 import numpy as np
 
@@ -324,16 +328,6 @@ def run_fit(data, gradient, optimizer, learning_rate, max_iter, settings):
     }
 
 
-def warm_up(data, gradient, optimizer, learning_rate, settings):
-    """One untimed epoch on the same shapes, so the timed fit reuses the compiled epoch."""
-    model = make_model(gradient, optimizer, learning_rate, 1, settings)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(data["X_train"])
-    return time.perf_counter() - start
-
-
 def stopped_by(fit):
     """Why a fit ended: "divergence", "patience" (early stopping) or "max_iter"."""
     return "divergence" if fit["diverged"] else ("patience" if fit["early_stopped"] else "max_iter")
@@ -347,47 +341,36 @@ def describe(fit):
             f"{'n/a' if best is None else f'{best:.3f}'}, test {fit['test_score']:.3f}")
 
 
-def fit_adam(data, settings, log):
-    """Relative and euclidean fits with Adam at one shared learning rate."""
-    fits = {}
-    for gradient in FITTED_GRADIENTS:
-        lr = settings["adam_lr"]
-        warm = warm_up(data, gradient, "adam", lr, settings)
-        fits[gradient] = run_fit(data, gradient, "adam", lr, settings["max_iter"], settings)
-        fits[gradient]["warm_up_seconds"] = warm
-        log(f"  adam {gradient:9s} {describe(fits[gradient])}")
-    return fits
-
-
-def fit_sgd(data, settings, log):
-    """Relative and euclidean fits with SGD, each at its best rate of the grid (module docstring)."""
+def fit_tuned(data, optimizer, settings, log):
+    """Relative and euclidean fits with ``optimizer``, each at its best rate of the grid
+    (module docstring)."""
     fits, screening = {}, []
-    grid = sorted(settings["sgd_lrs"])
+    grid = sorted(settings[f"{optimizer}_lrs"])
     for gradient in FITTED_GRADIENTS:
         screened = []
         for lr in grid:  # also compiles the epoch of every rate, so the refits below are warm
-            result = run_fit(data, gradient, "sgd", lr, settings["screen_epochs"], settings)
+            result = run_fit(data, gradient, optimizer, lr, settings["screen_epochs"], settings)
             screened.append(result)
             screening.append({k: result[k] for k in ("gradient", "learning_rate", "n_iter", "diverged",
                                                       "best_validation_score", "fit_seconds",
                                                       "validation_scores")})
         usable = [r for r in screened if r["best_validation_score"] is not None]
         if not usable:
-            log(f"  sgd  {gradient:9s} every rate of the grid diverged in its first epoch")
+            log(f"  {optimizer:4s} {gradient:9s} every rate of the grid diverged in its first epoch")
             fits[gradient] = None
             continue
         chosen = max(usable, key=lambda r: r["best_validation_score"])["learning_rate"]
-        log(f"  sgd  {gradient:9s} screening ({settings['screen_epochs']} epochs): "
+        log(f"  {optimizer:4s} {gradient:9s} screening ({settings['screen_epochs']} epochs): "
             + ", ".join(f"{r['learning_rate']:g}: "
                         + ("diverged" if r["best_validation_score"] is None else f"{r['best_validation_score']:.2f}")
                         for r in screened)
             + f" -> lr={chosen:g}")
-        fit = run_fit(data, gradient, "sgd", chosen, settings["max_iter"], settings)
-        log(f"  sgd  {gradient:9s} {describe(fit)}")
+        fit = run_fit(data, gradient, optimizer, chosen, settings["max_iter"], settings)
+        log(f"  {optimizer:4s} {gradient:9s} {describe(fit)}")
         smaller = [lr for lr in grid if lr < chosen]
         if fit["diverged"] and smaller:
-            fallback = run_fit(data, gradient, "sgd", smaller[-1], settings["max_iter"], settings)
-            log(f"  sgd  {gradient:9s} refit diverged, next smaller rate: {describe(fallback)}")
+            fallback = run_fit(data, gradient, optimizer, smaller[-1], settings["max_iter"], settings)
+            log(f"  {optimizer:4s} {gradient:9s} refit diverged, next smaller rate: {describe(fallback)}")
             better = max((fit, fallback), key=lambda r: -np.inf if r["best_validation_score"] is None
                          else r["best_validation_score"])
             other = fallback if better is fit else fit
@@ -632,10 +615,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="D = 16 and 64, small data, few epochs (< 1 min)")
     parser.add_argument("--dims", type=int, nargs="+", help="dimensions (default 64 784; quick 16 64)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--adam-lr", type=float, default=1e-3, help="Adam learning rate, both gradients")
+    parser.add_argument("--adam-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
+                        help="Adam learning-rate grid; each gradient gets its best rate")
     parser.add_argument("--sgd-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
                         help="SGD learning-rate grid; each gradient gets its best rate")
-    parser.add_argument("--n-iter-no-change", type=int, default=5, help="early-stopping patience (epochs)")
+    parser.add_argument("--n-iter-no-change", type=int, default=10, help="early-stopping patience (epochs)")
     parser.add_argument("--ll-tolerance", type=float, default=1e-3,
                         help="'same held-out log-likelihood' tolerance, nats per dimension")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per throughput point")
@@ -660,7 +644,7 @@ def main(argv=None):
     log(f"nica {nica.__version__}, jax {jax.__version__}, {machine['cpu_model']}, "
         f"{machine['cpus_available']} CPUs available, load {machine['load_average_at_start']}")
     base = {
-        "batch_size": args.batch_size, "adam_lr": args.adam_lr, "sgd_lrs": list(args.sgd_lrs),
+        "batch_size": args.batch_size, "adam_lrs": list(args.adam_lrs), "sgd_lrs": list(args.sgd_lrs),
         "n_iter_no_change": args.n_iter_no_change, "repeats": args.repeats,
         "throughput_steps": 2 if args.quick else args.throughput_steps,
         "autodiff_batch_size": args.autodiff_batch_size, "memory_limit_gb": args.memory_limit_gb,
@@ -669,6 +653,7 @@ def main(argv=None):
     if args.quick:
         base["repeats"] = min(args.repeats, 3)
         base["sgd_lrs"] = [1e-3, 1e-2] if args.sgd_lrs == parser.get_default("sgd_lrs") else list(args.sgd_lrs)
+        base["adam_lrs"] = [1e-3, 1e-2] if args.adam_lrs == parser.get_default("adam_lrs") else list(args.adam_lrs)
     results, settings_by_dim = {}, {}
     for dim in dims:
         settings = dict(base, **default_config(dim, args.quick))
@@ -683,14 +668,15 @@ def main(argv=None):
             f"true test log-likelihood {data['info']['true_test_log_likelihood']:.3f}")
         X_std = (data["X_train"] - data["X_train"].mean(0)) / data["X_train"].std(0)  # as whiten="standardize"
         throughput = measure_throughput(X_std.astype(np.float32), dim, settings, log)
-        fits = {"adam": fit_adam(data, settings, log)}
-        fits["sgd"], screening = fit_sgd(data, settings, log)
+        fits, screening = {}, {}
+        for optimizer in OPTIMIZERS:
+            fits[optimizer], screening[optimizer] = fit_tuned(data, optimizer, settings, log)
         results[dim] = {
             "settings": settings,
             "data": data["info"],
             "throughput": throughput,
             "fits": fits,
-            "sgd_screening": screening,
+            "screening": screening,
             "checks": {opt: compare(fits[opt], dim, args.ll_tolerance) for opt in OPTIMIZERS},
             "autodiff_prediction": autodiff_prediction(throughput, fits),
             "seconds": time.perf_counter() - start,
