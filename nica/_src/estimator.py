@@ -1,4 +1,4 @@
-"""scikit-learn estimators: thin shells that validate, convert, call the core and store NumPy."""
+"""scikit-learn estimators: thin shells that validate, convert and call the core; the fitted state stays on the device and is exposed as NumPy views."""
 
 from __future__ import annotations
 
@@ -542,7 +542,9 @@ class NonlinearICA(_RelativeGradientICA):
     Attributes
     ----------
     params_ : tuple of Layer
-        Fitted network, NumPy arrays, acting on pre-processed data.
+        Fitted network, NumPy arrays, acting on pre-processed data.  They are read-only views of
+        the state the estimator keeps on the device (on a CPU no second copy is made); copy them
+        (``np.array(W)``) to modify them.
     activation_ : Activation
         The resolved activation object.
     prior_ : Prior
