@@ -45,7 +45,6 @@ with the measured values; it never asserts anything about timings.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import math
@@ -66,6 +65,9 @@ import jax
 import jax.numpy as jnp
 
 import nica
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import _proc_status_bytes, _release_free_memory, _reset_peak_rss  # RSS helpers, shared
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -329,36 +331,6 @@ def run_timings(dims, settings, log):
 
 # --------------------------------------------------------------------------------------------
 # resident-set-size measurement in a fresh process
-
-
-def _proc_status_bytes(field):
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes, or ``None``."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss():
-    """Reset the kernel's RSS high-water mark (``VmHWM``); ``True`` on success (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_free_memory():
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def rss_child(method, dim, batch, n_layers):
