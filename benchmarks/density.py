@@ -52,6 +52,9 @@ import warnings
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model  # shared helpers
+
 # Published POWER numbers (test log-likelihood, nats, standardized space).
 POWER_REFERENCE = {
     "Gresele et al. (2020), Table 1, relative gradient ('Ours')": "0.065 ± 0.013",
@@ -106,13 +109,7 @@ def machine_info():
 
     import nica
 
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_model": cpu,
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
             "nica": nica.__version__, "device": str(jax.devices()[0]),
             "load_average_at_start": list(os.getloadavg())}

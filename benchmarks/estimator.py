@@ -91,6 +91,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 import nica
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model  # shared helpers
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 N_LAYERS = 2
@@ -447,15 +450,6 @@ def autodiff_prediction(throughput, fits_by_optimizer):
 
 def machine_info():
     """Platform, CPU model, cores, JAX version and device, threading variables, load average."""
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -464,7 +458,7 @@ def machine_info():
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": cpu_model or platform.processor(),
+        "cpu_model": cpu_model() or platform.processor(),
         "cpu_count": os.cpu_count(),
         "cpus_available": available,
         "jax": jax.__version__,

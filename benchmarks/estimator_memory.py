@@ -39,7 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import estimator as estimator_benchmark  # (benchmarks/estimator.py: machine_info; sets threads first)
-from memory import _proc_status_bytes, _reset_peak_rss, state_bytes
+from _common import proc_status_bytes, reset_peak_rss
+from memory import state_bytes
 
 import numpy as np
 
@@ -65,12 +66,12 @@ def make_data(dim, n_samples, seed):
 
 def phase(name, record, fn):
     """Run ``fn`` with a fresh peak-RSS mark; store its time and peak in ``record[name]``."""
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     start = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - start
-    record[name] = {"seconds": seconds, "peak_rss_gb": _proc_status_bytes("VmHWM") / GB if reset else None,
-                    "rss_after_gb": _proc_status_bytes("VmRSS") / GB}
+    record[name] = {"seconds": seconds, "peak_rss_gb": proc_status_bytes("VmHWM") / GB if reset else None,
+                    "rss_after_gb": proc_status_bytes("VmRSS") / GB}
     print(f"{name:13s} {seconds:8.1f} s   peak RSS {record[name]['peak_rss_gb']:.2f} GB", flush=True)
     return out
 

@@ -67,7 +67,11 @@ import jax.numpy as jnp
 import nica
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory import _proc_status_bytes, _release_free_memory, _reset_peak_rss  # RSS helpers, shared
+from _common import cpu_model  # shared /proc and XLA helpers
+from _common import proc_status_bytes as _proc_status_bytes
+from _common import release_free_memory as _release_free_memory
+from _common import reset_peak_rss as _reset_peak_rss
+from _common import xla_memory as _xla_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,20 +216,9 @@ def compile_function(method, dim, batch, n_layers):
 def xla_memory(compiled):
     """Argument, output and temp bytes from XLA's memory analysis (``None`` if unavailable)."""
     try:
-        stats = compiled.memory_analysis()
+        return _xla_memory(compiled)
     except Exception:  # noqa: BLE001 - backends without the analysis
         return None
-    if stats is None:
-        return None
-    memory = {
-        "argument_bytes": int(stats.argument_size_in_bytes),
-        "output_bytes": int(stats.output_size_in_bytes),
-        "temp_bytes": int(stats.temp_size_in_bytes),
-        "alias_bytes": int(stats.alias_size_in_bytes),
-    }
-    memory["total_bytes"] = (memory["argument_bytes"] + memory["output_bytes"]
-                             + memory["temp_bytes"] - memory["alias_bytes"])
-    return memory
 
 
 def time_calls(compiled, args, n_calls, warm_up=True):
@@ -641,15 +634,6 @@ def summary_table(results, dims):
 
 def machine_info():
     """Platform, CPU model, cores, memory, JAX version and device, load average."""
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     device = jax.devices()[0]
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -658,7 +642,7 @@ def machine_info():
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": cpu_model or platform.processor(),
+        "cpu_model": cpu_model() or platform.processor(),
         "cpu_count": os.cpu_count(),
         "cpus_available": affinity,
         "memory_bytes": total_memory_bytes(),

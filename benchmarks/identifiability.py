@@ -25,10 +25,14 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model  # shared helpers
 
 # Hyperparameters recommended for this recipe (docs/benchmarks.md); the same for every seed.
 # They were chosen by hand on data seeds 0 and 1 (D = 5), looking at held-out MCC: a network of
@@ -57,16 +61,7 @@ FASTICA_FLOOR = {(5, 1): 1.00, (5, 2): 0.78, (5, 3): 0.64, (5, 4): 0.53, (10, 2)
 def machine_info() -> dict:
     import jax
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+    return {"platform": platform.platform(), "cpu": cpu_model("unknown"), "cores": os.cpu_count(),
             "python": platform.python_version(), "jax": jax.__version__,
             "device": str(jax.devices()[0])}
 

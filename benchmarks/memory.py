@@ -51,8 +51,6 @@ Outputs (``--quick`` adds ``_quick`` to the names)::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import platform
@@ -62,6 +60,13 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import mem_available_bytes as _mem_available_bytes  # shared /proc and XLA helpers
+from _common import proc_status_bytes as _proc_status_bytes
+from _common import release_free_memory as _release_free_memory
+from _common import reset_peak_rss as _reset_peak_rss
+from _common import xla_memory as _xla_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("relative", "euclidean", "autodiff")
@@ -87,47 +92,7 @@ FLOAT_BYTES = 4
 
 # --------------------------------------------------------------------------------------------
 # helpers shared by parent and children (no JAX import at module level: the parent stays small)
-
-
-def _proc_status_bytes(field):
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes, or ``None``."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _mem_available_bytes():
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss():
-    """Reset the kernel's RSS high-water mark (``VmHWM``); ``True`` on success (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_free_memory():
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+# (the /proc and XLA helpers live in _common.py)
 
 
 def state_bytes(dim, n_layers):
@@ -137,21 +102,6 @@ def state_bytes(dim, n_layers):
 
 # --------------------------------------------------------------------------------------------
 # the children
-
-
-def _xla_memory(compiled):
-    stats = compiled.memory_analysis()
-    if stats is None:
-        return None
-    memory = {
-        "argument_bytes": int(stats.argument_size_in_bytes),
-        "output_bytes": int(stats.output_size_in_bytes),
-        "temp_bytes": int(stats.temp_size_in_bytes),
-        "alias_bytes": int(stats.alias_size_in_bytes),
-    }
-    memory["total_bytes"] = (memory["argument_bytes"] + memory["output_bytes"]
-                             + memory["temp_bytes"] - memory["alias_bytes"])
-    return memory
 
 
 def _compile(method, dim, batch, n_layers):

@@ -1,0 +1,80 @@
+"""Helpers shared by the benchmark scripts: machine description and process memory.
+
+Standard library only (no NumPy or JAX at import time), so a parent process that only spawns
+measuring children stays small.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+
+def cpu_model(default=None):
+    """The CPU's model name from ``/proc/cpuinfo``, or ``default`` where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return default
+
+
+def _kb_field(path, field):
+    """A ``kB`` field of a ``/proc`` file, in bytes, or ``None``."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def proc_status_bytes(field):
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes, or ``None``."""
+    return _kb_field("/proc/self/status", field)
+
+
+def mem_available_bytes():
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes, or ``None``."""
+    return _kb_field("/proc/meminfo", "MemAvailable")
+
+
+def reset_peak_rss():
+    """Reset the kernel's RSS high-water mark (``VmHWM``); ``True`` on success (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_free_memory():
+    """Collect garbage and hand freed heap pages back to the kernel (glibc's ``malloc_trim``)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def xla_memory(compiled):
+    """Argument, output, temp and alias bytes of XLA's memory analysis of a compiled function,
+    and their total (arguments + outputs + temporaries − aliased); ``None`` if XLA gives none."""
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return None
+    memory = {
+        "argument_bytes": int(stats.argument_size_in_bytes),
+        "output_bytes": int(stats.output_size_in_bytes),
+        "temp_bytes": int(stats.temp_size_in_bytes),
+        "alias_bytes": int(stats.alias_size_in_bytes),
+    }
+    memory["total_bytes"] = (memory["argument_bytes"] + memory["output_bytes"]
+                             + memory["temp_bytes"] - memory["alias_bytes"])
+    return memory
