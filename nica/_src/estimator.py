@@ -247,8 +247,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             mesh = self._mesh()
             # On the device from here on; the epochs donate it (updated in place), so the only
             # other copy kept is the best epoch's parameters (see _run_epochs).
-            state = jax.tree_util.tree_map(jnp.asarray, state) if mesh is None else shard_params(state, mesh)
-            self._state = state
+            self._state = state = self._on_device(state)
             self.activation_, self.prior_ = activation, prior
             train, val = self._split((X, U), rng) if validate else ((X, U), None)
             epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size), mesh)
@@ -371,18 +370,17 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """The prior's own parameters as NumPy arrays (empty for a factorized prior)."""
         return _to_numpy(self._state.prior_params)
 
-    def _device_state(self):
-        """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
-        state = self._state
+    def _on_device(self, state):
+        """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed
+        so are returned as they are (no copy)."""
         mesh = self._mesh()
         with _precision(self._dtype):
-            if mesh is None:
-                state = jax.tree_util.tree_map(jnp.asarray, state)
-            else:
-                state = shard_params(jax.tree_util.tree_map(
-                    lambda a: a if isinstance(a, jax.Array) else np.asarray(a), state), mesh)
-        self._state = state
-        return state
+            return jax.tree_util.tree_map(jnp.asarray, state) if mesh is None else shard_params(state, mesh)
+
+    def _device_state(self):
+        """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
+        self._state = self._on_device(self._state)
+        return self._state
 
     def __getstate__(self):
         # Pickle NumPy arrays, not device buffers: a float64 model then loads as float64 in a
