@@ -7,7 +7,13 @@ Conventions used everywhere in nica: rows are samples (``X`` has shape
 """
 
 from nica import activations, priors
-from nica._src.gradients import autodiff_gradient, euclidean_gradient, relative_gradient
+from nica._src.gradients import (
+    autodiff_gradient,
+    equivariant_gradient,
+    euclidean_gradient,
+    relative_gradient,
+    transport,
+)
 from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
 from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
 from nica._src.training import (
@@ -27,6 +33,8 @@ __all__ = [
     "inverse",
     "log_likelihood",
     "relative_gradient",
+    "equivariant_gradient",
+    "transport",
     "euclidean_gradient",
     "autodiff_gradient",
     "TrainState",

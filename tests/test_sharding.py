@@ -59,6 +59,10 @@ FOUR_DEVICE_SCRIPT = textwrap.dedent(
             "transform": max_rel_diff(one.transform(X), many.transform(X)),
             "n_iter": [one.n_iter_, many.n_iter_],
         }
+    one = nica.NonlinearICA(gradient="equivariant", **kw).fit(X)
+    for parallel in ("data", "model"):
+        many = nica.NonlinearICA(gradient="equivariant", parallel=parallel, **kw).fit(X)
+        out["equivariant_" + parallel] = max_rel_diff(one.params_, many.params_)
     one = nica.ConditionalNonlinearICA(**kw).fit(X, u)
     many = nica.ConditionalNonlinearICA(parallel="data", **kw).fit(X, u)
     out["conditional_data"] = max_rel_diff((one.params_, one.prior_params_),
@@ -183,6 +187,11 @@ def test_parallel_fit_matches_single_device_fit(four_devices, parallel):
     assert result["n_iter"][0] == result["n_iter"][1]
     for key in ("params", "loss_curve", "score_samples", "transform"):
         assert result[key] < 1e-10, (key, result[key])
+
+
+@pytest.mark.parametrize("parallel", ["data", "model"])
+def test_equivariant_parallel_fit_matches_single_device_fit(four_devices, parallel):
+    assert four_devices["equivariant_" + parallel] < 1e-10
 
 
 def test_conditional_data_parallel_fit_matches_single_device_fit(four_devices):

@@ -514,9 +514,14 @@ class NonlinearICA(_RelativeGradientICA):
         Fraction of the data held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
         Patience, in epochs.
-    gradient : {"relative", "euclidean", "autodiff"}, default="relative"
-        Update direction handed to the optimizer; the last two are the paper's slow baselines,
-        for comparison only.
+    gradient : {"relative", "equivariant", "euclidean", "autodiff"}, default="relative"
+        Update direction handed to the optimizer.  ``"equivariant"`` is the relative gradient
+        in the group's coordinates (:func:`nica.equivariant_gradient`), the optimizer's update
+        mapped back with :func:`nica.transport`: the same step as ``"relative"`` for plain SGD,
+        and with Adam much faster progress per epoch in our benchmarks (``docs/benchmarks.md``);
+        it adds one ``D×D×D`` product per layer and step, cheaper than ``"relative"`` while
+        ``n_features < batch_size``.  ``"euclidean"`` and ``"autodiff"`` are the paper's slow
+        baselines, for comparison only.
     whiten : {"standardize", "unit-variance", False}, default="standardize"
         Pre-processing applied before the network: centering and per-feature standardization,
         centering and PCA whitening to unit variance (as FastICA), or none at all.  It is an affine map whose log-determinant is

@@ -34,7 +34,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
-from nica._src.gradients import VALUE_AND_GRADIENT
+from nica._src.gradients import VALUE_AND_GRADIENT, transport
 
 __all__ = ["TrainState", "init_train_state", "make_train_step", "make_epoch", "make_mesh",
            "shard_params"]
@@ -229,8 +229,13 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
         A factorized prior, or a conditional one (then pass ``u`` to the step).
-    gradient : {"relative", "euclidean", "autodiff"}, default="relative"
-        Which direction to hand to the optimizer for the layers.  ``"euclidean"`` and
+    gradient : {"relative", "equivariant", "euclidean", "autodiff"}, default="relative"
+        Which direction to hand to the optimizer for the layers.  ``"equivariant"``: the
+        relative gradient in the group's coordinates (:func:`~nica.equivariant_gradient`); the
+        optimizer's update is mapped back to the weights with :func:`~nica.transport` (one
+        ``D×D×D`` product per layer).  Same step as ``"relative"`` for plain SGD; for Adam the
+        update is equivariant (an optimizer that reads the parameters, such as weight decay,
+        sees the weights, and its term is transported too).  ``"euclidean"`` and
         ``"autodiff"`` are the paper's baselines (same likelihood, O(D³) per layer).
     mesh : jax.sharding.Mesh, optional
         Train on several devices (module docstring): the batch is constrained to be split by
@@ -259,6 +264,7 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     ()
     """
     value_and_gradient = _check_gradient(gradient)
+    equivariant = gradient == "equivariant"
     activation = _activations.get(activation)
     prior = _priors.get(prior)
     mesh = _check_mesh(mesh)
@@ -274,6 +280,8 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
             grads = _constrain(grads, _param_shardings(grads, mesh))
         trainable = (state.params, state.prior_params)
         updates, opt_state = optimizer.update((grads, prior_grads), state.opt_state, trainable)
+        if equivariant:
+            updates = (transport(updates[0], state.params), updates[1])
         params, prior_params = optax.apply_updates(trainable, updates)
         new_state = TrainState(params, prior_params, opt_state)
         if mesh is not None:
