@@ -3,8 +3,14 @@
 For each dimension ``D`` (64 and 784 by default) the script generates one synthetic nonlinear
 ICA data set, then, on the same data and the same initialisation (same ``random_state``):
 
-* **Throughput** (samples/s) of one training step per ``gradient`` ("relative", "euclidean",
-  "autodiff"): ``nica.make_train_step`` scanned over pre-cut mini-batches in one jitted call
+* **Two forms of the relative gradient.**  ``"relative"`` hands SPEC §2's ``[G, g] W̄ᵀW̄`` to
+  the optimizer as a gradient; ``"equivariant"`` hands it ``H̄ = [G, g] W̄ᵀ`` (the same direction
+  in the group's coordinates) and applies the optimizer's update ``Ū`` as ``Ū W̄``
+  (``nica.equivariant_gradient``, ``nica.transport``).  With plain SGD the two steps are
+  identical, so ``"equivariant"`` is fitted with Adam only.  Both are checked against the
+  euclidean fit.
+* **Throughput** (samples/s) of one training step per ``gradient`` ("relative", "equivariant",
+  "euclidean", "autodiff"): ``nica.make_train_step`` scanned over pre-cut mini-batches in one jitted call
   (``jax.lax.scan``, as the estimator's epoch does), compiled ahead of time
   (``jax.jit(...).lower(...).compile()``), called once to warm up, then timed over
   ``--repeats`` calls with ``block_until_ready``.  This is the library's floor; the estimator's

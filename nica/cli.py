@@ -185,8 +185,8 @@ def cmd_fit(args):
     common = dict(
         n_layers=args.n_layers, activation=args.activation, prior=args.prior,
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_iter=args.max_iter,
-        whiten=False if args.whiten == "none" else args.whiten, random_state=args.random_state,
-        verbose=args.verbose,
+        whiten=False if args.whiten == "none" else args.whiten, gradient=args.gradient,
+        random_state=args.random_state, verbose=args.verbose,
     )
     if args.aux is not None:
         u = read_array(args.aux, numeric=False, name="aux")
@@ -324,6 +324,9 @@ def build_parser():
     fit.add_argument("--batch-size", type=int, default=256)
     fit.add_argument("--max-iter", type=int, default=200)
     fit.add_argument("--whiten", default="standardize", choices=["standardize", "unit-variance", "none"])
+    fit.add_argument("--gradient", default="relative", choices=["relative", "equivariant", "euclidean", "autodiff"],
+                     help="relative: SPEC's O(B·D²) form; equivariant: the optimizer in the group's coordinates, "
+                          "usually better with Adam while n_features <= batch size (docs/benchmarks.md)")
     fit.add_argument("--random-state", type=int, default=None)
     fit.add_argument("--verbose", type=int, default=0)
     fit.set_defaults(func=cmd_fit)

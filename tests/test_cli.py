@@ -69,6 +69,20 @@ def test_fit_transform_score_sample_round_trip(files, capsys, aux):
     assert np.load(d / "draws.npy").shape == (5, 3)
 
 
+def test_fit_passes_the_gradient_option(files, capsys):
+    d, data = files
+    model_path = d / "model_equivariant.joblib"
+    code, out, _ = run(["fit", d / "X.npy", "--model", model_path, "--max-iter", 3, "--n-layers", 2,
+                        "--random-state", 0, "--gradient", "equivariant"], capsys)
+    assert code == 0 and "fitted" in out
+    model = load_model(model_path)
+    assert model.gradient == "equivariant"
+    direct = nica.NonlinearICA(n_layers=2, max_iter=3, random_state=0, gradient="equivariant").fit(data.X_train)
+    relative = nica.NonlinearICA(n_layers=2, max_iter=3, random_state=0).fit(data.X_train)
+    np.testing.assert_allclose(model.transform(data.X_train), direct.transform(data.X_train), rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(model.transform(data.X_train) - relative.transform(data.X_train))) > 1e-6
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
