@@ -67,6 +67,10 @@ def test_transport_is_the_augmented_product_and_checks_lengths():
         np.testing.assert_allclose(Tb, expected[:, 3], rtol=1e-12)
     with pytest.raises(ValueError, match="2 layers but params has 1"):
         nica.transport(updates, params[:1])
+    with pytest.raises(ValueError, match=r"layer 0: the update's W has shape \(2, 2\)"):
+        nica.transport((nica.Layer(jnp.zeros((2, 2)), jnp.zeros(2)), updates[1]), params)
+    with pytest.raises(ValueError, match="layer 1: the update's b is None but the layer's b is an array"):
+        nica.transport((updates[0], nica.Layer(updates[1].W, None)), params)
 
 
 def _adam_trajectory(params, X, gradient, steps=15):

@@ -165,7 +165,15 @@ def transport(updates, params):
     """
     if len(updates) != len(params):
         raise ValueError(f"updates has {len(updates)} layers but params has {len(params)}.")
-    return tuple(_transport_layer(Layer(*u), Layer(*p)) for u, p in zip(updates, params))
+    updates, params = [Layer(*u) for u in updates], [Layer(*p) for p in params]
+    for k, (u, p) in enumerate(zip(updates, params)):
+        if jnp.shape(u.W) != jnp.shape(p.W):
+            raise ValueError(f"layer {k}: the update's W has shape {jnp.shape(u.W)} but the layer's W has "
+                             f"shape {jnp.shape(p.W)}.")
+        if (u.b is None) != (p.b is None):
+            raise ValueError(f"layer {k}: the update's b is {'None' if u.b is None else 'an array'} but the "
+                             f"layer's b is {'None' if p.b is None else 'an array'}.")
+    return tuple(_transport_layer(u, p) for u, p in zip(updates, params))
 
 
 def euclidean_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
