@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
+import subprocess
 
 
 def cpu_model(default=None):
@@ -78,3 +80,19 @@ def xla_memory(compiled):
     memory["total_bytes"] = (memory["argument_bytes"] + memory["output_bytes"]
                              + memory["temp_bytes"] - memory["alias_bytes"])
     return memory
+
+
+def run_json_child(command, timeout_s, stderr_chars):
+    """Run ``command`` (a measuring child) and parse the JSON object on its last stdout line.
+
+    A child that times out or fails gives ``{"error": ...}`` (with the last ``stderr_chars``
+    characters of its stderr) instead of raising, so one bad point does not end a sweep.
+    """
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    if done.returncode != 0:
+        return {"error": f"exit status {done.returncode}: {done.stderr.strip()[-stderr_chars:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -52,7 +52,6 @@ import os
 import platform
 import re
 import resource
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -71,6 +70,7 @@ from _common import cpu_model  # shared /proc and XLA helpers
 from _common import proc_status_bytes as _proc_status_bytes
 from _common import release_free_memory as _release_free_memory
 from _common import reset_peak_rss as _reset_peak_rss
+from _common import run_json_child
 from _common import xla_memory as _xla_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -350,14 +350,7 @@ def measure_rss(method, dim, settings, timeout_s):
     """Run :func:`rss_child` in a fresh interpreter and parse its JSON line."""
     command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", method, str(dim),
                "--batch", str(settings["batch"]), "--n-layers", str(settings["n_layers"])]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:.0f} s"}
-    if done.returncode != 0:
-        return {"error": f"exit status {done.returncode}: {done.stderr.strip()[-300:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json_child(command, timeout_s, stderr_chars=300)
 
 
 def run_rss(results, rss_dims, settings, log):

@@ -55,7 +55,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -66,6 +65,7 @@ from _common import mem_available_bytes as _mem_available_bytes  # shared /proc 
 from _common import proc_status_bytes as _proc_status_bytes
 from _common import release_free_memory as _release_free_memory
 from _common import reset_peak_rss as _reset_peak_rss
+from _common import run_json_child
 from _common import xla_memory as _xla_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -205,14 +205,7 @@ def run_child(method, dim, batch, n_layers, n_steps, limit_bytes):
 
 def _child(args, timeout_s):
     command = [sys.executable, str(Path(__file__).resolve()), "--child", *map(str, args)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:.0f} s"}
-    if done.returncode != 0:
-        return {"error": f"exit status {done.returncode}: {done.stderr.strip()[-400:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json_child(command, timeout_s, stderr_chars=400)
 
 
 def predict_seconds(method, dim, measured):
