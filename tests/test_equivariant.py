@@ -73,14 +73,18 @@ def test_transport_is_the_augmented_product_and_checks_lengths():
         nica.transport((updates[0], nica.Layer(updates[1].W, None)), params)
 
 
-def _adam_trajectory(params, X, gradient, steps=15):
-    """Full-batch Adam (the optimizer whose per-coordinate state breaks equivariance) via the step."""
-    opt = optax.adam(3e-2)
+def _trajectory_with(opt, params, X, gradient, steps):
+    """The parameters after ``steps`` full-batch steps of ``make_train_step``."""
     step = jax.jit(nica.make_train_step(opt, gradient=gradient))
     state = nica.init_train_state(opt, params)
     for _ in range(steps):
         state, _ = step(state, X)
     return state.params
+
+
+def _adam_trajectory(params, X, gradient):
+    """Full-batch Adam: the optimizer whose per-coordinate state breaks equivariance."""
+    return _trajectory_with(optax.adam(3e-2), params, X, gradient, steps=15)
 
 
 @pytest.mark.parametrize("gradient, equivariant", [("equivariant", True), ("relative", False)])
@@ -112,17 +116,9 @@ def test_sgd_steps_agree_with_the_relative_gradient():
     params = random_params(41, n_layers=3)
     X = random_data(41, n_samples=32)
     opt = optax.sgd(1e-2)
-    a = _trajectory_with(opt, params, X, "relative")
-    b = _trajectory_with(opt, params, X, "equivariant")
+    a = _trajectory_with(opt, params, X, "relative", steps=10)
+    b = _trajectory_with(opt, params, X, "equivariant", steps=10)
     assert_layers_close(b, a, rtol=1e-9, atol=1e-11)
-
-
-def _trajectory_with(opt, params, X, gradient, steps=10):
-    step = jax.jit(nica.make_train_step(opt, gradient=gradient))
-    state = nica.init_train_state(opt, params)
-    for _ in range(steps):
-        state, _ = step(state, X)
-    return state.params
 
 
 def test_float32_stays_float32():
