@@ -359,6 +359,6 @@ def test_docs_build_without_warnings(tmp_path):
     anchors |= {a[len("module-"):] for a in re.findall(r'id="(module-[\w.]+)"', api_html)}
     missing = sorted((set(PUBLIC) | set(METHODS)) - anchors)
     assert not missing, f"the built API page has no entry for {missing}"
-    for page in ("index", "getting_started", "user_guide", "examples", "cli", "benchmarks",
-                 "scaling", "citing"):
+    for page in ("index", "getting_started", "user_guide", "theory", "examples", "cli",
+                 "benchmarks", "scaling", "citing"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
