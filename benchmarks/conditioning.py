@@ -3,13 +3,13 @@
 ``benchmarks/estimator.py`` found that at D = 64 the relative fit with Adam stops well below the
 euclidean fit's held-out log-likelihood.  This script looks at progress *per epoch* (so CPU
 contention does not matter) on the same data (``estimator.make_data(64, 10,000, seed 0)``, the
-SPEC §6 recipe with one segment, float32), for a grid of optimizers, learning rates and
-pre-processing, every run for a fixed number of epochs (no early stopping, same initialisation):
+segment-modulated benchmark recipe with one segment, float32), for a grid of optimizers,
+learning rates and pre-processing, every run for a fixed number of epochs (no early stopping, same initialisation):
 
 * the held-out (10 % validation split) log-likelihood every 50 epochs and its best value;
 * the condition number of each fitted ``W_k``.
 
-The relative direction is the euclidean one multiplied by ``W̄ᵀW̄`` (SPEC §2), a positive
+The relative direction is the euclidean one multiplied by ``W̄ᵀW̄`` (docs/theory.rst), a positive
 definite metric: it cannot stop anywhere the euclidean gradient would not.  The first runs hand
 it to Adam as if it were a gradient (``gradient="relative"``); the last runs hand Adam the same
 direction in the group's coordinates (``gradient="equivariant"``: ``H̄ = [G, g] W̄ᵀ``, update

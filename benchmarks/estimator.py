@@ -3,12 +3,12 @@
 For each dimension ``D`` (64 and 784 by default) the script generates one synthetic nonlinear
 ICA data set, then, on the same data and the same initialisation (same ``random_state``):
 
-* **Two forms of the relative gradient.**  ``"relative"`` hands SPEC §2's ``[G, g] W̄ᵀW̄`` to
-  the optimizer as a gradient; ``"equivariant"`` hands it ``H̄ = [G, g] W̄ᵀ`` (the same direction
-  in the group's coordinates) and applies the optimizer's update ``Ū`` as ``Ū W̄``
-  (``nica.equivariant_gradient``, ``nica.transport``).  With plain SGD the two steps are
-  identical, so ``"equivariant"`` is fitted with Adam only.  Both are checked against the
-  euclidean fit.
+* **Two forms of the relative gradient.**  ``"relative"`` hands ``[G, g] W̄ᵀW̄`` (docs/theory.rst,
+  'The relative gradient') to the optimizer as a gradient; ``"equivariant"`` hands it
+  ``H̄ = [G, g] W̄ᵀ`` (the same direction in the group's coordinates) and applies the
+  optimizer's update ``Ū`` as ``Ū W̄`` (``nica.equivariant_gradient``, ``nica.transport``).
+  With plain SGD the two steps are identical, so ``"equivariant"`` is fitted with Adam only.
+  Both are checked against the euclidean fit.
 * **Throughput** (samples/s) of one training step per ``gradient`` ("relative", "equivariant",
   "euclidean", "autodiff"): ``nica.make_train_step`` scanned over pre-cut mini-batches in one jitted call
   (``jax.lax.scan``, as the estimator's epoch does), compiled ahead of time
@@ -48,10 +48,10 @@ script sets ``OPENBLAS_NUM_THREADS=1`` before NumPy loads unless the variable is
 (it is recorded in the JSON).
 
 Data.  ``D ≤ 64``: ``nica.datasets.make_segmented_mixture(n_segments=1, n_components=D,
-n_layers=2)``, the SPEC §6 recipe with one segment (Laplace sources with scales ``U(0.5, 3)``,
-two ``U(-1, 1)`` unit-column mixing matrices redrawn until their condition number is below the
-25th percentile of 10,000 reference draws, leaky ReLU of slope 0.2 between them).  Above
-``D = 64`` that threshold costs 10,000 SVDs of ``D × D`` matrices (about half an hour at
+n_layers=2)``, the segment-modulated benchmark recipe with one segment (Laplace sources with
+scales ``U(0.5, 3)``, two ``U(-1, 1)`` unit-column mixing matrices redrawn until their condition
+number is below the 25th percentile of 10,000 reference draws, leaky ReLU of slope 0.2 between
+them).  Above ``D = 64`` that threshold costs 10,000 SVDs of ``D × D`` matrices (about half an hour at
 ``D = 784`` on 2 cores), so the same sources and leaky-ReLU network are used with mixing
 matrices ``U diag(σ) Vᵀ``, ``U`` and ``V`` Haar-random orthogonal and ``σ`` geometrically spaced
 with condition number ``CONDITION_NUMBER`` (10).  Both are cast to float32, so training runs in
@@ -111,10 +111,10 @@ OPTIMIZERS = ("adam", "sgd")
 # optimizer is linear; tests/test_equivariant.py checks it), so it is fitted with Adam only.
 FITTED_GRADIENTS = {"adam": ("relative", "equivariant", "euclidean"), "sgd": ("relative", "euclidean")}
 CHECKED_GRADIENTS = ("relative", "equivariant")  # each compared with the euclidean fit
-SLOPE = 0.2                    # leaky-ReLU slope of the mixing network (SPEC §6)
-SCALE_RANGE = (0.5, 3.0)       # source scales (SPEC §6)
-SPEC_MAX_DIM = 64              # largest D generated with make_segmented_mixture (see docstring)
-CONDITION_NUMBER = 10.0        # condition number of each mixing matrix above SPEC_MAX_DIM
+SLOPE = 0.2                    # leaky-ReLU slope of the mixing network (benchmark recipe)
+SCALE_RANGE = (0.5, 3.0)       # source scales (benchmark recipe)
+RECIPE_MAX_DIM = 64            # largest D generated with make_segmented_mixture (see docstring)
+CONDITION_NUMBER = 10.0        # condition number of each mixing matrix above RECIPE_MAX_DIM
 AUTODIFF_FULL_BATCH_MAX_DIM = 128
 
 # Per-dimension sizes: samples in the training set (the test set has as many), the epoch cap of
@@ -175,7 +175,7 @@ def true_log_likelihood(S, scales, mixing, slope):
 
 def make_data(dim, n_samples, seed):
     """Training and test observations (float32) and a description of how they were made."""
-    if dim <= SPEC_MAX_DIM:
+    if dim <= RECIPE_MAX_DIM:
         data = nica.datasets.make_segmented_mixture(
             n_segments=1, n_per_segment=n_samples, n_components=dim, n_layers=N_LAYERS,
             scale_range=SCALE_RANGE, slope=SLOPE, random_state=seed,
@@ -183,7 +183,8 @@ def make_data(dim, n_samples, seed):
         X_train, X_test, S_test = data.X_train, data.X_test, data.S_test
         scales, mixing = data.scales[0], data.mixing
         recipe = (f"nica.datasets.make_segmented_mixture(n_segments=1, n_per_segment={n_samples}, "
-                  f"n_components={dim}, n_layers={N_LAYERS}, random_state={seed}) (SPEC §6 recipe)")
+                  f"n_components={dim}, n_layers={N_LAYERS}, random_state={seed}) "
+                  "(segment-modulated benchmark recipe)")
     else:
         rng = np.random.RandomState(seed)
         scales = rng.uniform(*SCALE_RANGE, size=dim)
@@ -192,8 +193,8 @@ def make_data(dim, n_samples, seed):
         S_train, S_test = scales * noise(), scales * noise()
         X_train = nica.datasets.apply_mixing(S_train, mixing, SLOPE)
         X_test = nica.datasets.apply_mixing(S_test, mixing, SLOPE)
-        recipe = (f"SPEC §6 sources (one segment, Laplace, scales U{SCALE_RANGE}) and leaky-ReLU "
-                  f"network (slope {SLOPE}, {N_LAYERS} matrices), but each mixing matrix is "
+        recipe = (f"Benchmark-recipe sources (one segment, Laplace, scales U{SCALE_RANGE}) and "
+                  f"leaky-ReLU network (slope {SLOPE}, {N_LAYERS} matrices), but each mixing matrix is "
                   f"U diag(sigma) V^T with Haar-orthogonal U, V and geometric sigma of condition "
                   f"number {CONDITION_NUMBER:g}, instead of the 10,000-SVD condition threshold")
     return {

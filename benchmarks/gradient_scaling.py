@@ -7,7 +7,7 @@ Reproduces three figures of Gresele et al. (NeurIPS 2020) on the machine it runs
   inverse (``nica.euclidean_gradient``, ``O(D³)`` per layer) and brute-force automatic
   differentiation (``nica.autodiff_gradient``, per-sample Jacobians and ``slogdet``,
   ``O(B·D³)`` time and ``B·D²`` memory), next to the *matmul floor*: a jitted function doing
-  only the ``4L − 1`` matrix products that any gradient step must do (SPEC §2).
+  only the ``4L − 1`` matrix products that any gradient step must do (docs/theory.rst, 'Cost').
 * Figure 4: memory of one gradient evaluation, as XLA's compiled memory analysis and as the
   peak resident set size measured in a fresh process.
 * Figure 1 (right): mean negative log-likelihood per epoch of full-batch gradient descent with
@@ -130,7 +130,7 @@ MEASURES = {
 
 
 def floor_products(weights, inputs, errors, residuals):
-    """The ``4L − 1`` matrix products one gradient step cannot avoid (SPEC §2).
+    """The ``4L − 1`` matrix products one gradient step cannot avoid (docs/theory.rst, 'Cost').
 
     Per layer ``k``: the forward product ``Z_k Wₖᵀ``, the back-propagation product
     ``δ_k W_k`` (every layer but the first), ``R_k W_k`` with ``R_k = Y_k − b_k`` and

@@ -5,8 +5,8 @@ bare gradient: float32, ``L = 2`` square layers, a batch of ``B = 100`` standard
 ``smooth_leaky_relu`` and ``laplace``, Adam, the state ``(params, Adam's mu and nu)`` donated
 to the step so that XLA updates it in place.  Three ways to get the direction:
 
-* ``relative``: nica's relative gradient (SPEC §2), ``O(L·B·D²)`` time and, beyond the state,
-  only the gradients (one ``D×D`` per layer) and ``(B, D)`` activations;
+* ``relative``: nica's relative gradient (docs/theory.rst), ``O(L·B·D²)`` time and, beyond the
+  state, only the gradients (one ``D×D`` per layer) and ``(B, D)`` activations;
 * ``euclidean``: the ordinary gradient with an explicit inverse, ``O(D³)`` per layer;
 * ``autodiff``: per-sample Jacobians and ``slogdet``, ``O(B·D³)`` time and ``B·D²`` memory.
 

@@ -1,7 +1,7 @@
 """Walkthrough: identifiable nonlinear ICA with an auxiliary variable (ConditionalNonlinearICA).
 
-The data follow the standard segment-modulated benchmark (``nica.datasets.make_segmented_mixture``,
-SPEC §6): Laplace sources whose scales change from segment to segment, mixed by an ``L``-layer
+The data follow the standard segment-modulated benchmark (``nica.datasets.make_segmented_mixture``;
+see docs/theory.rst, 'The benchmark recipe'): Laplace sources whose scales change from segment to segment, mixed by an ``L``-layer
 leaky-ReLU network.  The segment label ``u`` of each point is observed.  The example
 
 1. fits ``nica.ConditionalNonlinearICA``: an invertible MLP with a Laplace prior whose

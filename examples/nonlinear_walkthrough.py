@@ -1,7 +1,7 @@
 """Walkthrough: unmixing a nonlinear mixture with NonlinearICA, compared with FastICA.
 
-The data follow the standard nonlinear-ICA benchmark (``nica.datasets.make_segmented_mixture``,
-SPEC §6): Laplace sources whose scales change across segments, mixed by a two-layer leaky-ReLU
+The data follow the standard nonlinear-ICA benchmark (``nica.datasets.make_segmented_mixture``;
+see docs/theory.rst, 'The benchmark recipe'): Laplace sources whose scales change across segments, mixed by a two-layer leaky-ReLU
 network ``x = A_2 σ(A_1 s)``. The example
 
 1. fits ``nica.NonlinearICA`` (a 3-layer invertible MLP, factorized Laplace prior, exact

@@ -1,4 +1,7 @@
-"""Elementwise invertible activations (SPEC §3): ``smooth_leaky_relu``, ``tanh_linear``, ``leaky_relu``."""
+"""Elementwise invertible activations: ``smooth_leaky_relu``, ``tanh_linear``, ``leaky_relu``.
+
+Their formulas are in :ref:`theory-activations`.
+"""
 
 from nica._src.activations import (
     Activation,

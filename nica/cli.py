@@ -270,7 +270,7 @@ def cmd_demo(args):
     n_per_segment = 250 if args.quick else 1000
     n_components, n_layers = 5, 2
     print(f"nica demo: {n_components} sources, 40 segments × {n_per_segment} points, "
-          f"mixed by a {n_layers}-layer leaky-ReLU network (SPEC §6)")
+          f"mixed by a {n_layers}-layer leaky-ReLU network (the segment-modulated benchmark recipe)")
     data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=n_components,
                                   n_layers=n_layers, random_state=args.seed)
     X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
@@ -325,7 +325,8 @@ def build_parser():
     fit.add_argument("--max-iter", type=int, default=200)
     fit.add_argument("--whiten", default="standardize", choices=["standardize", "unit-variance", "none"])
     fit.add_argument("--gradient", default="relative", choices=["relative", "equivariant", "euclidean", "autodiff"],
-                     help="relative: SPEC's O(B·D²) form; equivariant: the optimizer in the group's coordinates, "
+                     help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
+                          "equivariant: the optimizer in the group's coordinates, "
                           "usually better with Adam while n_features <= batch size (docs/benchmarks.md)")
     fit.add_argument("--random-state", type=int, default=None)
     fit.add_argument("--verbose", type=int, default=0)

@@ -106,7 +106,7 @@ def test_log_density_is_stable_far_out(prior):
     assert ld.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(ld)))
 
 
-# SPEC §4's densities as scipy.stats distributions: an independent oracle.
+# The densities of docs/theory.rst ('Priors') as scipy.stats distributions: an independent oracle.
 SCIPY_EQUIVALENT = {
     "gaussian": stats.norm(),
     "laplace": stats.laplace(scale=1 / math.sqrt(2)),

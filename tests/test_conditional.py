@@ -84,7 +84,8 @@ def test_conditional_prior_needs_u():
 
 
 def brute_conditional_nll(params, theta, X, u, act, prior):
-    """Mean NLL from a per-sample network, jax.jacfwd and slogdet (written from SPEC §1)."""
+    """Mean NLL from a per-sample network, jax.jacfwd and slogdet (written from docs/theory.rst,
+    'The model')."""
 
     def g(x):
         z = x

@@ -1,7 +1,7 @@
 """The functional core against independent oracles, in float64 on tiny shapes.
 
-The oracle is a brute-force model written here from SPEC §1 alone: a per-sample network, its
-full Jacobian from ``jax.jacfwd`` and ``slogdet``.  It never calls nica's likelihood,
+The oracle is a brute-force model written here from the equations of docs/theory.rst ('The
+model') alone: a per-sample network, its full Jacobian from ``jax.jacfwd`` and ``slogdet``.  It never calls nica's likelihood,
 log-derivatives or gradients.
 """
 
@@ -37,7 +37,7 @@ def random_data(seed, n_samples=5, n_features=D):
 
 
 def brute_network(params, x, act):
-    """s = g(x) for one sample, written from SPEC §1."""
+    """s = g(x) for one sample, written from docs/theory.rst, 'The model'."""
     z = x
     for k, (W, b) in enumerate(params):
         y = W @ z if b is None else W @ z + b
@@ -57,7 +57,8 @@ def brute_nll(params, X, act, prior):
 
 
 def relative_from_definition(params, G_g):
-    """[ΔW, Δb] = [G, g] W̄ᵀ W̄ with W̄ = [[W, b], [0, 1]] (SPEC §2, appendix F)."""
+    """[ΔW, Δb] = [G, g] W̄ᵀ W̄ with W̄ = [[W, b], [0, 1]] (docs/theory.rst, 'The relative gradient';
+    paper appendix F)."""
     out = []
     for (W, b), (G, g) in zip(params, G_g):
         d = W.shape[0]
@@ -147,7 +148,10 @@ def test_relative_gradient_both_groupings_and_no_bias(n_samples, bias):
 
 
 def test_bias_correction_term_is_present():
-    """With non-zero biases, leaving out SPEC §2's −b (as the authors' code does) is wrong."""
+    """With non-zero biases, leaving out the −b (as the authors' code does) is wrong.
+
+    See docs/theory.rst, 'The bias correction'.
+    """
     params = random_params(6, n_layers=2)
     X = random_data(6)
     act, pr = activations.tanh_linear(), priors.logistic()

@@ -1,4 +1,5 @@
-"""Tests of nica.datasets: the SPEC §6 recipe checked property by property."""
+"""Tests of nica.datasets: the segment-modulated benchmark recipe (docs/theory.rst, 'The benchmark
+recipe') checked property by property."""
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def default():
-    """The SPEC §6 defaults: 40 segments x 1000, D = 5, L = 2, Laplace."""
+    """The recipe's defaults: 40 segments x 1000, D = 5, L = 2, Laplace."""
     return make_segmented_mixture(random_state=1)
 
 

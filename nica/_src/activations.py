@@ -1,4 +1,4 @@
-"""Elementwise invertible activations (SPEC §3).
+"""Elementwise invertible activations (docs/theory.rst, section 'Activations').
 
 Each activation is a small frozen (hashable, picklable) object with three pure functions:
 
@@ -328,7 +328,7 @@ _REGISTRY = {
 
 
 def get(activation) -> Activation:
-    """Return an :class:`Activation` from an object or one of the names in SPEC §3.
+    """Return an :class:`Activation` from an object or one of the names in :ref:`theory-activations`.
 
     Parameters
     ----------

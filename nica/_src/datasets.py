@@ -32,8 +32,9 @@ _SOURCES = ("laplace", "gaussian")
 _TOY_DENSITIES = ("two_moons", "mixture_of_gaussians", "sine")
 _TOY_DEFAULT_NOISE = {"two_moons": 0.05, "mixture_of_gaussians": 0.2, "sine": 0.1}
 
-# SPEC §6: a mixing matrix is accepted when its condition number is at most this percentile
-# of the condition numbers of this many reference matrices drawn the same way.
+# The benchmark recipe (docs/theory.rst, 'The benchmark recipe'): a mixing matrix is accepted
+# when its condition number is at most this percentile of the condition numbers of this many
+# reference matrices drawn the same way.
 _N_REFERENCE_MATRICES = 10_000
 _CONDITION_PERCENTILE = 25.0
 _REFERENCE_CHUNK_ENTRIES = 2**24  # bounds the memory of the batched condition numbers
@@ -156,7 +157,7 @@ def apply_mixing(S, mixing, slope=0.2):
 
 
 _SEGMENTED_DESCR = """\
-Segment-modulated nonlinear ICA benchmark (Hyvarinen & Morioka, TCL; nica SPEC section 6).
+Segment-modulated nonlinear ICA benchmark (Hyvarinen & Morioka, TCL; nica docs/theory.rst).
 
 Segments: {n_segments} x {n_per_segment} samples. Components: {n_components}.
 Mixing layers: {n_layers}, leaky-ReLU slope {slope}. Sources: {source}.
@@ -178,7 +179,7 @@ def make_segmented_mixture(
     slope=0.2,
     random_state=None,
 ):
-    r"""Generate the segment-modulated nonlinear ICA benchmark (SPEC §6).
+    r"""Generate the segment-modulated nonlinear ICA benchmark (see :ref:`theory-benchmark`).
 
     1. For each segment :math:`m` and component :math:`i`, a scale
        :math:`\lambda_{mi} \sim U(\text{low}, \text{high})` (default ``U(0.5, 3)``).

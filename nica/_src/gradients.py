@@ -1,4 +1,6 @@
-"""Gradients of the mean negative log-likelihood: relative (SPEC §2) and the two baselines.
+"""Gradients of the mean negative log-likelihood: relative and the two baselines.
+
+The derivation is in docs/theory.rst, sections 'The relative gradient' and 'The equivariant form'.
 
 Notation: ``ℓ`` is the mean NLL of a batch (including ``−Σ_k log|det W_k|``), ``ℓ_data`` the same
 without the log-det terms, ``G_k = ∂ℓ/∂W_k`` and ``g_k = ∂ℓ/∂b_k`` the Euclidean gradient, and
@@ -22,7 +24,7 @@ and, as ``Y − b`` and ``b`` enter only through ``Y = (Y − b) + 1bᵀ``, more
 ``ΔW = δᵀ (Y W) − W`` and ``Δb = δᵀ (Y b) + g − b``.
 
 No inverse, no determinant and (for ``B ≤ 2D``) no ``D×D×D`` product.  The ``−b`` term is the
-bias correction that SPEC §2 adds to the authors' code.
+bias correction that nica adds to the authors' code (docs/theory.rst, 'The bias correction').
 
 The same direction in the group's own coordinates.  ``[ΔW, Δb] = H̄ W̄`` with
 
@@ -242,7 +244,7 @@ def _dispatch(impl, params, X, activation, prior):
 
 
 def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
-    """Relative gradient ``[G, g] W̄ᵀ W̄`` of the mean NLL, per layer (SPEC §2).
+    """Relative gradient ``[G, g] W̄ᵀ W̄`` of the mean NLL, per layer (see :ref:`theory-relative-gradient`).
 
     Computed in the cheap form: per layer a forward product, back-propagation and two extra
     ``(B×D)·(D×D)`` products, about ``(4L − 1)·B·D²`` multiply-adds in all, with no inverse or

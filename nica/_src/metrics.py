@@ -1,7 +1,8 @@
 """Metrics for source recovery: mean correlation coefficient and Amari distance.
 
 Pure NumPy/SciPy, independent of the JAX core, so they can check the model from the outside.
-Rows are samples and columns are components everywhere (SPEC §5).
+Rows are samples and columns are components everywhere.  The formulas are in docs/theory.rst,
+section 'Metrics'.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The invertible MLP and its exact likelihood (SPEC §1, paper eqs. 2–4 and 9).
+"""The invertible MLP and its exact likelihood (docs/theory.rst, 'The model'; paper eqs. 2–4 and 9).
 
 Conventions, fixed once for all of nica:
 
