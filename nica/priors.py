@@ -1,11 +1,13 @@
-"""Source priors (SPEC §4): factorized ``gaussian``, ``laplace``, ``logistic``, ``hypsecant``, and
-conditional ``segment_conditional`` (discrete u) and ``mlp_conditional`` (continuous u)."""
+"""Source priors: fixed factorized ``gaussian``, ``laplace``, ``logistic``, ``hypsecant``; the
+learned density ``logistic_mixture``; and conditional ``segment_conditional`` (discrete u) and
+``mlp_conditional`` (continuous u)."""
 
 from nica._src.priors import (
     Gaussian,
     HypSecant,
     Laplace,
     Logistic,
+    LogisticMixture,
     MLPConditional,
     Prior,
     SegmentConditional,
@@ -14,10 +16,11 @@ from nica._src.priors import (
     hypsecant,
     laplace,
     logistic,
+    logistic_mixture,
     mlp_conditional,
     segment_conditional,
 )
 
-__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "SegmentConditional",
-           "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant", "segment_conditional",
-           "mlp_conditional", "get"]
+__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMixture",
+           "SegmentConditional", "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant",
+           "logistic_mixture", "segment_conditional", "mlp_conditional", "get"]

@@ -26,6 +26,7 @@ from nica._src import priors as _priors
 from nica._src.priors import mlp_conditional, segment_conditional
 from nica._src.gradients import VALUE_AND_GRADIENT
 from nica._src.network import (
+    Layer,
     _forward,
     _inverse,
     _log_likelihood_without_det,
@@ -36,7 +37,21 @@ from nica._src.training import TrainState, init_train_state, make_epoch, make_me
 
 __all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
-_WHITEN_OPTIONS = ("standardize", "unit-variance", False)
+_WHITEN_OPTIONS = ("auto", "standardize", "unit-variance", False)
+_SCHEDULE_OPTIONS = ("plateau", "constant")
+# whiten="auto": PCA whitening (an O(D³) eigendecomposition and a D×D matrix) up to this many
+# features, per-feature standardization (O(n·D)) above.
+_AUTO_WHITEN_MAX_FEATURES = 1024
+# gradient="auto": the equivariant form while its D×D×D transport per layer costs at most about
+# as much as the step's own products (n_features up to a few times the batch).
+_AUTO_EQUIVARIANT_BATCH_RATIO = 4
+# The rate schedule: at a plateau (or after a spike), the rate is multiplied by this factor, at
+# most _MAX_RATE_REDUCTIONS times before the fit stops.
+_RATE_FACTOR = 0.2
+_MAX_RATE_REDUCTIONS = 2
+# The spike guard: a validation NLL this many nats per sample above the best so far restores the
+# best parameters and lowers the rate.
+_SPIKE_NATS = 0.5
 _PARALLEL_OPTIONS = (None, "data", "model")
 _SCORE_BATCH = 8192
 
@@ -46,6 +61,24 @@ def _precision(dtype):
     if np.dtype(dtype) == np.float64:
         return jax.enable_x64(True)
     return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=64)
+def _with_rate_scale(optimizer):
+    """``optimizer`` followed by a scale kept in the optimizer state, so that the fit loop can
+    lower the rate between epochs (plateaus, spikes) without recompiling anything."""
+    return optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+
+
+def _rate_scale(opt_state):
+    return float(opt_state[1].hyperparams["step_size"])
+
+
+def _set_rate_scale(opt_state, value):
+    inner = opt_state[1]
+    old = inner.hyperparams["step_size"]
+    hyper = {**inner.hyperparams, "step_size": jnp.full_like(old, value)}
+    return (opt_state[0], inner._replace(hyperparams=hyper))
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,6 +163,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
 
         positive_int("n_layers")
+        positive_int("n_init")
         positive_int("batch_size")
         positive_int("max_iter")
         positive_int("n_iter_no_change")
@@ -138,10 +172,14 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         vf = self.validation_fraction
         if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0.0 < vf < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1); got {vf!r}.")
-        if self.gradient not in VALUE_AND_GRADIENT:
-            raise ValueError(f"gradient must be one of {sorted(VALUE_AND_GRADIENT)}; got {self.gradient!r}.")
+        if not (isinstance(self.gradient, str) and (self.gradient == "auto" or self.gradient in VALUE_AND_GRADIENT)):
+            raise ValueError(
+                f"gradient must be one of {['auto'] + sorted(VALUE_AND_GRADIENT)}; got {self.gradient!r}."
+            )
         if self.whiten not in _WHITEN_OPTIONS or self.whiten is True:
             raise ValueError(f"whiten must be one of {_WHITEN_OPTIONS}; got {self.whiten!r}.")
+        if not (isinstance(self.schedule, str) and self.schedule in _SCHEDULE_OPTIONS):
+            raise ValueError(f"schedule must be one of {_SCHEDULE_OPTIONS}; got {self.schedule!r}.")
         for name in ("bias", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
@@ -154,7 +192,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 f"({jax.device_count()}) with parallel='data': each batch is split evenly over "
                 "the devices."
             )
-        return _activations.get(self.activation), _priors.get(self.prior), self._resolve_optimizer()
+        return _activations.get(self.activation), _priors.get(self.prior), _with_rate_scale(self._resolve_optimizer())
 
     def _resolve_optimizer(self):
         opt = self.optimizer
@@ -178,16 +216,28 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     # ----------------------------------------------------------------------------------------
     # pre-processing: an affine map with a known log-determinant
 
+    def _resolve_whiten(self, n_features):
+        if self.whiten == "auto":
+            return "unit-variance" if n_features <= _AUTO_WHITEN_MAX_FEATURES else "standardize"
+        return self.whiten
+
+    def _resolve_gradient(self, n_features):
+        if self.gradient == "auto":
+            small = n_features <= _AUTO_EQUIVARIANT_BATCH_RATIO * int(self.batch_size)
+            return "equivariant" if small else "relative"
+        return self.gradient
+
     def _fit_preprocessing(self, X):
         n_features = X.shape[1]
-        self.mean_ = X.mean(axis=0) if self.whiten else np.zeros(n_features, X.dtype)
+        self.whiten_ = whiten = self._resolve_whiten(n_features)
+        self.mean_ = X.mean(axis=0) if whiten else np.zeros(n_features, X.dtype)
         # A diagonal P (standardize, none) is applied as a vector: O(n·D), not O(n·D²) or O(D³).
         self._whitening_scale = None
-        if self.whiten == "standardize":
+        if whiten == "standardize":
             std = X.std(axis=0)
             std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
             scale = 1.0 / std
-        elif self.whiten == "unit-variance":
+        elif whiten == "unit-variance":
             cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
             eigval, eigvec = np.linalg.eigh(cov)
             floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
@@ -230,31 +280,85 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         if reset:
             self._dtype = X.dtype
             self._fit_preprocessing(X)
+            self.gradient_ = self._resolve_gradient(X.shape[1])
         X = self._preprocess(np.asarray(X, dtype=self._dtype))
+        n_init = int(self.n_init) if reset else 1
         with _precision(self._dtype):
-            key = jax.random.key(rng.randint(np.iinfo(np.int32).max))
-            key, init_key, prior_key = jax.random.split(key, 3)
+            seeds = [rng.randint(np.iinfo(np.int32).max)]
+            mesh = self._mesh()
+            train, val = self._split((X, U), rng) if validate else ((X, U), None)
+            seeds += [rng.randint(np.iinfo(np.int32).max) for _ in range(n_init - 1)]
+            train, val = _device(train, mesh), _device(val, mesh)
             if reset:
                 self.__dict__.pop("_state", None)  # a refit does not hold the old state meanwhile
                 prior = self._build_prior(base_prior)
-                params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
-                prior_params = prior.init_params(prior_key, X.shape[1], self._dtype)
-                state = init_train_state(optimizer, params, prior_params)
-                self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
             else:
                 prior = self.prior_
-                state = TrainState(*self._state)
-            mesh = self._mesh()
-            # On the device from here on; the epochs donate it (updated in place), so the only
-            # other copy kept is the best epoch's parameters (see _run_epochs).
-            self._state = state = self._on_device(state)
             self.activation_, self.prior_ = activation, prior
-            train, val = self._split((X, U), rng) if validate else ((X, U), None)
-            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient, int(self.batch_size), mesh)
-            self._run_epochs(epoch_fn, optimizer, state, _device(train, mesh), _device(val, mesh), key,
-                             epochs, warn_max_iter)
+            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient_, int(self.batch_size), mesh)
+            best_run, scores = None, []
+            for seed in seeds:
+                key, init_key, prior_key = jax.random.split(jax.random.key(seed), 3)
+                if reset:
+                    params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
+                    prior_params = prior.init_params(prior_key, X.shape[1], self._dtype)
+                    state = init_train_state(optimizer, params, prior_params)
+                    self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
+                else:
+                    state = TrainState(*self._state)
+                # On the device from here on; the epochs donate it (updated in place), so the
+                # only other copies kept are the best epoch's parameters (see _run_epochs) and,
+                # with n_init > 1, the best initialisation's state.
+                self._state = state = self._on_device(state)
+                status = self._run_epochs(epoch_fn, optimizer, state, train, val, key, epochs)
+                scores.append(status["best_score"])
+                if best_run is None or status["best_score"] > best_run[0]["best_score"]:
+                    best_run = None  # free the previous best first
+                    best_run = (status, self._state, self.loss_curve_, self.validation_scores_,
+                                self.n_iter_, self.best_iter_)
+            status, self._state, self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = best_run
+            if reset:
+                self.init_scores_ = scores
+            self._warn(status, warn_max_iter)
+            if reset and self.n_layers == 1:
+                self._fold_linear_bias()
         self._n_features_out = self.n_features_in_
         return self
+
+    def _warn(self, status, warn_max_iter):
+        if status["diverged"]:
+            warnings.warn(
+                f"Training diverged at epoch {status['diverged_at']} (non-finite loss or parameters) with "
+                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
+                f"epoch {self.best_iter_}. Try a smaller learning_rate.",
+                ConvergenceWarning,
+                stacklevel=self._warning_stacklevel,
+            )
+        elif not status["converged"] and warn_max_iter:
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={self.max_iter} epochs without converging "
+                f"(tol={self.tol}, n_iter_no_change={self.n_iter_no_change}); consider increasing "
+                "max_iter.",
+                ConvergenceWarning,
+                stacklevel=self._warning_stacklevel,
+            )
+
+    def _fold_linear_bias(self):
+        """Linear ICA: move the bias into ``mean_`` so that ``transform(X) == (X - mean_) @
+        components_.T`` exactly as in scikit-learn's FastICA (the model is unchanged:
+        ``(X − m) Cᵀ + b = (X − (m − C⁻¹b)) Cᵀ``)."""
+        layer = self._state.params[0]
+        if layer.b is None:
+            return
+        W, b = np.asarray(layer.W, dtype=np.float64), np.asarray(layer.b, dtype=np.float64)
+        shift_z = np.linalg.solve(W, b)  # W⁻¹ b, in the pre-processed coordinates
+        if self._whitening_scale is not None:
+            shift_x = shift_z / self._whitening_scale
+        else:
+            shift_x = np.linalg.solve(self._whitening_matrix.astype(np.float64), shift_z)
+        self.mean_ = (self.mean_ - shift_x).astype(self._dtype)
+        params = (Layer(layer.W, jnp.zeros_like(layer.b)),)
+        self._state = self._on_device(TrainState(params, self._state.prior_params, self._state.opt_state))
 
     def _build_prior(self, base_prior):
         return base_prior
@@ -275,23 +379,33 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(order[n_val:]), take(order[:n_val])
 
-    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs, warn_max_iter):
+    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs):
         """Run the epochs; leave the best (validation) or last parameters in ``self._state``.
+
+        The rate schedule (``schedule="plateau"``): after ``n_iter_no_change`` epochs without an
+        improvement of more than ``tol``, the rate is multiplied by ``_RATE_FACTOR``, at most
+        ``_MAX_RATE_REDUCTIONS`` times; the next plateau stops the fit (converged).  The spike
+        guard (every schedule): a validation NLL more than ``_SPIKE_NATS`` above the best so far
+        restores the best parameters, restarts the optimizer there and lowers the rate.
 
         Memory: the state (parameters and optimizer state) lives on the device and is donated to
         each epoch; besides it only the best epoch's parameters are kept, as a device copy (no
         host copy, no copy of the optimizer state).  The optimizer state kept is the last one,
         as scikit-learn's MLP keeps its solver state when it restores the best coefficients; a
         fit that diverged, or was interrupted, restarts the optimizer at the best parameters.
+
+        Returns a dict: ``best_score``, ``converged``, ``diverged``, ``diverged_at``.
         """
         monitor_validation = val is not None
         best_score = -np.inf
         best = _device_copy((state.params, state.prior_params))
-        no_change, converged, diverged = 0, False, False
+        no_change, converged, diverged, diverged_at = 0, False, False, None
+        reductions = 0
+        rate = _rate_scale(state.opt_state)
         bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
 
-        def restart_at_best():
-            return TrainState(*best, optimizer.init(best))
+        def restart_at_best(rate):
+            return TrainState(*best, _set_rate_scale(optimizer.init(best), rate))
 
         try:
             for _ in bar:
@@ -302,7 +416,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 log_det = float(_log_abs_det(state.params))
                 loss = float(data_loss) - log_det - self._log_det_whitening
                 if not np.isfinite(loss) or not _all_finite(state):
-                    diverged = True
+                    diverged, diverged_at = True, self.n_iter_
                     break
                 self.loss_curve_.append(loss)
                 postfix = {"train_nll": f"{loss:.4f}"}
@@ -311,51 +425,50 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                                                           log_det=log_det)
                     score = float(jnp.mean(val_ll)) + self._log_det_whitening
                     if not np.isfinite(score):
-                        diverged = True
+                        diverged, diverged_at = True, self.n_iter_
                         break
                     self.validation_scores_.append(score)
                     postfix["val_nll"] = f"{-score:.4f}"
                 else:
                     score = -loss
                 bar.set_postfix(postfix)
+                if score < best_score - _SPIKE_NATS:
+                    # A spike: back to the best parameters, with a fresh optimizer and a lower rate.
+                    rate *= _RATE_FACTOR
+                    state = self._state = self._on_device(restart_at_best(rate))
+                    no_change += 1
+                    continue
                 no_change = 0 if score > best_score + self.tol else no_change + 1
                 if score > best_score:
                     best_score, self.best_iter_ = score, self.n_iter_
                     best = None  # free the old copy first: at most one extra copy of the parameters
                     best = _device_copy((state.params, state.prior_params))
                 if no_change >= self.n_iter_no_change:
+                    if self.schedule == "plateau" and reductions < _MAX_RATE_REDUCTIONS:
+                        reductions += 1
+                        rate *= _RATE_FACTOR
+                        state = self._state = TrainState(state.params, state.prior_params,
+                                                         _set_rate_scale(state.opt_state, rate))
+                        no_change = 0
+                        continue
                     converged = True
                     break
         except BaseException:
             # Interrupted (e.g. KeyboardInterrupt) inside an epoch, whose input was donated:
             # leave a usable estimator at the best parameters seen, then re-raise.
             if best is not None:
-                self._state = restart_at_best()
+                self._state = restart_at_best(rate)
             raise
         finally:
             bar.close()
 
         if diverged:
-            warnings.warn(
-                f"Training diverged at epoch {self.n_iter_} (non-finite loss or parameters) with "
-                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
-                f"epoch {self.best_iter_}. Try a smaller learning_rate.",
-                ConvergenceWarning,
-                stacklevel=self._warning_stacklevel,
-            )
-        elif not converged and warn_max_iter:
-            warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs without converging "
-                f"(tol={self.tol}, n_iter_no_change={self.n_iter_no_change}); consider increasing "
-                "max_iter or learning_rate.",
-                ConvergenceWarning,
-                stacklevel=self._warning_stacklevel,
-            )
-        if diverged:
-            state = restart_at_best()
+            state = restart_at_best(rate)
         elif monitor_validation:
             state = TrainState(*best, state.opt_state)
         self._state = state
+        return {"best_score": best_score, "converged": converged, "diverged": diverged,
+                "diverged_at": diverged_at}
 
     # ----------------------------------------------------------------------------------------
     # fitted parameters: views of the device state (no second copy in host memory on a CPU)
@@ -369,6 +482,32 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     def prior_params_(self):
         """The prior's own parameters as NumPy arrays (empty for a factorized prior)."""
         return _to_numpy(self._state.prior_params)
+
+    @property
+    def components_(self):
+        """Linear ICA (``n_layers=1``) only: the whole unmixing matrix, pre-processing included,
+        with scikit-learn FastICA's meaning: ``transform(X) == (X - mean_) @ components_.T``."""
+        return self._linear_unmixing()
+
+    @property
+    def mixing_(self):
+        """Linear ICA (``n_layers=1``) only: the pseudo-inverse of ``components_``, as in
+        FastICA: ``inverse_transform(S) == S @ mixing_.T + mean_``."""
+        return np.linalg.pinv(self._linear_unmixing())
+
+    def _linear_unmixing(self):
+        if "_state" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet; components_ "
+                                 "and mixing_ exist after fit.")
+        if len(self._state.params) != 1:
+            raise AttributeError(
+                "components_ and mixing_ are defined for linear ICA (n_layers=1) only; this model has "
+                f"{len(self._state.params)} layers and is not a matrix."
+            )
+        W = np.asarray(self.params_[0].W)
+        if self._whitening_scale is not None:
+            return W * self._whitening_scale[None, :]
+        return W @ self._whitening_matrix
 
     def _on_device(self, state):
         """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed
@@ -488,9 +627,13 @@ class NonlinearICA(_RelativeGradientICA):
     activation : str or Activation, default="smooth_leaky_relu"
         ``"smooth_leaky_relu"``, ``"tanh_linear"``, ``"leaky_relu"`` or an
         :mod:`nica.activations` object.
-    prior : str or Prior, default="laplace"
-        ``"laplace"``, ``"gaussian"``, ``"logistic"``, ``"hypsecant"`` or an
-        :mod:`nica.priors` object.
+    prior : str or Prior, default="logistic_mixture"
+        The source density.  ``"logistic_mixture"`` (default): a learned density per source, a
+        mixture of two logistics fitted with the network by exact likelihood
+        (:func:`nica.priors.logistic_mixture`), so that sub-Gaussian (uniform, bimodal) and
+        super-Gaussian sources are both separated; it adds ``6·D`` parameters and ``O(B·D)``
+        work per step.  Fixed densities: ``"laplace"``, ``"gaussian"``, ``"logistic"``,
+        ``"hypsecant"``, or any :mod:`nica.priors` object.
     bias : bool, default=True
         Whether layers have biases.
     optimizer : str, callable or optax.GradientTransformation, default="adam"
@@ -498,12 +641,12 @@ class NonlinearICA(_RelativeGradientICA):
         ``optax.sgd`` (called with ``learning_rate``), or a ready ``GradientTransformation``
         (then ``learning_rate`` is not used).  Use a name or factory if the estimator must be
         pickled: optax transformations are closures.
-    learning_rate : float, default=1e-3
-        Step size handed to the optimizer factory.
+    learning_rate : float, default=1e-2
+        Step size handed to the optimizer factory (the initial one with ``schedule="plateau"``).
     batch_size : int, default=256
         Mini-batch size; each epoch uses ``n_train // batch_size`` full shuffled batches.
-    max_iter : int, default=200
-        Maximum number of epochs.
+    max_iter : int, default=1000
+        Maximum number of epochs; a ``ConvergenceWarning`` says when it is reached first.
     tol : float, default=1e-4
         Minimum improvement (in nats per sample) of the monitored score that counts.
     early_stopping : bool, default=True
@@ -514,17 +657,31 @@ class NonlinearICA(_RelativeGradientICA):
         Fraction of the data held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
         Patience, in epochs.
-    gradient : {"relative", "equivariant", "euclidean", "autodiff"}, default="relative"
-        Update direction handed to the optimizer.  ``"equivariant"`` is the relative gradient
+    schedule : {"plateau", "constant"}, default="plateau"
+        ``"plateau"``: when the monitored score has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, the rate is multiplied by 0.2, at most twice; the next
+        plateau ends the fit.  ``"constant"``: the first plateau ends the fit.  With either, a
+        validation NLL more than 0.5 nats per sample above the best so far (a spike) restores
+        the best parameters, restarts the optimizer there and multiplies the rate by 0.2.
+    n_init : int, default=1
+        Number of initialisations, as in :class:`~sklearn.mixture.GaussianMixture`: each is
+        trained in full (same validation split) and the one with the best validation
+        log-likelihood is kept (``init_scores_`` holds every one's).  Costs ``n_init`` fits.
+    gradient : {"auto", "relative", "equivariant", "euclidean", "autodiff"}, default="auto"
+        Update direction handed to the optimizer.  ``"auto"``: ``"equivariant"`` while
+        ``n_features <= 4 * batch_size`` (its per-layer ``D×D×D`` transport then costs at most
+        about as much as the step's own products), ``"relative"`` above.  ``"equivariant"`` is the relative gradient
         in the group's coordinates (:func:`nica.equivariant_gradient`), the optimizer's update
         mapped back with :func:`nica.transport`: the same step as ``"relative"`` for plain SGD,
         and with Adam much faster progress per epoch in our benchmarks (``docs/benchmarks.md``);
         it adds one ``D×D×D`` product per layer and step, cheaper than ``"relative"`` while
         ``n_features < batch_size``.  ``"euclidean"`` and ``"autodiff"`` are the paper's slow
         baselines, for comparison only.
-    whiten : {"standardize", "unit-variance", False}, default="standardize"
-        Pre-processing applied before the network: centering and per-feature standardization,
-        centering and PCA whitening to unit variance (as FastICA), or none at all.  It is an affine map whose log-determinant is
+    whiten : {"auto", "standardize", "unit-variance", False}, default="auto"
+        Pre-processing applied before the network: centering and PCA whitening to unit
+        variance (as FastICA), centering and per-feature standardization, or none at all.
+        ``"auto"``: ``"unit-variance"`` up to 1,024 features (it costs an ``O(D³)``
+        eigendecomposition and a ``D×D`` matrix), ``"standardize"`` above.  It is an affine map whose log-determinant is
         included in every likelihood, so scores stay in the units of ``X``.
     warm_start : bool, default=False
         Continue from the previous solution (parameters, optimizer state and pre-processing)
@@ -553,7 +710,18 @@ class NonlinearICA(_RelativeGradientICA):
     prior_ : Prior
         The resolved prior object.
     mean_ : ndarray of shape (n_features,)
-        Mean removed by the pre-processing (zeros when ``whiten=False``).
+        Mean removed by the pre-processing (zeros when ``whiten=False``).  For linear ICA
+        (``n_layers=1``) the layer's bias is folded into it after ``fit``, so that
+        ``transform(X) == (X - mean_) @ components_.T`` as in FastICA.
+    components_ : ndarray of shape (n_features, n_features)
+        ``n_layers=1`` only: the whole unmixing matrix (pre-processing included), FastICA's
+        ``components_``.
+    mixing_ : ndarray of shape (n_features, n_features)
+        ``n_layers=1`` only: its inverse, FastICA's ``mixing_``.
+    whiten_, gradient_ : str
+        The resolved ``whiten`` and ``gradient`` options.
+    init_scores_ : list of float
+        Best validation log-likelihood of each of the ``n_init`` initialisations.
     whitening_ : ndarray of shape (n_features, n_features)
         Pre-processing matrix ``P``: the network sees ``(X - mean_) @ whitening_.T``.
     loss_curve_ : list of float
@@ -592,18 +760,20 @@ class NonlinearICA(_RelativeGradientICA):
         n_layers=3,
         *,
         activation="smooth_leaky_relu",
-        prior="laplace",
+        prior="logistic_mixture",
         bias=True,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=1e-2,
         batch_size=256,
-        max_iter=200,
+        max_iter=1000,
         tol=1e-4,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        gradient="relative",
-        whiten="standardize",
+        schedule="plateau",
+        n_init=1,
+        gradient="auto",
+        whiten="auto",
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -621,6 +791,8 @@ class NonlinearICA(_RelativeGradientICA):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.schedule = schedule
+        self.n_init = n_init
         self.gradient = gradient
         self.whiten = whiten
         self.warm_start = warm_start
@@ -728,7 +900,9 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
         Number of square layers.
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
-        The base family of each conditional source density.
+        The base family of each conditional source density.  ``"logistic_mixture"`` learns
+        the family's shape too (shared by every ``u``, modulated per ``u`` by the scale and
+        location).
     learn_location : bool, default=True
         Learn a per-``u`` location as well as a per-``u`` log-scale.
     aux_type : {"auto", "discrete", "continuous"}, default="auto"
@@ -738,8 +912,8 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
-validation_fraction, n_iter_no_change, gradient, whiten, warm_start, random_state, verbose, \
-parallel
+validation_fraction, n_iter_no_change, schedule, n_init, gradient, whiten, warm_start, \
+random_state, verbose, parallel
         As in :class:`NonlinearICA`.
 
     Attributes
@@ -757,7 +931,7 @@ parallel
         Log-frequencies of the segments in the training data (discrete ``u``), used for the
         marginal likelihood and for sampling when no ``y`` is given.
     mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
-feature_names_in_
+feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         As in :class:`NonlinearICA`.
 
     Examples
@@ -784,15 +958,17 @@ feature_names_in_
         hidden_units=32,
         bias=True,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=1e-2,
         batch_size=256,
-        max_iter=200,
+        max_iter=1000,
         tol=1e-4,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        gradient="relative",
-        whiten="standardize",
+        schedule="plateau",
+        n_init=1,
+        gradient="auto",
+        whiten="auto",
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -813,6 +989,8 @@ feature_names_in_
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.schedule = schedule
+        self.n_init = n_init
         self.gradient = gradient
         self.whiten = whiten
         self.warm_start = warm_start
