@@ -821,8 +821,8 @@ def cmd_demo(args):
     print(f"figure: {args.figure}")
 
 
-# Hyperparameters recommended for the segment-modulated benchmark (docs/benchmarks.md).
-DEMO_SETTINGS = dict(n_layers=4, whiten="unit-variance", learning_rate=1e-2, n_iter_no_change=30)
+# The demo uses the estimator's defaults (docs/benchmarks.md, "Defaults"), nothing hand-picked.
+DEMO_SETTINGS = dict()
 
 
 # ---------------------------------------------------------------------------------------------
