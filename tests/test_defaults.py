@@ -139,6 +139,11 @@ def test_learned_prior_refuses_parameter_free_calls():
         prior.sample(jax.random.key(0), (2, 2))
     with pytest.raises(ValueError, match="n_mixtures"):
         nica.priors.logistic_mixture(0)
+    conditional = nica.priors.segment_conditional("laplace", 3)
+    with pytest.raises(TypeError, match="depends on u"):
+        conditional.log_prob(jnp.zeros((2, 2)))
+    with pytest.raises(TypeError, match="depends on u"):
+        conditional.sample(jax.random.key(0), (2, 2))
     assert nica.priors.get("logistic_mixture") == nica.priors.logistic_mixture()
     hash(prior)  # frozen: usable as a static argument of jit
 

@@ -350,13 +350,9 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         layer = self._state.params[0]
         if layer.b is None:
             return
-        W, b = np.asarray(layer.W, dtype=np.float64), np.asarray(layer.b, dtype=np.float64)
-        shift_z = np.linalg.solve(W, b)  # W⁻¹ b, in the pre-processed coordinates
-        if self._whitening_scale is not None:
-            shift_x = shift_z / self._whitening_scale
-        else:
-            shift_x = np.linalg.solve(self._whitening_matrix.astype(np.float64), shift_z)
-        self.mean_ = (self.mean_ - shift_x).astype(self._dtype)
+        # the new mean is the input whose sources are zero: m − P⁻¹W⁻¹b
+        shift_z = np.linalg.solve(np.asarray(layer.W, np.float64), np.asarray(layer.b, np.float64))
+        self.mean_ = self._postprocess(-shift_z[None, :])[0]
         params = (Layer(layer.W, jnp.zeros_like(layer.b)),)
         self._state = self._on_device(TrainState(params, self._state.prior_params, self._state.opt_state))
 
@@ -405,7 +401,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
 
         def restart_at_best(rate):
-            return TrainState(*best, _set_rate_scale(optimizer.init(best), rate))
+            return self._on_device(TrainState(*best, _set_rate_scale(optimizer.init(best), rate)))
 
         try:
             for _ in bar:
@@ -435,7 +431,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 if score < best_score - _SPIKE_NATS:
                     # A spike: back to the best parameters, with a fresh optimizer and a lower rate.
                     rate *= _RATE_FACTOR
-                    state = self._state = self._on_device(restart_at_best(rate))
+                    state = self._state = restart_at_best(rate)
                     no_change += 1
                     continue
                 no_change = 0 if score > best_score + self.tol else no_change + 1
@@ -504,10 +500,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 "components_ and mixing_ are defined for linear ICA (n_layers=1) only; this model has "
                 f"{len(self._state.params)} layers and is not a matrix."
             )
-        W = np.asarray(self.params_[0].W)
-        if self._whitening_scale is not None:
-            return W * self._whitening_scale[None, :]
-        return W @ self._whitening_matrix
+        return np.asarray(self.params_[0].W) @ self.whitening_
 
     def _on_device(self, state):
         """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed

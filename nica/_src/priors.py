@@ -138,6 +138,12 @@ class Laplace(Prior):
         return jax.random.laplace(key, shape, dtype) / _SQRT2
 
 
+def _logistic_log_density(z):
+    """``log f(z)`` of the standard logistic, stable for large ``|z|``."""
+    a = jnp.abs(z)
+    return -a - 2.0 * jnp.log1p(jnp.exp(-a))
+
+
 @dataclasses.dataclass(frozen=True)
 class Logistic(Prior):
     """Standard logistic, ``p(s) = e^{−s}/(1 + e^{−s})²`` (scale 1, variance π²/3)."""
@@ -146,8 +152,7 @@ class Logistic(Prior):
     variance = math.pi**2 / 3.0
 
     def log_density(self, s):
-        a = jnp.abs(s)
-        return -a - 2.0 * jnp.log1p(jnp.exp(-a))
+        return _logistic_log_density(s)
 
     def score(self, s):
         return -jnp.tanh(0.5 * s)
@@ -178,8 +183,8 @@ class HypSecant(Prior):
 
 
 class _NeedsParams:
-    """Mixin for priors whose density depends on learned parameters: the parameter-free
-    methods refuse clearly instead of evaluating some arbitrary shape."""
+    """Mixin for priors whose density depends on learned parameters (or on ``u``): the
+    parameter-free methods refuse clearly instead of evaluating some arbitrary shape."""
 
     def _refuse(self, what):
         raise TypeError(
@@ -200,11 +205,6 @@ class _NeedsParams:
 
     def sample(self, key, shape, dtype=jnp.float32):
         self._refuse("sample(key, shape)")
-
-
-def _logistic_log_density(z):
-    a = jnp.abs(z)
-    return -a - 2.0 * jnp.log1p(jnp.exp(-a))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,14 +279,15 @@ class LogisticMixture(_NeedsParams, Prior):
         return jax.nn.logsumexp(log_w + _logistic_log_density(z) - log_scale, axis=-1)
 
     def param_sample(self, prior_params, key, shape, dtype=jnp.float32):
-        p = prior_params
+        shape = tuple(shape)
         key_component, key_noise = jax.random.split(key)
-        k = jax.random.categorical(key_component, p["logits"], axis=-1, shape=tuple(shape))
-        loc = jnp.take_along_axis(jnp.broadcast_to(p["loc"], (*shape, self.n_mixtures)), k[..., None], -1)[..., 0]
-        log_scale = jnp.take_along_axis(jnp.broadcast_to(p["log_scale"], (*shape, self.n_mixtures)),
-                                        k[..., None], -1)[..., 0]
-        eps = jax.random.logistic(key_noise, tuple(shape), dtype)
-        return (loc + jnp.exp(log_scale) * eps).astype(dtype)
+        k = jax.random.categorical(key_component, prior_params["logits"], axis=-1, shape=shape)
+
+        def chosen(table):  # each draw's component's entry of a (D, K) table
+            return jnp.take_along_axis(jnp.broadcast_to(table, (*shape, self.n_mixtures)), k[..., None], -1)[..., 0]
+
+        eps = jax.random.logistic(key_noise, shape, dtype)
+        return (chosen(prior_params["loc"]) + jnp.exp(chosen(prior_params["log_scale"])) * eps).astype(dtype)
 
 
 _INIT_HALF_WIDTH = 1.0        # initial locations evenly spread over [−1, 1] (before rescaling)
@@ -401,7 +402,7 @@ def _scaled_log_prob(base, base_params, S, log_scale, loc):
     return jnp.sum(base.param_log_density(base_params, z) - log_scale, axis=-1)
 
 
-class _LocationScaleConditional(Prior):
+class _LocationScaleConditional(_NeedsParams, Prior):
     """Shared part of the conditional priors: ``base`` rescaled and shifted by parameters that
     depend on ``u``; subclasses give ``_scale_and_loc(prior_params, u)``."""
 
@@ -434,17 +435,11 @@ class _LocationScaleConditional(Prior):
             params["base"] = base_params
         return params
 
-    def log_density(self, s):
-        raise TypeError(f"{type(self).__name__} depends on u: use conditional_log_prob(prior_params, S, u).")
-
-    def log_prob(self, S):
-        raise TypeError(f"{type(self).__name__} depends on u: use conditional_log_prob(prior_params, S, u).")
-
-    def score(self, s):
-        raise TypeError(f"{type(self).__name__} depends on u and has no parameter-free score.")
-
-    def sample(self, key, shape, dtype=jnp.float32):
-        raise TypeError(f"{type(self).__name__} depends on u: use conditional_sample(prior_params, key, u, n).")
+    def _refuse(self, what):
+        raise TypeError(
+            f"{type(self).__name__} depends on u: {what} is not defined; use "
+            "conditional_log_prob(prior_params, S, u) / conditional_sample(prior_params, key, u, n)."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
