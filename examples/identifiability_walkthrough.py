@@ -1,4 +1,5 @@
-"""Walkthrough: identifiable nonlinear ICA with an auxiliary variable (ConditionalNonlinearICA).
+"""Walkthrough: identifiable nonlinear ICA with an auxiliary variable (ConditionalNonlinearICA)
+============================================================================================
 
 The data follow the standard segment-modulated benchmark (``nica.datasets.make_segmented_mixture``;
 see docs/theory.rst, 'The benchmark recipe'): Laplace sources whose scales change from segment to segment, mixed by an ``L``-layer
@@ -45,7 +46,7 @@ from identifiability import conditional_settings  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="mixing layers L")
     parser.add_argument("--seed", type=int, default=0)

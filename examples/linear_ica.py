@@ -1,4 +1,5 @@
-"""Linear ICA sanity check: a one-layer NonlinearICA recovers a linear Laplace mixture.
+"""Linear ICA sanity check: a one-layer NonlinearICA recovers a linear Laplace mixture
+===================================================================================
 
 With ``n_layers=1`` the network is a single affine map ``s = W x + b`` and the exact
 likelihood (eq. 3 of Gresele et al., 2020) is that of classical maximum-likelihood ICA, so on

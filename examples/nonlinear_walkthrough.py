@@ -1,4 +1,5 @@
-"""Walkthrough: unmixing a nonlinear mixture with NonlinearICA, compared with FastICA.
+"""Walkthrough: unmixing a nonlinear mixture with NonlinearICA, compared with FastICA
+==================================================================================
 
 The data follow the standard nonlinear-ICA benchmark (``nica.datasets.make_segmented_mixture``;
 see docs/theory.rst, 'The benchmark recipe'): Laplace sources whose scales change across segments, mixed by a two-layer leaky-ReLU

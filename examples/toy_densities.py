@@ -1,4 +1,5 @@
-"""Density estimation on 2-D toy data: the paper's Figure 2.
+"""Density estimation on 2-D toy data: the paper's Figure 2
+========================================================
 
 For each toy density of ``nica.datasets.make_toy_density`` (two moons, a ring of 8 Gaussians,
 a sine wave) the example fits a ``NonlinearICA`` by exact maximum likelihood with the

@@ -1,4 +1,4 @@
-"""The documentation covers every public name, and the docs build without warnings.
+"""The documentation covers every public name, builds without warnings, and reads as it should.
 
 "Public" means every name in ``nica.__all__`` and, recursively, in the ``__all__`` of every public
 submodule it exports, plus the public methods of those classes.  Every function, class and
@@ -6,23 +6,32 @@ estimator method needs a numpydoc docstring whose ``Parameters`` section names e
 (``Attributes`` may name a class's fields) and which has a ``Returns`` section when a value is
 returned; other public methods need a docstring.  Every public name and method needs an autodoc
 entry on ``docs/api.rst``.  Adding an undocumented public name therefore fails this file; so do
-a CLI command missing from ``docs/cli.rst`` and an example whose figures are not committed.
+a CLI command missing from ``docs/cli.rst`` and an example script that cannot be a gallery page.
 
-The last test builds the HTML docs with ``sphinx-build -W`` (skipped when the ``docs`` extra is
-not installed) and checks that the API page has an entry for every public name."""
+The tests marked ``slow`` build the HTML site once per session with ``sphinx-build -W`` (skipped
+when the ``docs`` extra is not installed; the build runs every example with ``--quick``) and check
+it: an API entry for every public name, nothing loaded from the network, each gallery page with
+its printed output, its figures and a thumbnail, the API page linking to the examples that use a
+name.  Then headless Chromium (skipped where it is not installed) opens the pages with maths, with
+every host name unresolvable, and the tests check that MathJax typeset every formula.
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import os
 import pathlib
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
 import warnings
+from html.parser import HTMLParser
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from sklearn.base import BaseEstimator
@@ -33,7 +42,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 API_PAGE = DOCS / "api.rst"
 CLI_PAGE = DOCS / "cli.rst"
-EXAMPLES_PAGE = DOCS / "examples.rst"
 CITING_PAGE = DOCS / "citing.rst"
 
 # Public modules that are not in nica.__all__, each documented on a page of its own.
@@ -319,46 +327,230 @@ def test_every_cli_command_is_on_the_cli_page():
     assert ".. autofunction:: nica.cli.main" in page
 
 
-def test_every_example_has_a_gallery_entry_and_its_figures():
-    """docs/examples.rst is generated from examples/*.py by the ``nica-examples`` directive."""
-    assert ".. nica-examples::" in EXAMPLES_PAGE.read_text(encoding="utf-8")
-    figures_dir = DOCS / "images" / "examples"
-    named = set()
+def test_every_example_is_a_gallery_script():
+    """Each script of examples/ makes a sphinx-gallery page: a titled docstring, how to run it."""
+    assert (ROOT / "examples" / "GALLERY_HEADER.rst").is_file(), "the gallery needs its header"
     for script in sorted((ROOT / "examples").glob("*.py")):
-        doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
-        assert doc.strip(), f"examples/{script.name} needs a module docstring: the gallery shows it"
+        doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8")), clean=False) or ""
+        lines = doc.splitlines()
+        assert len(lines) > 2 and lines[0].strip(), (
+            f"examples/{script.name} needs a module docstring")
+        assert re.fullmatch(r"=+", lines[1]) and len(lines[1]) >= len(lines[0]), (
+            f"examples/{script.name}: the docstring's first line is the gallery page's title and "
+            "must be underlined with '=' (at least as long as the title)"
+        )
         assert f"python examples/{script.name}" in doc, f"examples/{script.name}: say how to run it"
-        figures = re.findall(r"``([\w.-]+\.png)``", doc)
-        missing = [name for name in figures if not (figures_dir / name).is_file()]
-        assert not missing, f"examples/{script.name} names figures that are not committed: {missing}"
-        named.update(figures)
-    orphans = sorted(path.name for path in figures_dir.glob("*.png") if path.name not in named)
-    assert not orphans, f"figures in docs/images/examples/ that no example names: {orphans}"
+        assert "--quick" in doc, f"examples/{script.name}: the docs build runs it with --quick"
+
+
+def test_committed_example_figures_are_used():
+    """Only figures the gallery cannot make at build time are committed under images/examples/."""
+    docs_text = "\n".join(path.read_text(encoding="utf-8")
+                          for path in [*(ROOT / "examples").glob("*.py"), *DOCS.glob("*.rst")])
+    for figure in sorted((DOCS / "images" / "examples").glob("*.png")):
+        assert f"images/examples/{figure.name}" in docs_text, (
+            f"docs/images/examples/{figure.name} is shown nowhere: the gallery makes the examples' "
+            "figures when the docs are built"
+        )
 
 
 def test_software_citation_has_the_current_version():
     assert f"version = {{{nica.__version__}}}" in CITING_PAGE.read_text(encoding="utf-8")
 
 
-@pytest.mark.slow
-def test_docs_build_without_warnings(tmp_path):
-    pytest.importorskip("sphinx")
-    pytest.importorskip("numpydoc")
-    pytest.importorskip("myst_parser")
-    out = tmp_path / "html"
+# ---------------------------------------------------------------------------------------------
+# the built site, as a reader opens it
+
+PAGES = ("index", "getting_started", "user_guide", "theory", "auto_examples/index", "api", "cli",
+         "benchmarks", "scaling", "citing")
+EXAMPLE_SCRIPTS = sorted(path.stem for path in (ROOT / "examples").glob("*.py"))
+# pages with maths: reST :math: and math directives, and MyST $...$ (scaling.md)
+MATH_PAGES = ("index", "user_guide", "theory", "scaling")
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+RENDER_TIMEOUT_S = 120
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def built_docs(tmp_path_factory):
+    """The HTML site, built once per test session with ``sphinx-build -W``.
+
+    The build runs every example with its ``--quick`` settings (sphinx-gallery); an example that
+    did not change since the last build in this checkout is not run again.
+    """
+    for module in ("sphinx", "numpydoc", "myst_parser", "sphinx_gallery", "pydata_sphinx_theme"):
+        pytest.importorskip(module, reason="the docs extra is not installed "
+                                           "(pip install -e '.[docs]')")
+    if importlib.util.find_spec("sphinx-mathjax-offline") is None:
+        pytest.skip("sphinx-mathjax-offline is not installed (pip install -e '.[docs]')")
+    tmp = tmp_path_factory.mktemp("docs")
+    out = tmp / "html"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    env.pop("NICA_GALLERY_ARGS", None)  # the examples' --quick settings, whatever the shell says
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
+         "-d", str(tmp / "doctrees"), str(DOCS), str(out)],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, cwd=ROOT, env=env,
     )
-    assert result.returncode == 0, f"sphinx-build failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    if result.returncode != 0:
+        pytest.fail(f"sphinx-build -W failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+    return out
 
-    api_html = (out / "api.html").read_text(encoding="utf-8")
+
+@pytest.mark.slow
+def test_docs_build_without_warnings(built_docs):
+    api_html = (built_docs / "api.html").read_text(encoding="utf-8")
     anchors = set(re.findall(r'id="([\w.]+)"', api_html))
     anchors |= {a[len("module-"):] for a in re.findall(r'id="(module-[\w.]+)"', api_html)}
     missing = sorted((set(PUBLIC) | set(METHODS)) - anchors)
     assert not missing, f"the built API page has no entry for {missing}"
-    for page in ("index", "getting_started", "user_guide", "theory", "examples", "cli",
-                 "benchmarks", "scaling", "citing"):
-        assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
+    for page in PAGES:
+        assert (built_docs / f"{page}.html").is_file(), f"{page}.html was not built"
+
+
+class _Loads(HTMLParser):
+    """The URLs a page makes the browser load: scripts, stylesheets, icons, images, frames."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        rel = set((attrs.get("rel") or "").split())
+        if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        elif tag == "link" and attrs.get("href") and rel & {"stylesheet", "preload", "icon",
+                                                            "modulepreload"}:
+            self.urls.append(attrs["href"])
+
+
+@pytest.mark.slow
+def test_pages_load_nothing_from_the_network(built_docs):
+    """Every script, stylesheet and image of every page ships with the site (MathJax included)."""
+    for page in sorted(built_docs.rglob("*.html")):
+        if "_static" in page.relative_to(built_docs).parts:  # the theme's templates, not pages
+            continue
+        parser = _Loads()
+        parser.feed(page.read_text(encoding="utf-8"))
+        name = page.relative_to(built_docs)
+        for url in parser.urls:
+            parts = urlsplit(url)
+            assert not (parts.scheme or parts.netloc), f"{name} loads {url} from the network"
+            if parts.path:
+                assert (page.parent / unquote(parts.path)).is_file(), f"{name}: {url} is missing"
+    html = (built_docs / "user_guide.html").read_text(encoding="utf-8")
+    assert re.search(r'<script[^>]*src="_static/mathjax/tex-chtml\.js"', html), (
+        "MathJax is not loaded from the site itself")
+    assert any((built_docs / "_static" / "mathjax" / "output").rglob("*.woff")), "no MathJax fonts"
+
+
+def _example_figures(name):
+    """The PNGs an example says it writes (``name.png`` in its docstring)."""
+    source = (ROOT / "examples" / f"{name}.py").read_text(encoding="utf-8")
+    doc = ast.get_docstring(ast.parse(source))
+    return set(re.findall(r"``([\w.-]+\.png)``", doc or ""))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXAMPLE_SCRIPTS)
+def test_gallery_page_shows_output_and_figures(built_docs, name):
+    page = built_docs / "auto_examples" / f"{name}.html"
+    html = page.read_text(encoding="utf-8")
+    images = re.findall(r'<img\b[^>]*\bsrc="([^"]+\.png)"', html)
+    made = [src for src in images if f"sphx_glr_{name}_" in src]
+    committed = [src for src in images if f"/{name}.png" in src]  # a figure the build cannot make
+    ran = name != "real_signals" or importlib.util.find_spec("aeon") is not None
+    if ran:
+        assert len(made) == len(_example_figures(name)), (
+            f"{name}: the page shows {len(made)} of the figures {sorted(_example_figures(name))}")
+    assert made or committed, f"the gallery page of {name} shows no figure"
+    for src in made + committed:
+        assert (page.parent / src).read_bytes()[:8] == PNG_MAGIC, f"{name}: {src} is not a PNG"
+    assert 'class="sphx-glr-script-out' in html, f"the page of {name} shows no printed output"
+    assert f"{name}.py" in html and f"{name}.ipynb" in html, f"{name}: no downloads"
+
+    index = (built_docs / "auto_examples" / "index.html").read_text(encoding="utf-8")
+    assert f'href="{name}.html' in index, f"the gallery has no entry for {name}"
+    thumb = re.search(rf'<img\b[^>]*\bsrc="([^"]*sphx_glr_{name}_thumb\.png)"', index)
+    assert thumb, f"the gallery has no thumbnail for {name}"
+    assert (built_docs / "auto_examples" / thumb[1]).is_file(), f"{name}: {thumb[1]} is missing"
+
+
+@pytest.mark.slow
+def test_api_page_links_to_the_examples_that_use_a_name(built_docs):
+    html = (built_docs / "api.html").read_text(encoding="utf-8")
+
+    def entry(name, following):
+        return html[html.index(f'id="{name}"'):html.index(f'id="{following}"')]
+
+    linear = entry("nica.NonlinearICA", "nica.ConditionalNonlinearICA")
+    assert "Examples using" in linear and 'href="auto_examples/linear_ica.html' in linear
+    mcc = entry("nica.metrics.mean_corr_coef", "nica.metrics.amari_distance")
+    assert 'href="auto_examples/identifiability_walkthrough.html' in mcc
+    # a name that no example uses gets no (empty) mini-gallery
+    assert "Examples using" not in entry("nica.init_params", "nica.forward")
+
+
+# ---------------------------------------------------------------------------------------------
+# the built site in headless Chromium (Debian's chromium package), offline
+
+
+def _dump_dom(chromium, page, profile):
+    """Chromium's run on ``page``: headless, every host name unresolvable, scripts run."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--no-default-browser-check", "--disable-background-networking", "--disable-extensions",
+         "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND",
+         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    """Headless Chromium, or a skip that says why the pages are not opened in a browser."""
+    path = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
+    if path is None:
+        pytest.skip("headless Chromium is not installed, so the pages are not opened as a "
+                    "reader would (Debian: apt-get install chromium; .ci/run installs it when "
+                    "run as root)")
+    tmp = tmp_path_factory.mktemp("chromium")
+    (tmp / "smoke.html").write_text("<html><body><p id='ok'>ok</p></body></html>", encoding="utf-8")
+    result = _dump_dom(path, tmp / "smoke.html", tmp / "profile")
+    if "id=\"ok\"" not in result.stdout:
+        pytest.skip(f"{path} does not run headless here, so the pages are not opened in a "
+                    f"browser:\n{result.stderr[-1500:]}")
+    return path
+
+
+def rendered_dom(chromium, page, profile):
+    """The DOM of ``page`` after its scripts ran (MathJax included), with no network at all."""
+    result = _dump_dom(chromium, page, profile)
+    assert result.returncode == 0 and "</html>" in result.stdout, (
+        f"chromium could not open {page}:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", MATH_PAGES)
+def test_maths_is_typeset_in_chromium(chromium, built_docs, tmp_path, page):
+    dom = rendered_dom(chromium, built_docs / f"{page}.html", tmp_path / "profile")
+    # what is left of each formula's TeX once MathJax has replaced it by its output
+    formulas = re.findall(
+        r'<(?:span|div)\b[^>]*\bclass="math notranslate nohighlight[^"]*"[^>]*>([^<]*)', dom)
+    assert formulas, f"{page}.html has no maths"
+    raw = [text.strip() for text in formulas if text.strip()]
+    assert not raw, (f"{len(raw)} of {len(formulas)} formulas on {page}.html are raw TeX, "
+                     f"e.g. {raw[:3]}")
+    assert dom.count("<mjx-container") >= len(formulas), f"{page}.html: formulas not typeset"
+    assert "<mjx-merror" not in dom, f"{page}.html: MathJax could not typeset a formula"
+
+
+@pytest.mark.slow
+def test_gallery_shows_its_thumbnails_in_chromium(chromium, built_docs, tmp_path):
+    dom = rendered_dom(chromium, built_docs / "auto_examples" / "index.html", tmp_path / "profile")
+    for name in EXAMPLE_SCRIPTS:
+        assert re.search(rf'<img\b[^>]*\bsrc="[^"]*sphx_glr_{name}_thumb\.png"', dom), (
+            f"the gallery shows no thumbnail for {name}")
