@@ -20,6 +20,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from nica._src.validation import check_implements, check_real, check_static, refuse_unusable
+
 __all__ = [
     "Activation",
     "SmoothLeakyReLU",
@@ -160,8 +162,7 @@ class SmoothLeakyReLU(Activation):
     name = "smooth_leaky_relu"
 
     def __post_init__(self):
-        if not (0.0 < float(self.alpha) < 1.0):
-            raise ValueError(f"smooth_leaky_relu needs 0 < alpha < 1; got alpha={self.alpha!r}.")
+        check_real(self.alpha, "alpha", owner="smooth_leaky_relu", low=0.0, high=1.0)
 
     def fn(self, x):
         return self.alpha * x + (1.0 - self.alpha) * jax.nn.softplus(x)
@@ -196,8 +197,7 @@ class TanhLinear(Activation):
     name = "tanh_linear"
 
     def __post_init__(self):
-        if not float(self.beta) > 0.0:
-            raise ValueError(f"tanh_linear needs beta > 0; got beta={self.beta!r}.")
+        check_real(self.beta, "beta", owner="tanh_linear", low=0.0)
 
     def fn(self, x):
         return jnp.tanh(x) + self.beta * x
@@ -233,8 +233,7 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __post_init__(self):
-        if not float(self.slope) > 0.0:
-            raise ValueError(f"leaky_relu needs slope > 0 to be invertible; got slope={self.slope!r}.")
+        check_real(self.slope, "slope", owner="leaky_relu (invertible only with a positive slope)", low=0.0)
 
     def fn(self, x):
         return jnp.where(x >= 0, x, self.slope * x)
@@ -347,7 +346,9 @@ def get(activation) -> Activation:
     TanhLinear(beta=0.1)
     """
     if isinstance(activation, Activation):
-        return activation
+        check_static(activation, "activation")
+        return check_implements(activation, Activation, "activation",
+                                [("fn",), ("inverse",), ("log_derivative",)])
     if isinstance(activation, str):
         try:
             return _REGISTRY[activation]()
@@ -356,7 +357,4 @@ def get(activation) -> Activation:
                 f"Unknown activation {activation!r}; expected one of {sorted(_REGISTRY)} "
                 "or an nica.activations object."
             ) from None
-    raise TypeError(
-        f"activation must be a string in {sorted(_REGISTRY)} or an nica.activations object; "
-        f"got {type(activation).__name__}."
-    )
+    raise refuse_unusable(activation, "activation", Activation, _REGISTRY)

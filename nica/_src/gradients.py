@@ -47,8 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from nica._src import activations as _activations
-from nica._src import priors as _priors
-from nica._src.network import Layer, _validated, forward_trace
+from nica._src.network import Layer, _validated, fixed_prior, forward_trace
 
 __all__ = ["relative_gradient", "equivariant_gradient", "transport", "euclidean_gradient",
            "autodiff_gradient", "backpropagated_errors"]
@@ -165,6 +164,10 @@ def transport(updates, params):
     >>> bool(np.allclose(moved[0].W, nica.relative_gradient(params, X)[0].W, atol=1e-5))
     True
     """
+    for name, tree in (("updates", updates), ("params", params)):
+        if not isinstance(tree, (tuple, list)) or not all(isinstance(layer, (tuple, list)) and len(layer) == 2
+                                                          for layer in tree):
+            raise TypeError(f"{name} must be a tuple of nica.Layer(W, b); got {type(tree).__name__}.")
     if len(updates) != len(params):
         raise ValueError(f"updates has {len(updates)} layers but params has {len(params)}.")
     updates, params = [Layer(*u) for u in updates], [Layer(*p) for p in params]
@@ -240,7 +243,10 @@ def _autodiff_gradient(params, X, activation, prior):
 
 def _dispatch(impl, params, X, activation, prior):
     X = _validated(params, X)
-    return impl(tuple(params), X, _activations.get(activation), _priors.get(prior))
+    where = impl.__name__.lstrip("_")
+    if X.shape[0] == 0:
+        raise ValueError(f"{where} averages over the rows of X: X needs at least one row; got shape {X.shape}.")
+    return impl(tuple(params), X, _activations.get(activation), fixed_prior(prior, where))
 
 
 def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):

@@ -13,8 +13,11 @@ from __future__ import annotations
 from functools import partial
 from typing import NamedTuple, Optional
 
+import numbers
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
@@ -72,15 +75,42 @@ def check_params(params) -> tuple[int, int]:
             )
         if (layer.b is None) != (params[0].b is None):
             raise ValueError("Either every layer has a bias or none does; params mix the two.")
-    dtypes = {jnp.result_type(leaf) for leaf in jax.tree_util.tree_leaves(params)}
+    dtypes = {_leaf_dtype(leaf) for leaf in jax.tree_util.tree_leaves(params)}
     if len(dtypes) != 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
         raise TypeError(f"params must all share one floating dtype; got {sorted(map(str, dtypes))}.")
     return n_features, len(params)
 
 
+def _leaf_dtype(leaf):
+    """The dtype of an array-like leaf (JAX or NumPy array, tracer, ShapeDtypeStruct, scalar)."""
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(leaf).dtype
+
+
+def _as_numeric_array(X, name):
+    """``X`` as an array: JAX arrays and tracers as they are, anything else through NumPy first,
+    so that text, objects and ragged lists are refused with a message naming ``name`` (and not
+    with an error from inside JAX)."""
+    if isinstance(X, jax.Array):
+        return X
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a rectangular array of numbers; got {type(X).__name__} "
+                         f"({error}).") from None
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a floating-point array; got dtype {arr.dtype}.")
+    return jnp.asarray(arr)
+
+
 def check_data(X, n_features: int, dtype, name: str = "X"):
-    """Validate a data batch against the parameters; return it as a JAX array."""
-    X = jnp.asarray(X)
+    """Validate a data batch against the parameters; return it as a JAX array.
+
+    Shapes and dtypes only: the values are not inspected (no host synchronisation, and the same
+    checks run under :func:`jax.jit`), so NaN or infinite entries propagate to the rows they are
+    in, as in any JAX function.
+    """
+    X = _as_numeric_array(X, name)
     if X.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D with shape (n_samples, {n_features}); got shape {X.shape}."
@@ -99,6 +129,22 @@ def check_data(X, n_features: int, dtype, name: str = "X"):
     return X
 
 
+def fixed_prior(prior, where):
+    """Resolve ``prior`` for a function that has no ``prior_params`` (:func:`log_likelihood`, the
+    gradient functions): a prior with learned parameters, or a conditional one, is refused."""
+    prior = _priors.get(prior)
+    conditional = isinstance(prior, _priors._LocationScaleConditional)
+    if conditional or isinstance(prior, _priors._NeedsParams) or \
+            type(prior).init_params is not _priors.Prior.init_params:
+        what = "depends on u and has learned parameters" if conditional else "has learned parameters"
+        raise ValueError(
+            f"{where} takes a fixed factorized prior; {type(prior).__name__} {what}, which it "
+            "cannot receive: train such a prior with make_train_step (which carries prior_params "
+            "and u) or an estimator, and score with the estimator's score_samples."
+        )
+    return prior
+
+
 def _params_dtype(params):
     return jnp.result_type(params[0].W)
 
@@ -106,6 +152,20 @@ def _params_dtype(params):
 def _validated(params, X, name="X"):
     n_features, _ = check_params(params)
     return check_data(X, n_features, _params_dtype(params), name)
+
+
+def _check_key(key):
+    """A JAX PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` one (``PRNGKey``)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        ok = False
+    elif jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        ok = jnp.shape(key) == ()
+    else:
+        ok = np.dtype(dtype) == np.uint32 and jnp.shape(key) == (2,)
+    if not ok:
+        got = type(key).__name__ if dtype is None else f"an array of dtype {dtype} and shape {jnp.shape(key)}"
+        raise TypeError(f"key must be one JAX random key, e.g. jax.random.key(0); got {got}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,13 +231,21 @@ def init_params(key, n_features: int, n_layers: int, *, bias: bool = True, dtype
     >>> len(params), params[0].W.shape, params[0].b.shape
     (2, (3, 3), (3,))
     """
+    for name, value in (("n_features", n_features), ("n_layers", n_layers)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a positive integer; got {value!r} of type {type(value).__name__}.")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value}.")
     n_features, n_layers = int(n_features), int(n_layers)
-    if n_features < 1:
-        raise ValueError(f"n_features must be a positive integer; got {n_features}.")
-    if n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer; got {n_layers}.")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be a bool; got {bias!r}.")
+    _check_key(key)
     if dtype is None:
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating dtype such as jnp.float32; got {dtype!r}.") from None
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype; got {dtype}.")
     keys = jax.random.split(key, n_layers)
@@ -341,4 +409,4 @@ def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace"
     -1.8379
     """
     X = _validated(params, X)
-    return _log_likelihood(tuple(params), X, _activations.get(activation), _priors.get(prior))
+    return _log_likelihood(tuple(params), X, _activations.get(activation), fixed_prior(prior, "log_likelihood"))

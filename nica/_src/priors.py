@@ -25,6 +25,9 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from nica._src.validation import check_implements, check_static, refuse_unusable
 
 __all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMixture",
            "SegmentConditional", "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant",
@@ -32,6 +35,43 @@ __all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMix
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
+
+
+def _check_count(value, name):
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {value!r}.")
+
+
+def _check_shape(shape):
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of non-negative integers; got {shape!r}.") from None
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 0 for n in shape):
+        raise ValueError(f"shape must be a tuple of non-negative integers; got {shape!r}.")
+    return tuple(int(n) for n in shape)
+
+
+def _as_aux_array(u):
+    """``u`` as an array (JAX arrays and tracers as they are; text or objects refused)."""
+    if isinstance(u, jax.Array):
+        return u
+    arr = np.asarray(u)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"u must be a numeric array; got dtype {arr.dtype}.")
+    return jnp.asarray(arr)
+
+
+def _check_base(base):
+    if not isinstance(base, Prior):
+        raise TypeError(f"base must be an nica.priors object; got {type(base).__name__} (use priors.get).")
+    if isinstance(base, _LocationScaleConditional):
+        raise ValueError(f"base must be a factorized prior family; got the conditional {type(base).__name__}.")
 
 
 class Prior:
@@ -76,7 +116,7 @@ class Prior:
 
     def sample(self, key, shape, dtype=jnp.float32):
         """Independent draws of the given shape, as a JAX array of ``dtype``."""
-        return self._standard_sample(key, tuple(shape), dtype)
+        return self._standard_sample(key, _check_shape(shape), dtype)
 
     # The conditional interface (eq. 4).  A factorized prior has no parameters of its own and
     # ignores the auxiliary variable, so callers never need to branch.
@@ -186,6 +226,21 @@ class _NeedsParams:
     """Mixin for priors whose density depends on learned parameters (or on ``u``): the
     parameter-free methods refuse clearly instead of evaluating some arbitrary shape."""
 
+    def _required_keys(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_prior_params(self, prior_params):
+        """Refuse prior parameters that are not this prior's (e.g. ``()`` or another prior's)."""
+        keys = self._required_keys()
+        if not isinstance(prior_params, dict) or not set(keys) <= set(prior_params):
+            got = (f"a dict with keys {sorted(prior_params)}" if isinstance(prior_params, dict)
+                   else type(prior_params).__name__)
+            raise TypeError(
+                f"{type(self).__name__} needs its prior_params, a dict with keys {sorted(keys)} from "
+                f"init_params(key, n_components) or a fitted estimator's prior_params_; got {got}."
+            )
+        return prior_params
+
     def _refuse(self, what):
         raise TypeError(
             f"{type(self).__name__} has learned parameters: {what} needs them. Use "
@@ -244,6 +299,9 @@ class LogisticMixture(_NeedsParams, Prior):
     n_mixtures: int = 2
     name = "logistic_mixture"
 
+    def __post_init__(self):
+        _check_count(self.n_mixtures, "n_mixtures")
+
     def init_params(self, key, n_components, dtype=jnp.float32):
         """``{"logits", "loc", "log_scale"}``, each of shape ``(n_components, n_mixtures)``.
 
@@ -270,7 +328,11 @@ class LogisticMixture(_NeedsParams, Prior):
             "log_scale": jnp.full(shape, math.log(scale), dtype),
         }
 
+    def _required_keys(self):
+        return ("logits", "loc", "log_scale")
+
     def param_log_density(self, prior_params, s):
+        self._check_prior_params(prior_params)
         lead = (1,) * (jnp.ndim(s) - 1)  # explicit broadcasting over the leading (sample) axes
         log_w, loc, log_scale = (jnp.reshape(a, lead + jnp.shape(a)) for a in (
             jax.nn.log_softmax(prior_params["logits"], axis=-1), prior_params["loc"],
@@ -279,7 +341,8 @@ class LogisticMixture(_NeedsParams, Prior):
         return jax.nn.logsumexp(log_w + _logistic_log_density(z) - log_scale, axis=-1)
 
     def param_sample(self, prior_params, key, shape, dtype=jnp.float32):
-        shape = tuple(shape)
+        self._check_prior_params(prior_params)
+        shape = _check_shape(shape)
         key_component, key_noise = jax.random.split(key)
         k = jax.random.categorical(key_component, prior_params["logits"], axis=-1, shape=shape)
 
@@ -320,8 +383,7 @@ def logistic_mixture(n_mixtures=2) -> LogisticMixture:
     >>> prior.conditional_log_prob(theta, jnp.zeros((5, 3))).shape
     (5,)
     """
-    if not isinstance(n_mixtures, numbers.Integral) or isinstance(n_mixtures, bool) or n_mixtures < 1:
-        raise ValueError(f"n_mixtures must be a positive integer; got {n_mixtures!r}.")
+    _check_count(n_mixtures, "n_mixtures")
     return LogisticMixture(int(n_mixtures))
 
 
@@ -415,16 +477,23 @@ class _LocationScaleConditional(_NeedsParams, Prior):
     def _scale_and_loc(self, prior_params, u):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_u(self, u):
+        """``u`` as an array, refused (``ValueError``) unless it suits this prior."""
+        return _as_aux_array(u)
+
     def conditional_log_prob(self, prior_params, S, u=None):
         """``Σ_i log p_i(s_i | u)`` with the scales and locations given by ``u``."""
         if u is None:
             raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
-        return _scaled_log_prob(self.base, prior_params.get("base", ()), S,
-                                *self._scale_and_loc(prior_params, u))
+        log_scale, loc = self._scale_and_loc(self._check_prior_params(prior_params), u)
+        if jnp.ndim(S) != 2 or jnp.shape(S) != jnp.shape(log_scale):
+            raise ValueError(f"S must have shape (n_samples, n_components) = {jnp.shape(log_scale)} "
+                             f"to match u and prior_params; got shape {jnp.shape(S)}.")
+        return _scaled_log_prob(self.base, prior_params.get("base", ()), S, log_scale, loc)
 
     def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
         """Draws ``s ~ p(s | u)``, one row per row of ``u``."""
-        log_scale, loc = self._scale_and_loc(prior_params, u)
+        log_scale, loc = self._scale_and_loc(self._check_prior_params(prior_params), u)
         eps = self.base.param_sample(prior_params.get("base", ()), key, log_scale.shape, dtype)
         return eps * jnp.exp(log_scale) + loc
 
@@ -465,6 +534,14 @@ class SegmentConditional(_LocationScaleConditional):
     learn_location: bool = True
     name = "segment_conditional"
 
+    def __post_init__(self):
+        _check_base(self.base)
+        _check_count(self.n_segments, "n_segments")
+        _check_flag(self.learn_location, "learn_location")
+
+    def _required_keys(self):
+        return ("log_scale", "loc") if self.learn_location else ("log_scale",)
+
     def init_params(self, key, n_components, dtype=jnp.float32):
         shape = (self.n_segments, n_components)
         params = {"log_scale": jnp.zeros(shape, dtype)}
@@ -473,9 +550,32 @@ class SegmentConditional(_LocationScaleConditional):
         return self._with_base_params(params, key, n_components, dtype)
 
     def _scale_and_loc(self, prior_params, u):
-        log_scale = prior_params["log_scale"][u]
-        loc = prior_params["loc"][u] if self.learn_location else jnp.zeros_like(log_scale)
+        u = self._check_u(u)
+        # An id outside [0, n_segments) reads NaN (a NaN loss, never another segment's
+        # parameters): out-of-range gathers would otherwise be clamped, negative ids wrapped.
+        u = jnp.where((u >= 0) & (u < self.n_segments), u, self.n_segments)
+
+        def gather(table):
+            return table.at[u].get(mode="fill", fill_value=jnp.nan)
+
+        log_scale = gather(prior_params["log_scale"])
+        loc = gather(prior_params["loc"]) if self.learn_location else jnp.zeros_like(log_scale)
         return log_scale, loc
+
+    def _check_u(self, u):
+        """Segment ids: a 1-D integer array; values in ``[0, n_segments)`` when concrete."""
+        u = _as_aux_array(u)
+        if u.ndim != 1 or not jnp.issubdtype(u.dtype, jnp.integer):
+            raise ValueError(
+                f"{type(self).__name__} needs u as a 1-D array of integer segment ids in "
+                f"[0, {self.n_segments}); got shape {u.shape} and dtype {u.dtype}."
+            )
+        if not isinstance(u, jax.core.Tracer) and u.size:
+            low, high = int(jnp.min(u)), int(jnp.max(u))
+            if low < 0 or high >= self.n_segments:
+                raise ValueError(f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
+                                 f"for this {type(self).__name__} with n_segments={self.n_segments}.")
+        return u
 
 
 @dataclasses.dataclass(frozen=True)
@@ -504,6 +604,15 @@ class MLPConditional(_LocationScaleConditional):
     learn_location: bool = True
     name = "mlp_conditional"
 
+    def __post_init__(self):
+        _check_base(self.base)
+        _check_count(self.n_aux, "n_aux")
+        _check_count(self.hidden_units, "hidden_units")
+        _check_flag(self.learn_location, "learn_location")
+
+    def _required_keys(self):
+        return ("W1", "b1", "W2", "b2")
+
     def init_params(self, key, n_components, dtype=jnp.float32):
         n_out = 2 * n_components if self.learn_location else n_components
         key, base_key = jax.random.split(key)
@@ -515,7 +624,17 @@ class MLPConditional(_LocationScaleConditional):
         }
         return self._with_base_params(params, base_key, n_components, dtype)
 
+    def _check_u(self, u):
+        """A real array of shape ``(n_samples, n_aux)``."""
+        u = _as_aux_array(u)
+        if u.ndim != 2 or u.shape[1] != self.n_aux or not jnp.issubdtype(u.dtype, jnp.number) \
+                or jnp.issubdtype(u.dtype, jnp.complexfloating):
+            raise ValueError(f"{type(self).__name__} needs u as a real array of shape (n_samples, "
+                             f"{self.n_aux}); got shape {u.shape} and dtype {u.dtype}.")
+        return u
+
     def _scale_and_loc(self, prior_params, u):
+        u = self._check_u(u)
         p = prior_params
         hidden = jnp.tanh(u @ p["W1"] + p["b1"][None, :])
         out = hidden @ p["W2"] + p["b2"][None, :]
@@ -549,9 +668,9 @@ def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) ->
     >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.array([0, 1, 2, 0])).shape
     (4,)
     """
-    if not isinstance(n_segments, int) or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive integer; got {n_segments!r}.")
-    return SegmentConditional(get(base), n_segments, bool(learn_location))
+    _check_count(n_segments, "n_segments")
+    _check_flag(learn_location, "learn_location")
+    return SegmentConditional(get(base), int(n_segments), bool(learn_location))
 
 
 def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=True) -> MLPConditional:
@@ -578,10 +697,10 @@ def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=
     >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.ones((4, 1))).shape
     (4,)
     """
-    for name, value in (("n_aux", n_aux), ("hidden_units", hidden_units)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return MLPConditional(get(base), n_aux, hidden_units, bool(learn_location))
+    _check_count(n_aux, "n_aux")
+    _check_count(hidden_units, "hidden_units")
+    _check_flag(learn_location, "learn_location")
+    return MLPConditional(get(base), int(n_aux), int(hidden_units), bool(learn_location))
 
 
 _REGISTRY = {"gaussian": gaussian, "laplace": laplace, "logistic": logistic, "hypsecant": hypsecant,
@@ -608,7 +727,9 @@ def get(prior) -> Prior:
     Laplace()
     """
     if isinstance(prior, Prior):
-        return prior
+        check_static(prior, "prior")
+        return check_implements(prior, Prior, "prior",
+                                [("log_density", "param_log_density", "conditional_log_prob")])
     if isinstance(prior, str):
         try:
             return _REGISTRY[prior]()
@@ -617,7 +738,4 @@ def get(prior) -> Prior:
                 f"Unknown prior {prior!r}; expected one of {sorted(_REGISTRY)} "
                 "or an nica.priors object."
             ) from None
-    raise TypeError(
-        f"prior must be a string in {sorted(_REGISTRY)} or an nica.priors object; "
-        f"got {type(prior).__name__}."
-    )
+    raise refuse_unusable(prior, "prior", Prior, _REGISTRY, ("segment_conditional", "mlp_conditional"))

@@ -35,6 +35,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from nica._src import activations as _activations
 from nica._src import priors as _priors
 from nica._src.gradients import VALUE_AND_GRADIENT, transport
+from nica._src.network import _params_dtype, check_data, check_params
 
 __all__ = ["TrainState", "init_train_state", "make_train_step", "make_epoch", "make_mesh",
            "shard_params"]
@@ -79,6 +80,8 @@ def init_train_state(optimizer, params, prior_params=()) -> TrainState:
     -------
     TrainState
     """
+    _check_optimizer(optimizer)
+    check_params(params)
     return TrainState(params, prior_params, optimizer.init((params, prior_params)))
 
 
@@ -209,6 +212,59 @@ def shard_params(tree, mesh):
 # the step and the epoch
 
 
+def _check_optimizer(optimizer):
+    if not isinstance(optimizer, optax.GradientTransformation):
+        hint = f" (build one: optax.{optimizer}(1e-3))" if isinstance(optimizer, str) else ""
+        raise TypeError(f"optimizer must be an optax.GradientTransformation{hint}; "
+                        f"got {type(optimizer).__name__}.")
+    return optimizer
+
+
+@functools.lru_cache(maxsize=64)
+def _prior_params_template(prior, n_features, dtype):
+    """The shapes of ``prior.init_params`` (made once per prior and size, also while a step is
+    being traced)."""
+    with jax.ensure_compile_time_eval():
+        params = prior.init_params(jax.random.key(0), n_features, dtype)
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
+
+
+def _check_step_inputs(state, X, u, prior):
+    """Static checks of one step's inputs (shapes, dtypes, pytree structure), so that they also
+    run when the step is traced under ``jax.jit``; concrete segment ids are range-checked by the
+    prior itself."""
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
+                        f"prior_params)); got {type(state).__name__}.")
+    n_features, _ = check_params(state.params)
+    dtype = _params_dtype(state.params)
+    X = check_data(X, n_features, dtype)
+    if X.shape[0] == 0:
+        raise ValueError(f"The step averages over the rows of X: X needs at least one row; got shape {X.shape}.")
+    conditional = isinstance(prior, _priors._LocationScaleConditional)
+    if u is not None and not conditional:
+        raise ValueError(f"u is only used by a conditional prior; prior={prior!r} is factorized: "
+                         "pass u=None.")
+    if conditional and u is None:
+        raise ValueError(f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
+                         "(one entry per row of X) to the step.")
+    if u is not None and jnp.shape(u)[:1] != X.shape[:1]:
+        raise ValueError(f"u must have one entry per row of X ({X.shape[0]}); got shape {jnp.shape(u)}.")
+    if conditional:
+        prior._check_u(u)  # its shape and dtype (and concrete segment ids) before any computation
+    expected = _prior_params_template(prior, n_features, jnp.dtype(dtype))
+    got_leaves, got_tree = jax.tree_util.tree_flatten(state.prior_params)
+    want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
+    if got_tree != want_tree or any(jnp.shape(a) != b.shape for a, b in zip(got_leaves, want_leaves)):
+        raise ValueError(
+            f"state.prior_params do not match prior={type(prior).__name__} for {n_features} features: "
+            f"expected {jax.tree_util.tree_map(lambda a: a.shape, expected)}, got "
+            f"{jax.tree_util.tree_map(jnp.shape, state.prior_params)}; build them with "
+            "prior.init_params(key, n_features) and pass them to init_train_state."
+        )
+    return X
+
+
 def _check_gradient(gradient: str) -> Callable:
     try:
         return VALUE_AND_GRADIENT[gradient]
@@ -263,6 +319,7 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     >>> loss.shape
     ()
     """
+    _check_optimizer(optimizer)
     value_and_gradient = _check_gradient(gradient)
     equivariant = gradient == "equivariant"
     activation = _activations.get(activation)
@@ -270,6 +327,7 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     mesh = _check_mesh(mesh)
 
     def step(state: TrainState, X, u=None):
+        X = _check_step_inputs(state, X, u, prior)
         if mesh is not None:
             X = _constrain(X, _row_sharding(mesh))
             u = None if u is None else _constrain(u, _row_sharding(mesh))
