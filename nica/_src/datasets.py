@@ -62,6 +62,27 @@ def _check_slope(slope):
     return float(slope)
 
 
+def _as_real_array(x, name):
+    """``x`` as a finite float64 array; text, objects, complex numbers, NaN and infinity are
+    refused with a message naming ``name`` (NumPy would cast complex silently, or fail
+    without naming the argument)."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a rectangular array of real numbers: {error}") from None
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got an array of dtype {arr.dtype}.")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values; it holds NaN or infinity.")
+    return arr
+
+
 def _leaky_relu(H, slope):
     return np.where(H >= 0, H, slope * H)
 
@@ -129,7 +150,7 @@ def apply_mixing(S, mixing, slope=0.2):
     array([[ 0.6, -0.4]])
     """
     slope = _check_slope(slope)
-    H = np.asarray(S, dtype=np.float64)
+    H = _as_real_array(S, "S")
     if H.ndim != 2:
         raise ValueError(
             f"S must be 2-D with shape (n_samples, n_components), got an array of shape {H.shape}."
@@ -139,7 +160,9 @@ def apply_mixing(S, mixing, slope=0.2):
             "mixing must be a sequence of matrices (A_1, ..., A_L); "
             "wrap a single matrix in a list: [A]."
         )
-    matrices = [np.asarray(A, dtype=np.float64) for A in mixing]
+    if isinstance(mixing, (str, bytes)) or not hasattr(mixing, "__iter__"):
+        raise TypeError(f"mixing must be a sequence of matrices (A_1, ..., A_L); got {type(mixing).__name__}.")
+    matrices = [_as_real_array(A, f"mixing[{index}]") for index, A in enumerate(mixing)]
     if not matrices:
         raise ValueError("mixing must contain at least one matrix, got an empty sequence.")
     dim = H.shape[1]

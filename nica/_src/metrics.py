@@ -58,6 +58,23 @@ def _check_sources(S, name):
     return arr
 
 
+_SAFE_EXPONENT = 400  # magnitudes within 2**±400 square and sum without overflow or underflow
+
+
+def _power_of_two_scaled(arr, axis=None):
+    """``arr`` divided by a power of two near its largest magnitude (per column with ``axis=0``)
+    wherever that magnitude is beyond ``2**±400``; unchanged otherwise.
+
+    Only exponents change, so the scale-invariant metrics are unchanged, but squares and
+    products of values near the float64 limits no longer overflow or underflow (a column of
+    entries like 1e300 gets its correlation instead of NaN).
+    """
+    peak = np.max(np.abs(arr), axis=axis, keepdims=axis is not None)
+    exponent = np.frexp(np.where(peak > 0, peak, 1.0))[1]
+    exponent = np.where(np.abs(exponent) > _SAFE_EXPONENT, exponent, 0)
+    return np.ldexp(arr, -exponent)
+
+
 def _check_method(method):
     if not isinstance(method, str) or method not in _CORR_METHODS:
         raise ValueError(f"method must be one of {_CORR_METHODS}, got {method!r}.")
@@ -155,7 +172,7 @@ def _match_components(S_true, S_est, method="pearson"):
     if method == "spearman":
         S_true = rankdata(S_true, axis=0)
         S_est = rankdata(S_est, axis=0)
-    C = _abs_cross_correlation(S_true, S_est)
+    C = _abs_cross_correlation(_power_of_two_scaled(S_true, axis=0), _power_of_two_scaled(S_est, axis=0))
     rows, cols = linear_sum_assignment(C, maximize=True)
     return rows, cols, C[rows, cols]
 
@@ -220,7 +237,10 @@ def amari_distance(W, A):
     A = _check_square(A, "A")
     if W.shape != A.shape:
         raise ValueError(f"W and A must have the same shape, got {W.shape} and {A.shape}.")
-    P = np.abs(W @ A)
+    with np.errstate(over="ignore", invalid="ignore"):
+        P = np.abs(W @ A)
+    if not np.all(np.isfinite(P)):  # entries near the float64 limit: the same product, rescaled
+        P = np.abs(_power_of_two_scaled(W) @ _power_of_two_scaled(A))
     d = P.shape[0]
     row_max = P.max(axis=1)
     col_max = P.max(axis=0)
@@ -277,6 +297,9 @@ def make_mcc_scorer(method="pearson"):
     _check_method(method)
 
     def mcc_scorer(estimator, X, y):
+        if not callable(getattr(estimator, "transform", None)):
+            raise TypeError(f"The MCC scorer scores an estimator with a transform method; got "
+                            f"{type(estimator).__name__}, which has none.")
         if y is None:
             raise ValueError(
                 "The MCC scorer needs the true sources as y (n_samples, n_components), got None."
