@@ -34,6 +34,7 @@ from nica._src.network import (
     log_abs_det_weights,
 )
 from nica._src.training import TrainState, init_train_state, make_epoch, make_mesh, shard_params
+from nica._src import validation as _validation
 
 __all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
@@ -192,7 +193,10 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 f"({jax.device_count()}) with parallel='data': each batch is split evenly over "
                 "the devices."
             )
-        return _activations.get(self.activation), _priors.get(self.prior), _with_rate_scale(self._resolve_optimizer())
+        _validation.check_verbose(self.verbose)
+        prior = _validation.check_estimator_prior(_priors.get(self.prior), type(self).__name__)
+        optimizer = _validation.check_optimizer(self._resolve_optimizer, self.optimizer)
+        return _activations.get(self.activation), prior, _with_rate_scale(optimizer)
 
     def _resolve_optimizer(self):
         opt = self.optimizer
@@ -212,6 +216,44 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             "optimizer must be an optax name, an optax factory or an optax.GradientTransformation; "
             f"got {type(opt).__name__}."
         )
+
+    def __sklearn_is_fitted__(self):
+        # Cheap: never the params_ property, which would copy every parameter to the host.
+        return "_state" in self.__dict__
+
+    def _continue_fit(self, warm):
+        """Whether ``fit`` (``warm=self.warm_start``) or ``partial_fit`` (``warm=True``) continues
+        from the fitted state; hyperparameters changed since are never silently ignored.
+
+        A change the fitted network or pre-processing cannot follow (``n_layers``, ``bias``,
+        ``whiten``, ``prior``; ``learn_location``, ``hidden_units``, ``aux_type`` for the
+        conditional model) starts a new fit, with a ``UserWarning``.  A new ``gradient``, or an
+        optimizer whose state has another structure, keeps the network and restarts the
+        optimizer, with a ``UserWarning``.  Everything else (``activation``, ``learning_rate``,
+        ``max_iter``, ...) takes effect as it is.
+        """
+        if not (warm and self.__sklearn_is_fitted__()):
+            return False
+        _, prior, optimizer = self._check_hyperparameters()
+        name = type(self).__name__
+        changed = _validation.warm_start_changes(self, prior)
+        if changed:
+            warnings.warn(f"{name}: {', '.join(changed)} changed since the fitted state was made, which "
+                          "cannot continue under the new value(s); this fit starts anew.", UserWarning,
+                          stacklevel=3)
+            return False
+        gradient = self._resolve_gradient(self.n_features_in_)
+        state = TrainState(*self._state)
+        with _precision(self._dtype):
+            if gradient != self.gradient_ or not _validation.optimizer_state_fits(optimizer, state):
+                what = f"gradient ({self.gradient_!r} -> {gradient!r})" if gradient != self.gradient_ else "optimizer"
+                warnings.warn(f"{name}: the {what} changed since the fitted state was made; the fit "
+                              "continues from the fitted network with a restarted optimizer.", UserWarning,
+                              stacklevel=3)
+                self.gradient_ = gradient
+                trainable = (state.params, state.prior_params)
+                self._state = TrainState(*trainable, optimizer.init(trainable))
+        return True
 
     # ----------------------------------------------------------------------------------------
     # pre-processing: an affine map with a known log-determinant
@@ -678,7 +720,15 @@ class NonlinearICA(_RelativeGradientICA):
         included in every likelihood, so scores stay in the units of ``X``.
     warm_start : bool, default=False
         Continue from the previous solution (parameters, optimizer state and pre-processing)
-        when ``fit`` is called again.
+        when ``fit`` is called again.  A hyperparameter changed in between is never ignored:
+        a change the fitted network or pre-processing cannot follow (``n_layers``, ``bias``,
+        ``whiten``, ``prior``; for :class:`ConditionalNonlinearICA` also ``learn_location``,
+        ``hidden_units`` and an explicit ``aux_type``) starts a new fit, with a
+        ``UserWarning``; a new ``gradient``, or an ``optimizer`` whose state has another
+        structure, keeps the network and restarts the optimizer, with a ``UserWarning``;
+        anything else (``learning_rate``, ``activation``, ``max_iter``, ...) takes effect as
+        it is, and ``n_init`` applies to new fits only.  Later ``partial_fit`` calls follow
+        the same rule.
     random_state : int, RandomState instance or None, default=None
         Controls initialization, the validation split and batch shuffling.
     verbose : int, default=0
@@ -808,7 +858,7 @@ class NonlinearICA(_RelativeGradientICA):
         self : NonlinearICA
         """
         setup = self._check_hyperparameters()
-        reset = not (self.warm_start and hasattr(self, "params_"))
+        reset = not self._continue_fit(self.warm_start)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
         self._train(X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping)
         return self
@@ -817,7 +867,8 @@ class NonlinearICA(_RelativeGradientICA):
         """One epoch over a chunk of data (for data that arrive in pieces or do not fit in memory).
 
         The first call fits the pre-processing on its chunk and initializes the network; later
-        calls continue from the current parameters and optimizer state.  No validation split.
+        calls continue from the current parameters and optimizer state (hyperparameters changed
+        in between: as with ``warm_start``).  No validation split.
 
         Parameters
         ----------
@@ -829,7 +880,7 @@ class NonlinearICA(_RelativeGradientICA):
         self : NonlinearICA
         """
         setup = self._check_hyperparameters()
-        reset = not hasattr(self, "params_")
+        reset = not self._continue_fit(True)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset)
         self._train(X, None, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
         return self
@@ -1016,24 +1067,27 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         if aux_type == "auto":
             continuous = y.dtype.kind == "f" and type_of_target(y).startswith("continuous")
             aux_type = "continuous" if continuous else "discrete"
-        self.aux_type_ = aux_type
+        # Everything is checked before anything is set: a refused y leaves a fitted model as it was.
         if aux_type == "discrete":
             if y.ndim != 1:
                 raise ValueError(
                     f"Discrete auxiliary labels y must be 1-D (one segment label per sample); got shape {y.shape}."
                 )
-            self.classes_, counts = np.unique(y, return_counts=True)
-            self.segment_log_weights_ = np.log(counts / counts.sum())
+            classes, counts = _validation.unique_labels(y)
+            self.classes_, self.segment_log_weights_ = classes, np.log(counts / counts.sum())
         else:
             U = self._as_continuous(y)
-            self.aux_mean_ = U.mean(axis=0)
             scale = U.std(axis=0)
-            self.aux_scale_ = np.where(scale > 0, scale, 1.0)
+            self.aux_mean_, self.aux_scale_ = U.mean(axis=0), np.where(scale > 0, scale, 1.0)
+        self.aux_type_ = aux_type
 
     def _as_continuous(self, y):
         y = np.asarray(y)
         if y.dtype.kind not in "biuf":
             raise ValueError(f"A continuous auxiliary variable y must be numeric; got dtype {y.dtype}.")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"A continuous auxiliary variable y must be 1-D or 2-D (n_samples, n_aux); "
+                             f"got shape {y.shape}.")
         U = y.reshape(y.shape[0], -1).astype(np.float64)
         if not np.all(np.isfinite(U)):
             raise ValueError("The auxiliary variable y contains NaN or infinity.")
@@ -1053,9 +1107,9 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
                 y = y.ravel()
             if y.ndim != 1:
                 raise ValueError(f"Segment labels y must be 1-D; got shape {y.shape}.")
-            known = np.isin(y, self.classes_)
+            known = _validation.labels_known(y, self.classes_)
             if not known.all():
-                unseen = np.unique(y[~known])
+                unseen = _validation.unique_labels(y[~known])[0]
                 raise ValueError(
                     f"y contains {unseen.size} segment label(s) not seen during fit: "
                     f"{unseen[:10].tolist()}; the model knows {self.classes_.size} labels "
@@ -1105,7 +1159,7 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         -------
         self : ConditionalNonlinearICA
         """
-        reset = not (self.warm_start and hasattr(self, "params_"))
+        reset = not self._continue_fit(self.warm_start)
         return self._fit_with_aux(X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping,
                                   warn_max_iter=True, min_samples=2)
 
@@ -1121,7 +1175,7 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         -------
         self : ConditionalNonlinearICA
         """
-        return self._fit_with_aux(X, y, reset=not hasattr(self, "params_"), epochs=1, validate=False,
+        return self._fit_with_aux(X, y, reset=not self._continue_fit(True), epochs=1, validate=False,
                                   warn_max_iter=False, min_samples=1)
 
     # ----------------------------------------------------------------------------------------
