@@ -139,6 +139,13 @@ def test_fitted_methods_refuse_bad_X(fitted, fitted_conditional, name, bad, erro
     assert_unchanged(fitted_conditional, before_c)
 
 
+def test_fit_needs_two_rows(fitted, X):
+    before = snapshot(fitted)
+    with pytest.raises(ValueError, match="1 sample.* a minimum of 2 is required"):
+        fitted.fit(X[:1])
+    assert_unchanged(fitted, before)
+
+
 def test_unfitted_methods_raise_not_fitted(X):
     for model in (nica.NonlinearICA(), nica.ConditionalNonlinearICA()):
         for call in (lambda: model.transform(X), lambda: model.inverse_transform(X),
