@@ -659,6 +659,7 @@ def cmd_fit(args):
         n_layers=args.n_layers, activation=args.activation, prior=args.prior,
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_iter=args.max_iter,
         whiten=False if args.whiten == "none" else args.whiten, gradient=args.gradient,
+        init=args.init, n_init=args.n_init, schedule=args.schedule,
         random_state=args.random_state, verbose=args.verbose,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
@@ -877,7 +878,8 @@ def build_parser():
     fit.add_argument("--n-layers", type=int)
     fit.add_argument("--activation", choices=["smooth_leaky_relu", "tanh_linear", "leaky_relu"])
     fit.add_argument("--prior", choices=["logistic_mixture", "laplace", "gaussian", "logistic", "hypsecant"])
-    fit.add_argument("--learning-rate", type=float)
+    fit.add_argument("--learning-rate", type=float,
+                     help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise")
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--max-iter", type=int)
     fit.add_argument("--whiten", choices=["auto", "standardize", "unit-variance", "none"])
@@ -885,6 +887,10 @@ def build_parser():
                      help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
                           "equivariant: the optimizer in the group's coordinates, "
                           "usually better with Adam while n_features <= batch size (docs/benchmarks.md)")
+    fit.add_argument("--init", choices=["auto", "fastica", "random"],
+                     help="starting point of the first layer (auto: FastICA's rotation for linear ICA)")
+    fit.add_argument("--n-init", type=int, help="number of initialisations; the most likely is kept")
+    fit.add_argument("--schedule", choices=["plateau", "constant"])
     fit.add_argument("--random-state", type=_seed, default=None)
     fit.add_argument("--verbose", type=int)
     fit.set_defaults(func=cmd_fit)

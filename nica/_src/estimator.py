@@ -14,6 +14,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 from scipy.special import logsumexp
 from sklearn.utils import check_random_state
@@ -53,6 +54,15 @@ _MAX_RATE_REDUCTIONS = 2
 # The spike guard: a validation NLL this many nats per sample above the best so far restores the
 # best parameters and lowers the rate.
 _SPIKE_NATS = 0.5
+# init="fastica" (the default for linear ICA): the FastICA fixed-point iteration on the whitened
+# rows (all of them, like the whitening) gives the starting rotation; it is an initialisation,
+# capped and not required to converge, and the likelihood fit refines it.
+_INIT_OPTIONS = ("auto", "fastica", "random")
+# learning_rate="auto": Adam's rate from a random start, and from the FastICA start.
+_AUTO_RATE = 1e-2
+_AUTO_RATE_FROM_FASTICA = 1e-3
+_FASTICA_INIT_MAX_ITER = 200
+_FASTICA_INIT_TOL = 1e-4
 _PARALLEL_OPTIONS = (None, "data", "model")
 _SCORE_BATCH = 8192
 
@@ -168,7 +178,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         positive_int("batch_size")
         positive_int("max_iter")
         positive_int("n_iter_no_change")
-        positive_real("learning_rate")
+        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
+            positive_real("learning_rate")
         positive_real("tol", allow_zero=True)
         vf = self.validation_fraction
         if not isinstance(vf, numbers.Real) or isinstance(vf, bool) or not 0.0 < vf < 1.0:
@@ -181,6 +192,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             raise ValueError(f"whiten must be one of {_WHITEN_OPTIONS}; got {self.whiten!r}.")
         if not (isinstance(self.schedule, str) and self.schedule in _SCHEDULE_OPTIONS):
             raise ValueError(f"schedule must be one of {_SCHEDULE_OPTIONS}; got {self.schedule!r}.")
+        if not (isinstance(self.init, str) and self.init in _INIT_OPTIONS):
+            raise ValueError(f"init must be one of {_INIT_OPTIONS}; got {self.init!r}.")
         for name in ("bias", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}.")
@@ -198,14 +211,29 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         optimizer = _validation.check_optimizer(self._resolve_optimizer, self.optimizer)
         return _activations.get(self.activation), prior, _with_rate_scale(optimizer)
 
+    def _base_learning_rate(self):
+        """The rate the optimizer is built with; ``"auto"`` builds it with ``_AUTO_RATE`` and
+        scales the first steps by ``_initial_rate_scale``."""
+        return _AUTO_RATE if isinstance(self.learning_rate, str) else float(self.learning_rate)
+
+    def _initial_rate_scale(self):
+        """``learning_rate="auto"``: a tenth of the rate when the fit refines a FastICA start
+        (there, larger steps add noise to a solution that is already close), the whole rate
+        otherwise.  A ready optax transformation takes no rate and is left as it is."""
+        auto = isinstance(self.learning_rate, str)
+        ready = isinstance(self.optimizer, optax.GradientTransformation)
+        if auto and not ready and self.init_ == "fastica":
+            return _AUTO_RATE_FROM_FASTICA / _AUTO_RATE
+        return 1.0
+
     def _resolve_optimizer(self):
         opt = self.optimizer
         if isinstance(opt, str):
-            return _optimizer_from_name(opt, float(self.learning_rate))
+            return _optimizer_from_name(opt, self._base_learning_rate())
         if isinstance(opt, optax.GradientTransformation):
             return opt
         if callable(opt):
-            result = opt(self.learning_rate)
+            result = opt(self._base_learning_rate())
             if not isinstance(result, optax.GradientTransformation):
                 raise TypeError(
                     "optimizer factory must return an optax.GradientTransformation; "
@@ -262,6 +290,23 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         if self.whiten == "auto":
             return "unit-variance" if n_features <= _AUTO_WHITEN_MAX_FEATURES else "standardize"
         return self.whiten
+
+    def _resolve_init(self):
+        if self.init == "auto":
+            linear_whitened = self.n_layers == 1 and self.whiten_ == "unit-variance"
+            return "fastica" if linear_whitened else "random"
+        return self.init
+
+    def _fastica_start(self, params, Z, seed):
+        """``params`` with the first layer's weights replaced by the FastICA rotation of the
+        pre-processed rows ``Z`` (symmetric fixed point, log-cosh contrast), from a random
+        start drawn with ``seed``."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ica = FastICA(whiten=False, fun="logcosh", max_iter=_FASTICA_INIT_MAX_ITER,
+                          tol=_FASTICA_INIT_TOL, random_state=seed).fit(np.asarray(Z))
+        W = jnp.asarray(ica.components_, dtype=params[0].W.dtype)
+        return (params[0]._replace(W=W),) + tuple(params[1:])
 
     def _resolve_gradient(self, n_features):
         if self.gradient == "auto":
@@ -323,6 +368,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             self._dtype = X.dtype
             self._fit_preprocessing(X)
             self.gradient_ = self._resolve_gradient(X.shape[1])
+            self.init_ = self._resolve_init()
+            self.learning_rate_ = self._base_learning_rate() * self._initial_rate_scale()
         X = self._preprocess(np.asarray(X, dtype=self._dtype))
         n_init = int(self.n_init) if reset else 1
         with _precision(self._dtype):
@@ -343,8 +390,11 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 key, init_key, prior_key = jax.random.split(jax.random.key(seed), 3)
                 if reset:
                     params = init_params(init_key, X.shape[1], self.n_layers, bias=self.bias, dtype=self._dtype)
+                    if self.init_ == "fastica":
+                        params = self._fastica_start(params, X, seed)
                     prior_params = prior.init_params(prior_key, X.shape[1], self._dtype)
                     state = init_train_state(optimizer, params, prior_params)
+                    state = state._replace(opt_state=_set_rate_scale(state.opt_state, self._initial_rate_scale()))
                     self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
                 else:
                     state = TrainState(*self._state)
@@ -371,7 +421,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         if status["diverged"]:
             warnings.warn(
                 f"Training diverged at epoch {status['diverged_at']} (non-finite loss or parameters) with "
-                f"learning_rate={self.learning_rate!r}; stopped and restored the parameters of "
+                f"learning_rate={getattr(self, 'learning_rate_', self.learning_rate)!r}; stopped and restored the parameters of "
                 f"epoch {self.best_iter_}. Try a smaller learning_rate.",
                 ConvergenceWarning,
                 stacklevel=self._warning_stacklevel,
@@ -664,9 +714,9 @@ class NonlinearICA(_RelativeGradientICA):
         :mod:`nica.activations` object.
     prior : str or Prior, default="logistic_mixture"
         The source density.  ``"logistic_mixture"`` (default): a learned density per source, a
-        mixture of two logistics fitted with the network by exact likelihood
+        mixture of four logistics fitted with the network by exact likelihood
         (:func:`nica.priors.logistic_mixture`), so that sub-Gaussian (uniform, bimodal) and
-        super-Gaussian sources are both separated; it adds ``6·D`` parameters and ``O(B·D)``
+        super-Gaussian sources are both separated; it adds ``12·D`` parameters and ``O(B·D)``
         work per step.  Fixed densities: ``"laplace"``, ``"gaussian"``, ``"logistic"``,
         ``"hypsecant"``, or any :mod:`nica.priors` object.
     bias : bool, default=True
@@ -676,8 +726,13 @@ class NonlinearICA(_RelativeGradientICA):
         ``optax.sgd`` (called with ``learning_rate``), or a ready ``GradientTransformation``
         (then ``learning_rate`` is not used).  Use a name or factory if the estimator must be
         pickled: optax transformations are closures.
-    learning_rate : float, default=1e-2
+    learning_rate : float or "auto", default="auto"
         Step size handed to the optimizer factory (the initial one with ``schedule="plateau"``).
+        ``"auto"``: 1e-3 when the fit refines the FastICA start (``init_ == "fastica"``), where
+        larger steps mostly add noise to a solution that is already close (64 logistic sources:
+        mean MCC 0.953 at 1e-3 against 0.950 at 1e-2 on the data seeds that chose it, and a
+        validation NLL that rises by 0.05 instead of 0.3 nats after its best epoch), and 1e-2 from a random start.  The rate used
+        is ``learning_rate_``.
     batch_size : int, default=256
         Mini-batch size; each epoch uses ``n_train // batch_size`` full shuffled batches.
     max_iter : int, default=1000
@@ -702,6 +757,18 @@ class NonlinearICA(_RelativeGradientICA):
         Number of initialisations, as in :class:`~sklearn.mixture.GaussianMixture`: each is
         trained in full (same validation split) and the one with the best validation
         log-likelihood is kept (``init_scores_`` holds every one's).  Costs ``n_init`` fits.
+    init : {"auto", "fastica", "random"}, default="auto"
+        Starting point of the first layer.  ``"random"``: random orthogonal weights
+        (:func:`nica.init_params`).  ``"fastica"``: the first layer starts at the FastICA
+        rotation of the pre-processed data (scikit-learn's symmetric fixed point with the
+        log-cosh contrast, at most 200 iterations, from a random start drawn from
+        ``random_state``; computed on every row given to ``fit``, like the whitening); the
+        likelihood fit then refines it.  ``"auto"``: ``"fastica"`` for linear ICA
+        (``n_layers=1``) on PCA-whitened data, ``"random"`` otherwise.  From a random rotation,
+        gradient steps leave the near-Gaussian mixtures of many sources slowly and early
+        stopping can end the fit there (64 uniform sources: MCC 0.31 against FastICA's 0.996);
+        from the FastICA start the defaults are within 0.005 of FastICA's MCC in almost every
+        case measured (``docs/benchmarks.md``, "Defaults").
     gradient : {"auto", "relative", "equivariant", "euclidean", "autodiff"}, default="auto"
         Update direction handed to the optimizer.  ``"auto"``: ``"equivariant"`` while
         ``n_features <= 4 * batch_size`` (its per-layer ``D×D×D`` transport then costs at most
@@ -761,8 +828,10 @@ class NonlinearICA(_RelativeGradientICA):
         ``components_``.
     mixing_ : ndarray of shape (n_features, n_features)
         ``n_layers=1`` only: its inverse, FastICA's ``mixing_``.
-    whiten_, gradient_ : str
-        The resolved ``whiten`` and ``gradient`` options.
+    whiten_, gradient_, init_ : str
+        The resolved ``whiten``, ``gradient`` and ``init`` options.
+    learning_rate_ : float
+        The resolved initial learning rate.
     init_scores_ : list of float
         Best validation log-likelihood of each of the ``n_init`` initialisations.
     whitening_ : ndarray of shape (n_features, n_features)
@@ -806,7 +875,7 @@ class NonlinearICA(_RelativeGradientICA):
         prior="logistic_mixture",
         bias=True,
         optimizer="adam",
-        learning_rate=1e-2,
+        learning_rate="auto",
         batch_size=256,
         max_iter=1000,
         tol=1e-4,
@@ -815,6 +884,7 @@ class NonlinearICA(_RelativeGradientICA):
         n_iter_no_change=10,
         schedule="plateau",
         n_init=1,
+        init="auto",
         gradient="auto",
         whiten="auto",
         warm_start=False,
@@ -836,6 +906,7 @@ class NonlinearICA(_RelativeGradientICA):
         self.n_iter_no_change = n_iter_no_change
         self.schedule = schedule
         self.n_init = n_init
+        self.init = init
         self.gradient = gradient
         self.whiten = whiten
         self.warm_start = warm_start
@@ -956,8 +1027,8 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
-validation_fraction, n_iter_no_change, schedule, n_init, gradient, whiten, warm_start, \
-random_state, verbose, parallel
+validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, \
+warm_start, random_state, verbose, parallel
         As in :class:`NonlinearICA`.
 
     Attributes
@@ -975,7 +1046,7 @@ random_state, verbose, parallel
         Log-frequencies of the segments in the training data (discrete ``u``), used for the
         marginal likelihood and for sampling when no ``y`` is given.
     mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
-feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
+feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, components_, mixing_
         As in :class:`NonlinearICA`.
 
     Examples
@@ -1002,7 +1073,7 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         hidden_units=32,
         bias=True,
         optimizer="adam",
-        learning_rate=1e-2,
+        learning_rate="auto",
         batch_size=256,
         max_iter=1000,
         tol=1e-4,
@@ -1011,6 +1082,7 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         n_iter_no_change=10,
         schedule="plateau",
         n_init=1,
+        init="auto",
         gradient="auto",
         whiten="auto",
         warm_start=False,
@@ -1035,6 +1107,7 @@ feature_names_in_, whiten_, gradient_, init_scores_, components_, mixing_
         self.n_iter_no_change = n_iter_no_change
         self.schedule = schedule
         self.n_init = n_init
+        self.init = init
         self.gradient = gradient
         self.whiten = whiten
         self.warm_start = warm_start
