@@ -292,3 +292,10 @@ def test_spike_guard_restores_the_best_parameters_and_lowers_the_rate():
     assert max(scores) == pytest.approx(scores[model.best_iter_ - 1])
     kept = model.score(X_train)
     assert np.isfinite(kept)
+
+
+def test_data_too_large_to_whiten_is_refused_clearly():
+    X = np.random.default_rng(0).laplace(size=(100, 3)) * 1e160
+    for whiten in ("unit-variance", "standardize"):
+        with pytest.raises(ValueError, match=r"X has values too large to whiten .* rescale X"):
+            nica.NonlinearICA(n_layers=1, whiten=whiten, max_iter=1).fit(X)

@@ -146,6 +146,16 @@ def _check_n_samples(n_samples):
     return int(n_samples)
 
 
+def _check_moments_finite(moments, X):
+    """Data so large that its variance overflows (|x| above about 1e150 in float64) cannot be
+    whitened; say so instead of failing inside an eigendecomposition."""
+    if not np.all(np.isfinite(moments)):
+        raise ValueError(
+            f"X has values too large to whiten in {X.dtype} (largest |x| = {float(np.max(np.abs(X))):.3g}: "
+            "its variance overflows); rescale X, e.g. divide it by its largest absolute value."
+        )
+
+
 def _all_finite(tree) -> bool:
     # Checked on the device: no host copy of the state each epoch.
     return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
@@ -321,11 +331,15 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         # A diagonal P (standardize, none) is applied as a vector: O(n·D), not O(n·D²) or O(D³).
         self._whitening_scale = None
         if whiten == "standardize":
-            std = X.std(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                std = X.std(axis=0)
+            _check_moments_finite(std, X)
             std = np.where(std > np.finfo(X.dtype).eps * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
             scale = 1.0 / std
         elif whiten == "unit-variance":
-            cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+            with np.errstate(over="ignore", invalid="ignore"):
+                cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))
+            _check_moments_finite(cov, X)
             eigval, eigvec = np.linalg.eigh(cov)
             floor = np.finfo(X.dtype).eps * max(float(eigval.max()), 1.0) * n_features
             P = (eigvec / np.sqrt(np.maximum(eigval, floor))).T
