@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
+from nica._src.contrastive import check_contrastive_weight, observation_log_posterior
 from nica._src.priors import mlp_conditional, segment_conditional
 from nica._src.gradients import VALUE_AND_GRADIENT
 from nica._src.network import (
@@ -398,7 +399,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             else:
                 prior = self.prior_
             self.activation_, self.prior_ = activation, prior
-            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient_, int(self.batch_size), mesh)
+            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient_, int(self.batch_size), mesh,
+                                  **self._objective_kwargs())
             best_run, scores = None, []
             for seed in seeds:
                 key, init_key, prior_key = jax.random.split(jax.random.key(seed), 3)
@@ -465,6 +467,14 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     def _build_prior(self, base_prior):
         return base_prior
 
+    def _objective_kwargs(self):
+        """Extra arguments of ``make_epoch`` for the training objective (none: the likelihood)."""
+        return {}
+
+    def _validation_penalty(self, state, val):
+        """What the objective adds to the validation NLL (``None``: nothing, the likelihood)."""
+        return None
+
     def _mesh(self):
         """The device mesh for ``parallel`` (every device of the default backend), or None."""
         return None if self.parallel is None else make_mesh(self.parallel)
@@ -526,6 +536,9 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                     val_ll = self._log_likelihood_batched(state.params, state.prior_params, *val,
                                                           log_det=log_det)
                     score = float(jnp.mean(val_ll)) + self._log_det_whitening
+                    penalty = self._validation_penalty(state, val)
+                    if penalty is not None:  # the hybrid objective: monitor what is optimised
+                        score -= penalty
                     if not np.isfinite(score):
                         diverged, diverged_at = True, self.n_iter_
                         break
@@ -1013,6 +1026,12 @@ class NonlinearICA(_RelativeGradientICA):
         return self._sample(None, _check_n_samples(n_samples), random_state)
 
 
+_CONTINUOUS_CONTRASTIVE = (
+    "contrastive_weight > 0 needs a discrete auxiliary variable (segment labels): the hybrid "
+    "objective's cross-entropy is over the segments, and no analogue for a continuous u is "
+    "implemented; use contrastive_weight=0.")
+
+
 class ConditionalNonlinearICA(_RelativeGradientICA):
     """Nonlinear ICA with an auxiliary variable: exact maximum likelihood of ``p(x | u)`` (eq. 4).
 
@@ -1040,6 +1059,28 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
         labels (ints, strings, ...).
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
+    contrastive_weight : float, default=0.0
+        ``α >= 0``, discrete ``u`` only.  ``α > 0`` fits the *hybrid* objective
+
+            mean NLL of ``x`` given ``u`` + α · mean cross-entropy of ``u`` given ``x``,
+
+        a hybrid generative–discriminative maximum likelihood.  The second term is the model's
+        own label posterior with a uniform label prior, ``log p(u | x) = log p(g(x) | u) −
+        logsumexp_u' log p(g(x) | u')`` (the Jacobian cancels; the classifier that
+        time-contrastive learning trains, made from the same network and per-segment scales and
+        locations), so it costs one run of the network and ``n_samples × n_segments ×
+        n_features`` per batch; the layers still get the cheap relative gradient (the two
+        terms' back-propagated errors are summed first).  Why: the classification term prefers
+        the basin of parameters in which the sources separate the segments, where the
+        likelihood alone can settle in a worse local optimum with deep mixing.  What it costs:
+        the fitted model is no longer the maximum-likelihood estimate (its likelihood is
+        usually a little lower).  With ``early_stopping`` the monitored score is the validation
+        hybrid objective (validation log-likelihood − α · validation cross-entropy), so the
+        stopping rule matches what is optimised; ``loss_curve_``, ``validation_scores_`` and
+        ``init_scores_`` then hold that objective, while :meth:`score` and
+        :meth:`score_samples` stay the exact log-likelihood.  No analogue is implemented for a
+        continuous ``u`` (``α > 0`` then raises ``ValueError``).  ``0``: exact maximum
+        likelihood.
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
 validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, \
 warm_start, random_state, verbose, parallel
@@ -1085,6 +1126,7 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         learn_location=True,
         aux_type="auto",
         hidden_units=32,
+        contrastive_weight=0.0,
         bias=True,
         optimizer="adam",
         learning_rate="auto",
@@ -1110,6 +1152,7 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         self.learn_location = learn_location
         self.aux_type = aux_type
         self.hidden_units = hidden_units
+        self.contrastive_weight = contrastive_weight
         self.bias = bias
         self.optimizer = optimizer
         self.learning_rate = learning_rate
@@ -1141,6 +1184,9 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         hu = self.hidden_units
         if not isinstance(hu, numbers.Integral) or isinstance(hu, bool) or hu < 1:
             raise ValueError(f"hidden_units must be an integer >= 1; got {hu!r}.")
+        weight = check_contrastive_weight(self.contrastive_weight)
+        if weight > 0 and self.aux_type == "continuous":
+            raise ValueError(_CONTINUOUS_CONTRASTIVE)
         return super()._check_hyperparameters()
 
     # ----------------------------------------------------------------------------------------
@@ -1154,6 +1200,8 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         if aux_type == "auto":
             continuous = y.dtype.kind == "f" and type_of_target(y).startswith("continuous")
             aux_type = "continuous" if continuous else "discrete"
+        if aux_type == "continuous" and self.contrastive_weight > 0:
+            raise ValueError(_CONTINUOUS_CONTRASTIVE)
         # Everything is checked before anything is set: a refused y leaves a fitted model as it was.
         if aux_type == "discrete":
             if y.ndim != 1:
@@ -1218,6 +1266,26 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         return mlp_conditional(base_prior, int(self.aux_mean_.shape[0]),
                                hidden_units=int(self.hidden_units),
                                learn_location=bool(self.learn_location))
+
+    def _objective_kwargs(self):
+        weight = float(self.contrastive_weight)
+        return {"contrastive_weight": weight} if weight > 0 else {}
+
+    def _validation_penalty(self, state, val):
+        """``α`` times the validation rows' mean cross-entropy of ``u`` given ``x``."""
+        weight = float(self.contrastive_weight)
+        if not weight > 0:
+            return None
+        X, U = val
+        log_post = self._label_log_posterior(state.params, state.prior_params, X)
+        return -weight * float(jnp.mean(jnp.take_along_axis(log_post, U[:, None], axis=1)))
+
+    def _label_log_posterior(self, params, prior_params, X):
+        """``log p(u | x)`` of pre-processed rows, in batches: shape ``(n_samples, n_segments)``."""
+        return jnp.concatenate([
+            observation_log_posterior(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_, prior_params)
+            for i in range(0, X.shape[0], _SCORE_BATCH)
+        ])
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -1308,6 +1376,47 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         float
         """
         return float(np.mean(self.score_samples(X, y)))
+
+    def predict_proba(self, X):
+        """The model's posterior of the segment label, ``p(u | x)``, with a uniform label prior.
+
+        ``p(u | x) ∝ p(g(x) | u)``: the Jacobian term is the same for every segment and
+        cancels.  This is the classifier that ``contrastive_weight`` trains; it does not use
+        the training frequencies ``segment_log_weights_``.  Discrete ``u`` only.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_segments)
+            Columns in the order of ``classes_``; rows sum to one.
+        """
+        check_is_fitted(self)
+        if self.aux_type_ != "discrete":
+            raise ValueError("predict_proba needs a model fitted with discrete segment labels; this one "
+                             "has a continuous auxiliary variable.")
+        X = self._preprocess(self._validated(X))
+        with _precision(self._dtype):
+            params, prior_params = self._jax_params()
+            log_post = self._label_log_posterior(params, prior_params, self._to_device(X))
+            return np.exp(_fetch(log_post))
+
+    def predict(self, X):
+        """The most probable segment label of each row under :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Entries of ``classes_``.
+        """
+        proba = self.predict_proba(X)  # checks that the model is fitted first
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def sample(self, n_samples=1, y=None, random_state=None):
         """Draw ``x ~ p(x | u)``.

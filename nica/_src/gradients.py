@@ -47,13 +47,14 @@ import jax
 import jax.numpy as jnp
 
 from nica._src import activations as _activations
+from nica._src.contrastive import label_cross_entropy
 from nica._src.network import Layer, _validated, fixed_prior, forward_trace
 
 __all__ = ["relative_gradient", "equivariant_gradient", "transport", "euclidean_gradient",
            "autodiff_gradient", "backpropagated_errors"]
 
 
-def backpropagated_errors(params, X, activation, prior, prior_params=(), u=None):
+def backpropagated_errors(params, X, activation, prior, prior_params=(), u=None, contrastive_weight=0.0):
     """Forward pass plus back-propagation of ``ℓ_data``.
 
     Returns ``(loss_data, deltas, inputs, preacts, prior_grads)`` where
@@ -61,11 +62,20 @@ def backpropagated_errors(params, X, activation, prior, prior_params=(), u=None)
     Euclidean gradient of ``ℓ_data`` with respect to the prior's own parameters (empty for a
     factorized prior).  Only the error signals are differentiated, so no weight gradient (and no
     ``D×D`` outer product) is formed here: forward ``L`` products, backward ``L − 1``.
+
+    ``contrastive_weight`` (a static Python float ``α``; a segment-conditional prior when
+    ``α > 0``): ``ℓ_data`` becomes the hybrid objective's data part, ``ℓ_data + α·CE`` with
+    ``CE`` the mean cross-entropy of ``u`` given ``x`` (``nica._src.contrastive``).  ``CE``
+    has no log-determinant, so every gradient form below stays valid with the summed errors
+    ``δ = δ_NLL + α·δ_CE``: the relative gradient is linear in ``δ`` and its ``−W`` comes from
+    the log-determinant alone.  With ``α = 0`` nothing is added (a Python-level branch).
     """
 
     def data_loss(perturbations, prior_params):
         S, inputs, preacts, log_det_act = forward_trace(params, X, activation, perturbations)
         loss = -jnp.mean(prior.conditional_log_prob(prior_params, S, u) + log_det_act)
+        if contrastive_weight:
+            loss = loss + contrastive_weight * label_cross_entropy(prior, prior_params, S, u)
         return loss, (inputs, preacts)
 
     zeros = [jnp.zeros_like(X) for _ in params]
@@ -101,10 +111,11 @@ def _relative_layer(layer: Layer, delta, Z, Y):
     return Layer(dW, delta.T @ (Y @ b) + jnp.sum(delta, axis=0) - b)
 
 
-def relative_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+def relative_value_and_gradient(params, X, activation, prior, prior_params=(), u=None,
+                               contrastive_weight=0.0):
     """``(ℓ_data, relative gradient of the layers, Euclidean gradient of the prior parameters)``."""
     loss, deltas, inputs, preacts, prior_grads = backpropagated_errors(
-        params, X, activation, prior, prior_params, u
+        params, X, activation, prior, prior_params, u, contrastive_weight
     )
     grads = tuple(
         _relative_layer(layer, d, Z, Y) for layer, d, Z, Y in zip(params, deltas, inputs, preacts)
@@ -118,10 +129,11 @@ def _algebra_layer(layer: Layer, delta, Y):
     return Layer(H, None if layer.b is None else jnp.sum(delta, axis=0))
 
 
-def equivariant_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+def equivariant_value_and_gradient(params, X, activation, prior, prior_params=(), u=None,
+                                  contrastive_weight=0.0):
     """``(ℓ_data, H̄ per layer, Euclidean gradient of the prior parameters)``; see :func:`transport`."""
     loss, deltas, _, preacts, prior_grads = backpropagated_errors(
-        params, X, activation, prior, prior_params, u
+        params, X, activation, prior, prior_params, u, contrastive_weight
     )
     grads = tuple(_algebra_layer(layer, d, Y) for layer, d, Y in zip(params, deltas, preacts))
     return loss, grads, prior_grads
@@ -181,10 +193,11 @@ def transport(updates, params):
     return tuple(_transport_layer(u, p) for u, p in zip(updates, params))
 
 
-def euclidean_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
+def euclidean_value_and_gradient(params, X, activation, prior, prior_params=(), u=None,
+                                contrastive_weight=0.0):
     """``(ℓ_data, ordinary gradient, prior gradient)`` with ``−W⁻ᵀ`` from an explicit inverse."""
     loss, deltas, inputs, _, prior_grads = backpropagated_errors(
-        params, X, activation, prior, prior_params, u
+        params, X, activation, prior, prior_params, u, contrastive_weight
     )
     grads = []
     for layer, d, Z in zip(params, deltas, inputs):
@@ -193,8 +206,9 @@ def euclidean_value_and_gradient(params, X, activation, prior, prior_params=(), 
     return loss, tuple(grads), prior_grads
 
 
-def autodiff_value_and_gradient(params, X, activation, prior, prior_params=(), u=None):
-    """``(ℓ_data, ordinary gradient, prior gradient)`` by differentiating per-sample Jacobians."""
+def autodiff_value_and_gradient(params, X, activation, prior, prior_params=(), u=None, contrastive_weight=0.0):
+    """``(ℓ_data, ordinary gradient, prior gradient)`` by differentiating per-sample Jacobians
+    (of the hybrid objective when ``contrastive_weight > 0``, as in :func:`backpropagated_errors`)."""
 
     def single(p, x):
         return forward_trace(p, x[None, :], activation)[0][0]
@@ -205,7 +219,11 @@ def autodiff_value_and_gradient(params, X, activation, prior, prior_params=(), u
         log_det = jnp.linalg.slogdet(J)[1]
         log_prior = prior.conditional_log_prob(prior_params, S, u)
         data_loss = -jnp.mean(log_prior + log_det_act)
-        return -jnp.mean(log_prior + log_det), jax.lax.stop_gradient(data_loss)
+        loss = -jnp.mean(log_prior + log_det)
+        if contrastive_weight:
+            contrastive = contrastive_weight * label_cross_entropy(prior, prior_params, S, u)
+            loss, data_loss = loss + contrastive, data_loss + contrastive
+        return loss, jax.lax.stop_gradient(data_loss)
 
     (_, data_loss), (grads, prior_grads) = jax.value_and_grad(nll, argnums=(0, 1), has_aux=True)(
         params, prior_params

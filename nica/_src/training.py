@@ -34,6 +34,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
+from nica._src.contrastive import check_contrastive_weight
 from nica._src.gradients import VALUE_AND_GRADIENT, transport
 from nica._src.network import _params_dtype, check_data, check_params
 
@@ -275,7 +276,7 @@ def _check_gradient(gradient: str) -> Callable:
 
 
 def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace", gradient="relative",
-                    mesh=None):
+                    mesh=None, contrastive_weight=0.0):
     """Build a pure training step ``step(state, X, u=None) -> (state, loss)``.
 
     Parameters
@@ -298,13 +299,21 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
         rows over the axis ``"data"``, the gradients and the new state to the layout of
         :func:`shard_params`.  Place the state with :func:`shard_params` before the first call.
         ``None``: no sharding annotations (one device).
+    contrastive_weight : float, default=0.0
+        ``α >= 0``.  With a segment-conditional prior, ``α > 0`` trains the hybrid objective
+        ``mean NLL + α · mean cross-entropy of u given x`` (the label posterior with a uniform
+        label prior, ``nica._src.contrastive``): the two terms' back-propagated errors are
+        summed before the cheap relative form, so the step stays ``O(L·B·D²)`` plus
+        ``B × n_segments × D`` for the posterior.  ``0``: the exact likelihood alone (the step
+        is then the same computation as without the argument).
 
     Returns
     -------
     step : callable
         ``step(state: TrainState, X, u=None) -> (TrainState, loss)`` where ``loss`` is the
         batch's mean NLL without the ``−Σ log|det W|`` term (training never computes
-        determinants).  Pure and jit-able.
+        determinants), plus ``α`` times the mean cross-entropy when ``α > 0``.  Pure and
+        jit-able.
 
     Examples
     --------
@@ -325,6 +334,8 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     activation = _activations.get(activation)
     prior = _priors.get(prior)
     mesh = _check_mesh(mesh)
+    contrastive_weight = check_contrastive_weight(contrastive_weight, prior)
+    hybrid = {"contrastive_weight": contrastive_weight} if contrastive_weight > 0 else {}
 
     def step(state: TrainState, X, u=None):
         X = _check_step_inputs(state, X, u, prior)
@@ -332,7 +343,7 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
             X = _constrain(X, _row_sharding(mesh))
             u = None if u is None else _constrain(u, _row_sharding(mesh))
         loss, grads, prior_grads = value_and_gradient(
-            state.params, X, activation, prior, state.prior_params, u
+            state.params, X, activation, prior, state.prior_params, u, **hybrid
         )
         if mesh is not None:  # summed over the batch rows: an all-reduce over "data"
             grads = _constrain(grads, _param_shardings(grads, mesh))
@@ -350,7 +361,8 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
 
 
 @functools.lru_cache(maxsize=64)
-def make_epoch(optimizer, activation, prior, gradient: str, batch_size: int, mesh=None):
+def make_epoch(optimizer, activation, prior, gradient: str, batch_size: int, mesh=None,
+               contrastive_weight=0.0):
     """A jitted epoch ``epoch(state, X, u, key) -> (state, mean_loss)``.
 
     Shuffles the rows of ``X`` (and of the auxiliary variable ``u``, or ``None``) with ``key``,
@@ -367,6 +379,9 @@ def make_epoch(optimizer, activation, prior, gradient: str, batch_size: int, mes
     matches a one-device epoch up to floating-point summation order.  ``batch_size`` must then
     be a multiple of the number of devices on the ``"data"`` axis; a set smaller than one batch
     is used whole, rounded down to such a multiple.
+
+    ``contrastive_weight``: the hybrid objective's ``α`` (see :func:`make_train_step`); the
+    mean loss then includes ``α`` times the mean cross-entropy.
     """
     mesh = _check_mesh(mesh)
     shards = _data_shards(mesh)
@@ -376,7 +391,7 @@ def make_epoch(optimizer, activation, prior, gradient: str, batch_size: int, mes
             f"{DATA_AXIS!r} mesh axis (data-parallel batches are split evenly)."
         )
     step = make_train_step(optimizer, activation=activation, prior=prior, gradient=gradient,
-                           mesh=mesh)
+                           mesh=mesh, contrastive_weight=contrastive_weight)
 
     def epoch(state, X, u, key):
         n = X.shape[0]
