@@ -1060,11 +1060,9 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
     contrastive_weight : float, default=0.0
-        ``α >= 0``, discrete ``u`` only.  ``α > 0`` fits the *hybrid* objective
-
-            mean NLL of ``x`` given ``u`` + α · mean cross-entropy of ``u`` given ``x``,
-
-        a hybrid generative–discriminative maximum likelihood.  The second term is the model's
+        ``α >= 0``, discrete ``u`` only.  ``α > 0`` fits the *hybrid* objective, the mean
+        negative log-likelihood of ``x`` given ``u`` plus ``α`` times the mean cross-entropy of
+        ``u`` given ``x``: a hybrid generative–discriminative maximum likelihood.  The second term is the model's
         own label posterior with a uniform label prior, ``log p(u | x) = log p(g(x) | u) −
         logsumexp_u' log p(g(x) | u')`` (the Jacobian cancels; the classifier that
         time-contrastive learning trains, made from the same network and per-segment scales and
