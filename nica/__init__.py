@@ -15,7 +15,7 @@ from nica._src.gradients import (
     transport,
 )
 from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
-from nica._src.network import Layer, forward, init_params, inverse, log_likelihood
+from nica._src.network import Layer, forward, forward_and_log_det, init_params, inverse, log_likelihood
 from nica._src.training import (
     TrainState,
     init_train_state,
@@ -31,6 +31,7 @@ __all__ = [
     "init_params",
     "forward",
     "inverse",
+    "forward_and_log_det",
     "log_likelihood",
     "relative_gradient",
     "equivariant_gradient",

@@ -488,8 +488,8 @@ BAD_CORE_X = [
 @pytest.mark.parametrize("bad, error, match", BAD_CORE_X, ids=range(len(BAD_CORE_X)))
 def test_core_functions_refuse_bad_X(bad, error, match):
     params = _params()
-    calls = [nica.forward, nica.log_likelihood, nica.relative_gradient, nica.equivariant_gradient,
-             nica.euclidean_gradient, nica.autodiff_gradient]
+    calls = [nica.forward, nica.forward_and_log_det, nica.log_likelihood, nica.relative_gradient,
+             nica.equivariant_gradient, nica.euclidean_gradient, nica.autodiff_gradient]
     for fn in calls:
         with pytest.raises(error, match=match):
             fn(params, bad)
@@ -514,11 +514,73 @@ def test_core_functions_refuse_unusable_activations_and_priors():
         nica.inverse(params, XJ, activation=activations.TanhLinear)
     with pytest.raises(TypeError, match="prior _Incomplete must define"):
         nica.log_likelihood(params, XJ, prior=_Incomplete())
-    for prior, what in [(priors.logistic_mixture(), "has learned parameters"),
-                        (priors.segment_conditional("laplace", 2), "depends on u")]:
-        for fn in (nica.log_likelihood, nica.relative_gradient):
-            with pytest.raises(ValueError, match=rf"{fn.__name__} takes a fixed factorized prior; .*{what}"):
+    for prior, what in [(priors.logistic_mixture(), "which has learned parameters: pass prior_params="),
+                        (priors.segment_conditional("laplace", 2), "which depends on u and has learned parameters")]:
+        for fn in CORE_WITH_PRIOR:
+            with pytest.raises(ValueError, match=rf"{fn.__name__} needs prior_params for prior {type(prior).__name__}, "
+                                                 rf"{what}"):
                 fn(params, XJ, prior=prior)
+
+
+CORE_WITH_PRIOR = [nica.log_likelihood, nica.relative_gradient, nica.equivariant_gradient, nica.euclidean_gradient,
+                   nica.autodiff_gradient]
+
+
+def test_core_functions_take_prior_params_and_u_and_refuse_bad_ones():
+    """Accepted when given (the values are tested in tests/test_conditional.py); refused when they
+    do not fit the prior, before any tracing."""
+    params = _params()
+    segment = priors.segment_conditional("laplace", 4)
+    theta = segment.init_params(jax.random.key(0), D, jnp.float32)
+    good = jnp.arange(8) % 4
+    mixture = priors.logistic_mixture(2)
+    for fn in (nica.log_likelihood, nica.relative_gradient):  # float32 compilations are slow: two suffice
+        out = fn(params, XJ, prior=segment, prior_params=theta, u=good)
+        assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(out))
+    assert nica.log_likelihood(params, XJ, prior=mixture,
+                               prior_params=mixture.init_params(jax.random.key(0), D, jnp.float32)).shape == (8,)
+    for fn in CORE_WITH_PRIOR:
+        with pytest.raises(ValueError, match=rf"pass the auxiliary variable u \(one entry per row of X\) to {fn.__name__}"):
+            fn(params, XJ, prior=segment, prior_params=theta)
+        with pytest.raises(ValueError, match="u is only used by a conditional prior; prior=Laplace"):
+            fn(params, XJ, u=good)
+        with pytest.raises(ValueError, match=r"u must have one entry per row of X \(8\); got shape \(3,\)"):
+            fn(params, XJ, prior=segment, prior_params=theta, u=good[:3])
+        with pytest.raises(ValueError, match=r"u holds segment ids from 1 to 4, outside \[0, 4\)"):
+            fn(params, XJ, prior=segment, prior_params=theta, u=good + 1)
+        with pytest.raises(ValueError, match="1-D array of integer segment ids"):
+            fn(params, XJ, prior=segment, prior_params=theta, u=good.astype(jnp.float32))
+        with pytest.raises(ValueError, match=r"prior_params do not match prior=SegmentConditional for 3 features: "
+                                             r"expected \{'loc': \(4, 3\), 'log_scale': \(4, 3\)\}"):
+            fn(params, XJ, prior=segment, prior_params=segment.init_params(jax.random.key(0), 2, jnp.float32), u=good)
+        with pytest.raises(ValueError, match="prior_params do not match prior=Laplace for 3 features: expected ()"):
+            fn(params, XJ, prior_params=theta)
+        with pytest.raises(TypeError, match="prior_params have dtype float64 but the network's parameters are float32"):
+            fn(params, XJ, prior=segment, prior_params=jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), theta),
+               u=good)
+        with pytest.raises(ValueError, match=r"prior_params do not match prior=SegmentConditional .*got \(\)"):
+            fn(params, XJ, prior=segment, prior_params=(), u=good)
+
+
+def test_the_segment_marginal_refuses_bad_weights_and_sources():
+    prior = priors.segment_conditional("laplace", 3)
+    theta = prior.init_params(jax.random.key(0), 2, jnp.float32)
+    S = jnp.zeros((4, 2), jnp.float32)
+    with pytest.raises(ValueError, match=r"log_weights must be log-probabilities: exp\(log_weights\) sums to 4.946"):
+        prior.marginal_log_prob(theta, S, jnp.array([0.5, 0.5, 0.5]))  # probabilities, not their logs
+    with pytest.raises(ValueError, match=r"log_weights must be a float array of shape \(3,\)"):
+        prior.marginal_log_prob(theta, S, jnp.log(jnp.array([0.5, 0.5])))
+    with pytest.raises(ValueError, match=r"log_weights must be a float array of shape \(3,\).*dtype int"):
+        prior.marginal_log_prob(theta, S, np.array([0, 0, 0]))
+    with pytest.raises(TypeError, match=r"log_weights must be a float array of shape \(3,\); got dtype <U1"):
+        prior.marginal_log_prob(theta, S, np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match=r"S must have shape \(n_samples, 2\) to match prior_params; got shape \(4, 3\)"):
+        prior.marginal_log_prob(theta, jnp.zeros((4, 3)))
+    with pytest.raises(TypeError, match="SegmentConditional needs its prior_params"):
+        prior.marginal_log_prob((), S)
+    # a segment of weight zero is allowed, and under jit the values are not checked
+    zero = jnp.log(jnp.array([0.0, 0.5, 0.5]))
+    np.testing.assert_allclose(jax.jit(prior.marginal_log_prob)(theta, S, zero), prior.marginal_log_prob(theta, S, zero))
 
 
 def test_transport_refuses_bad_updates():

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 
 from nica._src import activations as _activations
 from nica._src.contrastive import label_cross_entropy
-from nica._src.network import Layer, _validated, fixed_prior, forward_trace
+from nica._src.network import Layer, _validated, forward_trace, prior_arguments
 
 __all__ = ["relative_gradient", "equivariant_gradient", "transport", "euclidean_gradient",
            "autodiff_gradient", "backpropagated_errors"]
@@ -240,34 +240,40 @@ VALUE_AND_GRADIENT = {
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _relative_gradient(params, X, activation, prior):
-    return relative_value_and_gradient(params, X, activation, prior)[1]
+def _relative_gradient(params, X, activation, prior, prior_params, u):
+    return relative_value_and_gradient(params, X, activation, prior, prior_params, u)[1:]
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _equivariant_gradient(params, X, activation, prior):
-    return equivariant_value_and_gradient(params, X, activation, prior)[1]
+def _equivariant_gradient(params, X, activation, prior, prior_params, u):
+    return equivariant_value_and_gradient(params, X, activation, prior, prior_params, u)[1:]
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _euclidean_gradient(params, X, activation, prior):
-    return euclidean_value_and_gradient(params, X, activation, prior)[1]
+def _euclidean_gradient(params, X, activation, prior, prior_params, u):
+    return euclidean_value_and_gradient(params, X, activation, prior, prior_params, u)[1:]
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _autodiff_gradient(params, X, activation, prior):
-    return autodiff_value_and_gradient(params, X, activation, prior)[1]
+def _autodiff_gradient(params, X, activation, prior, prior_params, u):
+    return autodiff_value_and_gradient(params, X, activation, prior, prior_params, u)[1:]
 
 
-def _dispatch(impl, params, X, activation, prior):
+def _dispatch(impl, params, X, activation, prior, prior_params, u):
+    """Check the arguments and run ``impl``: the layers' gradient, or the pair ``(layers' gradient,
+    prior's gradient)`` when ``prior_params`` were passed."""
     X = _validated(params, X)
     where = impl.__name__.lstrip("_")
     if X.shape[0] == 0:
         raise ValueError(f"{where} averages over the rows of X: X needs at least one row; got shape {X.shape}.")
-    return impl(tuple(params), X, _activations.get(activation), fixed_prior(prior, where))
+    pair = prior_params is not None
+    prior, prior_params, u = prior_arguments(prior, prior_params, u, params, X, where)
+    grads, prior_grads = impl(tuple(params), X, _activations.get(activation), prior, prior_params, u)
+    return (grads, prior_grads) if pair else grads
 
 
-def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
+def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
+                      u=None):
     """Relative gradient ``[G, g] W̄ᵀ W̄`` of the mean NLL, per layer (see :ref:`theory-relative-gradient`).
 
     Computed in the cheap form: per layer a forward product, back-propagation and two extra
@@ -281,11 +287,21 @@ def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapla
         A batch of observations, same floating dtype as ``params``.
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
+    prior_params : pytree, optional
+        The prior's own parameters (``prior.init_params(key, n_features, dtype)`` or a fitted
+        estimator's ``prior_params_``); needed by a prior with learned parameters or a
+        conditional one.  When given, the result is the pair ``(layers, prior_grads)``.
+    u : array, optional
+        The auxiliary variable of a conditional prior, one entry per row of ``X`` (see
+        :func:`~nica.log_likelihood`).
 
     Returns
     -------
-    tuple of Layer
+    layers : tuple of Layer
         ``Layer(ΔW, Δb)`` per layer (``Δb`` is ``None`` where the layer has no bias).
+    prior_grads : pytree
+        Only when ``prior_params`` were passed: the Euclidean gradient of the mean NLL with
+        respect to them (same structure), the second member of the returned pair.
 
     Examples
     --------
@@ -297,11 +313,24 @@ def relative_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapla
     >>> state = opt.init(params)
     >>> updates, state = opt.update(nica.relative_gradient(params, X), state, params)
     >>> params = optax.apply_updates(params, updates)
+
+    A conditional prior: the optimizer acts on the pair ``(params, prior_params)``, as in
+    :class:`~nica.TrainState`.
+
+    >>> from nica import priors
+    >>> prior = priors.segment_conditional("laplace", n_segments=2)
+    >>> theta = prior.init_params(jax.random.key(2), 3, params[0].W.dtype)
+    >>> u = jax.numpy.arange(100) % 2
+    >>> state = opt.init((params, theta))
+    >>> grads = nica.relative_gradient(params, X, prior=prior, prior_params=theta, u=u)
+    >>> updates, state = opt.update(grads, state, (params, theta))
+    >>> params, theta = optax.apply_updates((params, theta), updates)
     """
-    return _dispatch(_relative_gradient, params, X, activation, prior)
+    return _dispatch(_relative_gradient, params, X, activation, prior, prior_params, u)
 
 
-def equivariant_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
+def equivariant_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
+                         u=None):
     """The relative gradient in the group's coordinates, ``H̄ = [G, g] W̄ᵀ``, per layer.
 
     ``H̄ = [δᵀ Y − I, g]``: one ``(B×D)ᵀ·(B×D)`` product per layer beyond back-propagation, no
@@ -320,11 +349,21 @@ def equivariant_gradient(params, X, *, activation="smooth_leaky_relu", prior="la
     X : array of shape (n_samples, n_features)
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
+    prior_params : pytree, optional
+        The prior's own parameters (``prior.init_params(key, n_features, dtype)`` or a fitted
+        estimator's ``prior_params_``); needed by a prior with learned parameters or a
+        conditional one.  When given, the result is the pair ``(layers, prior_grads)``.
+    u : array, optional
+        The auxiliary variable of a conditional prior, one entry per row of ``X`` (see
+        :func:`~nica.log_likelihood`).
 
     Returns
     -------
-    tuple of Layer
+    layers : tuple of Layer
         ``Layer(H, h)`` per layer, ``H`` of shape ``(D, D)`` (``h`` is ``None`` without bias).
+    prior_grads : pytree
+        Only when ``prior_params`` were passed: the Euclidean gradient of the mean NLL with
+        respect to them (same structure), the second member of the returned pair.
 
     Examples
     --------
@@ -337,10 +376,11 @@ def equivariant_gradient(params, X, *, activation="smooth_leaky_relu", prior="la
     >>> updates, state = opt.update(nica.equivariant_gradient(params, X), state, params)
     >>> params = optax.apply_updates(params, nica.transport(updates, params))
     """
-    return _dispatch(_equivariant_gradient, params, X, activation, prior)
+    return _dispatch(_equivariant_gradient, params, X, activation, prior, prior_params, u)
 
 
-def euclidean_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
+def euclidean_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
+                       u=None):
     """Ordinary gradient ``(G, g)`` of the mean NLL, with ``−W⁻ᵀ`` from an explicit inverse.
 
     The paper's "ordinary gradient" baseline (Figure 1): back-propagation for the data terms and
@@ -352,10 +392,21 @@ def euclidean_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapl
     X : array of shape (n_samples, n_features)
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
+    prior_params : pytree, optional
+        The prior's own parameters (``prior.init_params(key, n_features, dtype)`` or a fitted
+        estimator's ``prior_params_``); needed by a prior with learned parameters or a
+        conditional one.  When given, the result is the pair ``(layers, prior_grads)``.
+    u : array, optional
+        The auxiliary variable of a conditional prior, one entry per row of ``X`` (see
+        :func:`~nica.log_likelihood`).
 
     Returns
     -------
-    tuple of Layer
+    layers : tuple of Layer
+        ``Layer(G, g)`` per layer.
+    prior_grads : pytree
+        Only when ``prior_params`` were passed: the Euclidean gradient of the mean NLL with
+        respect to them (same structure), the second member of the returned pair.
 
     Examples
     --------
@@ -366,10 +417,11 @@ def euclidean_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapl
     >>> nica.euclidean_gradient(params, X)[0].W.shape
     (3, 3)
     """
-    return _dispatch(_euclidean_gradient, params, X, activation, prior)
+    return _dispatch(_euclidean_gradient, params, X, activation, prior, prior_params, u)
 
 
-def autodiff_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
+def autodiff_gradient(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
+                      u=None):
     """Ordinary gradient ``(G, g)`` of the mean NLL by brute-force automatic differentiation.
 
     Builds every per-sample Jacobian of the network (``B×D×D`` memory) and differentiates its
@@ -381,10 +433,21 @@ def autodiff_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapla
     X : array of shape (n_samples, n_features)
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
+    prior_params : pytree, optional
+        The prior's own parameters (``prior.init_params(key, n_features, dtype)`` or a fitted
+        estimator's ``prior_params_``); needed by a prior with learned parameters or a
+        conditional one.  When given, the result is the pair ``(layers, prior_grads)``.
+    u : array, optional
+        The auxiliary variable of a conditional prior, one entry per row of ``X`` (see
+        :func:`~nica.log_likelihood`).
 
     Returns
     -------
-    tuple of Layer
+    layers : tuple of Layer
+        ``Layer(G, g)`` per layer.
+    prior_grads : pytree
+        Only when ``prior_params`` were passed: the Euclidean gradient of the mean NLL with
+        respect to them (same structure), the second member of the returned pair.
 
     Examples
     --------
@@ -395,4 +458,4 @@ def autodiff_gradient(params, X, *, activation="smooth_leaky_relu", prior="lapla
     >>> nica.autodiff_gradient(params, X)[1].b.shape
     (3,)
     """
-    return _dispatch(_autodiff_gradient, params, X, activation, prior)
+    return _dispatch(_autodiff_gradient, params, X, activation, prior, prior_params, u)

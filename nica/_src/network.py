@@ -21,8 +21,9 @@ import numpy as np
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
+from nica._src import validation as _validation
 
-__all__ = ["Layer", "init_params", "forward", "inverse", "log_likelihood"]
+__all__ = ["Layer", "init_params", "forward", "inverse", "forward_and_log_det", "log_likelihood"]
 
 
 class Layer(NamedTuple):
@@ -129,20 +130,31 @@ def check_data(X, n_features: int, dtype, name: str = "X"):
     return X
 
 
-def fixed_prior(prior, where):
-    """Resolve ``prior`` for a function that has no ``prior_params`` (:func:`log_likelihood`, the
-    gradient functions): a prior with learned parameters, or a conditional one, is refused."""
+def prior_arguments(prior, prior_params, u, params, X, where):
+    """Resolve ``prior`` and check ``prior_params`` and ``u`` for the functions of the core that
+    take them (:func:`log_likelihood`, :func:`forward_and_log_det`'s users, the gradients).
+
+    ``prior_params=None`` stands for a prior without learned parameters (``()``); a prior that
+    has some (:func:`~nica.priors.logistic_mixture`, the conditional priors) is refused without
+    them.  Returns ``(prior, prior_params, u)``, ``u`` as an array (``None`` for a factorized
+    prior)."""
     prior = _priors.get(prior)
+    n_features = jnp.shape(params[0].W)[0]
+    dtype = _params_dtype(params)
     conditional = isinstance(prior, _priors._LocationScaleConditional)
-    if conditional or isinstance(prior, _priors._NeedsParams) or \
-            type(prior).init_params is not _priors.Prior.init_params:
-        what = "depends on u and has learned parameters" if conditional else "has learned parameters"
-        raise ValueError(
-            f"{where} takes a fixed factorized prior; {type(prior).__name__} {what}, which it "
-            "cannot receive: train such a prior with make_train_step (which carries prior_params "
-            "and u) or an estimator, and score with the estimator's score_samples."
-        )
-    return prior
+    if prior_params is None:
+        if jax.tree_util.tree_leaves(_validation.prior_params_template(prior, n_features, np.dtype(dtype))):
+            what = "depends on u and has learned parameters" if conditional else "has learned parameters"
+            raise ValueError(
+                f"{where} needs prior_params for prior {type(prior).__name__}, which {what}: pass "
+                f"prior_params=prior.init_params(key, n_features, dtype) (or a fitted estimator's "
+                f"prior_params_){' and the auxiliary variable u' if conditional else ''}."
+            )
+        prior_params = ()
+    _validation.check_prior_params(prior, prior_params, n_features, dtype, check_dtype=True,
+                                   hint=" (or take a fitted estimator's prior_params_)")
+    u = _validation.check_aux(prior, u, X.shape[0], where)
+    return prior, prior_params, u
 
 
 def _params_dtype(params):
@@ -320,10 +332,20 @@ def _log_likelihood_without_det(params, X, activation, prior, prior_params=(), u
     return prior.conditional_log_prob(prior_params, S, u) + log_det_act  # eq. (3), or eq. (4) given u
 
 
+def forward_and_log_det_trace(params, X, activation):
+    """``(S, log|det J_g(x)|)`` per row: the activations' terms from the forward pass plus
+    ``Σ_k log|det W_k|`` (the same for every row)."""
+    S, _, _, log_det_act = forward_trace(params, X, activation)
+    return S, log_det_act + log_abs_det_weights(params)
+
+
+_forward_and_log_det = jax.jit(forward_and_log_det_trace, static_argnames=("activation",))
+
+
 @partial(jax.jit, static_argnames=("activation", "prior"))
 def _log_likelihood(params, X, activation, prior, prior_params=(), u=None):
-    return (_log_likelihood_without_det(params, X, activation, prior, prior_params, u)
-            + log_abs_det_weights(params))
+    S, log_det = forward_and_log_det_trace(params, X, activation)
+    return prior.conditional_log_prob(prior_params, S, u) + log_det  # eq. (3), or eq. (4) given u
 
 
 def forward(params, X, *, activation="smooth_leaky_relu"):
@@ -383,10 +405,61 @@ def inverse(params, S, *, activation="smooth_leaky_relu"):
     return _inverse(tuple(params), S, _activations.get(activation))
 
 
-def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace"):
-    """Exact per-sample log-likelihood with a factorized prior (eq. 3).
+def forward_and_log_det(params, X, *, activation="smooth_leaky_relu"):
+    """Map observations to sources and return the log-determinant of the map's Jacobian, per row.
 
-    ``log p(x) = Σ_i log p_i(s_i) + Σ_{k<L} Σ_i log σ'(y_{k,i}) + Σ_k log|det W_k|``.
+    The flow interface of distrax and flowjax (``bijector.forward_and_log_det``): ``S = g(X)``
+    and ``log|det ∂g/∂x|`` at every row,
+
+    ``log|det J_g(x)| = Σ_{k<L} Σ_i log σ'(y_{k,i}) + Σ_k log|det W_k|``,
+
+    so that the log-likelihood under any prior is ``prior.conditional_log_prob(prior_params,
+    S, u) + log_det`` (this is how :func:`log_likelihood` computes it).  The network runs once;
+    the weights' log-determinants use ``slogdet`` (an ``O(D³)`` LU per layer, once per call,
+    not per row).  For the marginal likelihood of a segment-conditional model, pass ``S`` to
+    :meth:`nica.priors.SegmentConditional.marginal_log_prob` and add ``log_det``.
+
+    Parameters
+    ----------
+    params : tuple of Layer
+        The network.
+    X : array of shape (n_samples, n_features)
+        Observations; same floating dtype as ``params``.
+    activation : str or Activation, default="smooth_leaky_relu"
+        Elementwise activation between layers.
+
+    Returns
+    -------
+    S : jax.Array of shape (n_samples, n_features)
+        The sources, as :func:`forward` gives them.
+    log_det : jax.Array of shape (n_samples,)
+        ``log|det ∂g/∂x|`` at each row.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import nica
+    >>> params = nica.init_params(jax.random.key(0), 2, 1)   # one orthogonal layer
+    >>> S, log_det = nica.forward_and_log_det(params, jnp.ones((3, 2)))
+    >>> S.shape, log_det.shape, bool(jnp.allclose(log_det, 0.0, atol=1e-5))
+    ((3, 2), (3,), True)
+    """
+    X = _validated(params, X)
+    return _forward_and_log_det(tuple(params), X, _activations.get(activation))
+
+
+def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
+                   u=None):
+    """Exact per-sample log-likelihood: eq. (3), or eq. (4) given an auxiliary variable ``u``.
+
+    ``log p(x | u) = Σ_i log p_i(s_i | u) + Σ_{k<L} Σ_i log σ'(y_{k,i}) + Σ_k log|det W_k|``
+    with ``(s, log|det J|)`` from :func:`forward_and_log_det`.  A fixed factorized prior
+    (``"laplace"``, ...) needs neither ``prior_params`` nor ``u``; a prior with learned
+    parameters (:func:`~nica.priors.logistic_mixture`) needs its ``prior_params``; a conditional
+    prior (:func:`~nica.priors.segment_conditional`, :func:`~nica.priors.mlp_conditional`) needs
+    both; a fitted estimator's prior is ``prior=est.prior_, prior_params=est.prior_params_``.
+    For the marginal over segment labels, see
+    :meth:`nica.priors.SegmentConditional.marginal_log_prob`.
 
     Parameters
     ----------
@@ -394,6 +467,14 @@ def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace"
     X : array of shape (n_samples, n_features)
     activation : str or Activation, default="smooth_leaky_relu"
     prior : str or Prior, default="laplace"
+    prior_params : pytree, optional
+        The prior's own parameters, as ``prior.init_params(key, n_features, dtype)`` makes them
+        (same structure, shapes and dtype as ``params``).  Default: none, for a prior that has
+        none; a prior with learned parameters is refused without them.
+    u : array, optional
+        The auxiliary variable of a conditional prior, one entry per row of ``X``: integer
+        segment ids of shape ``(n_samples,)``, or real values of shape ``(n_samples, n_aux)``.
+        Refused for a factorized prior.
 
     Returns
     -------
@@ -403,10 +484,17 @@ def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace"
     --------
     >>> import jax, jax.numpy as jnp
     >>> import nica
+    >>> from nica import priors
     >>> params = nica.init_params(jax.random.key(0), 2, 1)   # orthogonal W: |det W| = 1
     >>> ll = nica.log_likelihood(params, jnp.zeros((1, 2)), prior="gaussian")
     >>> round(float(ll[0]), 4)
     -1.8379
+    >>> prior = priors.segment_conditional("gaussian", n_segments=3)
+    >>> theta = prior.init_params(jax.random.key(1), 2, params[0].W.dtype)
+    >>> nica.log_likelihood(params, jnp.zeros((4, 2)), prior=prior, prior_params=theta,
+    ...                     u=jnp.array([0, 1, 2, 0])).shape
+    (4,)
     """
     X = _validated(params, X)
-    return _log_likelihood(tuple(params), X, _activations.get(activation), fixed_prior(prior, "log_likelihood"))
+    prior, prior_params, u = prior_arguments(prior, prior_params, u, params, X, "log_likelihood")
+    return _log_likelihood(tuple(params), X, _activations.get(activation), prior, prior_params, u)

@@ -35,6 +35,7 @@ __all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMix
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
+_LOG_WEIGHTS_TOLERANCE = 1e-4  # |log Σ exp(log_weights)| allowed: float32 rounding, not a mistake
 
 
 def _check_count(value, name):
@@ -579,6 +580,79 @@ class SegmentConditional(_LocationScaleConditional):
                 raise ValueError(f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
                                  f"for this {type(self).__name__} with n_segments={self.n_segments}.")
         return u
+
+    def marginal_log_prob(self, prior_params, S, log_weights=None):
+        r"""The segment mixture: ``log Σ_u π_u p(s | u)`` per row, the prior term of the marginal
+        likelihood over the segment labels.
+
+        .. math::
+
+            \log p(s) = \operatorname{logsumexp}_u \Big(\log \pi_u
+                         + \sum_i \log p_i(s_i \mid u)\Big)
+
+        Only this term depends on ``u``: the marginal log-likelihood of observations is
+        ``marginal_log_prob(prior_params, S, log_weights) + log_det`` with ``S, log_det`` from
+        one run of :func:`nica.forward_and_log_det`.  Every segment is scored at once (memory
+        ``n_segments × n_samples × n_components``).
+
+        Parameters
+        ----------
+        prior_params : dict
+            This prior's parameters (``init_params`` or a fitted estimator's ``prior_params_``).
+        S : array of shape (n_samples, n_components)
+            Sources.
+        log_weights : array of shape (n_segments,), optional
+            ``log π_u``, the segments' log-probabilities (a fitted
+            :class:`~nica.ConditionalNonlinearICA`'s ``segment_log_weights_``); they must sum
+            to one after exponentiation (checked when the values are known, ``-inf`` allowed).
+            Default: equal weights, ``−log n_segments``.
+
+        Returns
+        -------
+        jax.Array of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> from nica import priors
+        >>> prior = priors.segment_conditional("laplace", n_segments=3)
+        >>> theta = prior.init_params(jax.random.key(0), n_components=2)
+        >>> prior.marginal_log_prob(theta, jnp.zeros((5, 2)), jnp.log(jnp.array([0.5, 0.25, 0.25]))).shape
+        (5,)
+        """
+        prior_params = self._check_prior_params(prior_params)
+        log_scale = prior_params["log_scale"]
+        n_components = jnp.shape(log_scale)[1]
+        if jnp.ndim(S) != 2 or jnp.shape(S)[1] != n_components:
+            raise ValueError(f"S must have shape (n_samples, {n_components}) to match prior_params; "
+                             f"got shape {jnp.shape(S)}.")
+        S = jnp.asarray(S)
+        if log_weights is None:
+            log_weights = jnp.full((self.n_segments,), -math.log(self.n_segments), S.dtype)
+        log_weights = self._check_log_weights(log_weights).astype(S.dtype)
+        loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
+        per_segment = _scaled_log_prob(self.base, prior_params.get("base", ()), S[None, :, :],
+                                       log_scale[:, None, :], loc[:, None, :])  # (n_segments, n_samples)
+        return jax.nn.logsumexp(per_segment + log_weights[:, None], axis=0)
+
+    def _check_log_weights(self, log_weights):
+        """A real vector of ``n_segments`` log-probabilities (normalised when concrete)."""
+        if not isinstance(log_weights, jax.Array):
+            arr = np.asarray(log_weights)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"log_weights must be a float array of shape ({self.n_segments},); got dtype "
+                                f"{arr.dtype}.")
+            log_weights = jnp.asarray(arr)
+        if jnp.shape(log_weights) != (self.n_segments,) or not jnp.issubdtype(log_weights.dtype, jnp.floating):
+            raise ValueError(f"log_weights must be a float array of shape ({self.n_segments},), one "
+                             f"log-probability per segment; got shape {jnp.shape(log_weights)} and "
+                             f"dtype {log_weights.dtype}.")
+        if not isinstance(log_weights, jax.core.Tracer):
+            total = float(jax.nn.logsumexp(log_weights))
+            if not abs(total) <= _LOG_WEIGHTS_TOLERANCE:
+                raise ValueError(f"log_weights must be log-probabilities: exp(log_weights) sums to "
+                                 f"{math.exp(total) if total < 700 else math.inf:.6g}, not 1.")
+        return log_weights
 
 
 @dataclasses.dataclass(frozen=True)

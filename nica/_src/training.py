@@ -37,6 +37,7 @@ from nica._src import priors as _priors
 from nica._src.contrastive import check_contrastive_weight
 from nica._src.gradients import VALUE_AND_GRADIENT, transport
 from nica._src.network import _params_dtype, check_data, check_params
+from nica._src.validation import check_aux, check_prior_params
 
 __all__ = ["TrainState", "init_train_state", "make_train_step", "make_epoch", "make_mesh",
            "shard_params"]
@@ -221,15 +222,6 @@ def _check_optimizer(optimizer):
     return optimizer
 
 
-@functools.lru_cache(maxsize=64)
-def _prior_params_template(prior, n_features, dtype):
-    """The shapes of ``prior.init_params`` (made once per prior and size, also while a step is
-    being traced)."""
-    with jax.ensure_compile_time_eval():
-        params = prior.init_params(jax.random.key(0), n_features, dtype)
-    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
-
-
 def _check_step_inputs(state, X, u, prior):
     """Static checks of one step's inputs (shapes, dtypes, pytree structure), so that they also
     run when the step is traced under ``jax.jit``; concrete segment ids are range-checked by the
@@ -242,27 +234,9 @@ def _check_step_inputs(state, X, u, prior):
     X = check_data(X, n_features, dtype)
     if X.shape[0] == 0:
         raise ValueError(f"The step averages over the rows of X: X needs at least one row; got shape {X.shape}.")
-    conditional = isinstance(prior, _priors._LocationScaleConditional)
-    if u is not None and not conditional:
-        raise ValueError(f"u is only used by a conditional prior; prior={prior!r} is factorized: "
-                         "pass u=None.")
-    if conditional and u is None:
-        raise ValueError(f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
-                         "(one entry per row of X) to the step.")
-    if u is not None and jnp.shape(u)[:1] != X.shape[:1]:
-        raise ValueError(f"u must have one entry per row of X ({X.shape[0]}); got shape {jnp.shape(u)}.")
-    if conditional:
-        prior._check_u(u)  # its shape and dtype (and concrete segment ids) before any computation
-    expected = _prior_params_template(prior, n_features, jnp.dtype(dtype))
-    got_leaves, got_tree = jax.tree_util.tree_flatten(state.prior_params)
-    want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
-    if got_tree != want_tree or any(jnp.shape(a) != b.shape for a, b in zip(got_leaves, want_leaves)):
-        raise ValueError(
-            f"state.prior_params do not match prior={type(prior).__name__} for {n_features} features: "
-            f"expected {jax.tree_util.tree_map(lambda a: a.shape, expected)}, got "
-            f"{jax.tree_util.tree_map(jnp.shape, state.prior_params)}; build them with "
-            "prior.init_params(key, n_features) and pass them to init_train_state."
-        )
+    check_aux(prior, u, X.shape[0], "the step")  # its shape and dtype (and concrete segment ids)
+    check_prior_params(prior, state.prior_params, n_features, jnp.dtype(dtype), name="state.prior_params",
+                       hint=" and pass them to init_train_state")
     return X
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["check_real", "check_static", "check_implements", "refuse_unusable", "check_optimizer",
            "check_verbose", "check_estimator_prior", "unique_labels", "labels_known",
-           "optimizer_state_fits", "warm_start_changes"]
+           "optimizer_state_fits", "warm_start_changes", "prior_params_template", "check_prior_params",
+           "check_aux"]
 
 
 def check_real(value, name, *, owner, low=None, high=None):
@@ -163,6 +164,68 @@ def labels_known(y, classes, name="y"):
         raise ValueError(f"{name} holds labels of kinds {_label_kinds(y)} that cannot be compared with "
                          f"the segment labels seen during fit ({_label_kinds(classes[:1])[0]}s such as "
                          f"{classes[:3].tolist()}).") from None
+
+
+@functools.lru_cache(maxsize=64)
+def prior_params_template(prior, n_features, dtype):
+    """The shapes and dtypes of ``prior.init_params(key, n_features, dtype)``, made once per
+    prior, size and dtype (eagerly, also while a step is being traced)."""
+    import jax
+    import jax.numpy as jnp
+
+    with jax.ensure_compile_time_eval():
+        params = prior.init_params(jax.random.key(0), n_features, dtype)
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
+
+
+def check_prior_params(prior, prior_params, n_features, dtype, *, name="prior_params", hint="",
+                       check_dtype=False):
+    """Refuse ``prior_params`` whose pytree structure or shapes (and, with ``check_dtype``,
+    dtypes) are not those of ``prior.init_params(key, n_features, dtype)``."""
+    import jax
+    import jax.numpy as jnp
+
+    expected = prior_params_template(prior, n_features, np.dtype(dtype))
+    got_leaves, got_tree = jax.tree_util.tree_flatten(prior_params)
+    want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
+    if got_tree != want_tree or any(jnp.shape(a) != b.shape for a, b in zip(got_leaves, want_leaves)):
+        raise ValueError(
+            f"{name} do not match prior={type(prior).__name__} for {n_features} features: "
+            f"expected {jax.tree_util.tree_map(lambda a: a.shape, expected)}, got "
+            f"{jax.tree_util.tree_map(jnp.shape, prior_params)}; build them with "
+            f"prior.init_params(key, n_features){hint}."
+        )
+    if check_dtype:
+        dtypes = sorted({str(jnp.result_type(a)) for a in got_leaves} - {str(np.dtype(dtype))})
+        if dtypes:
+            raise TypeError(
+                f"{name} have dtype {', '.join(dtypes)} but the network's parameters are "
+                f"{np.dtype(dtype)}; build them with prior.init_params(key, n_features, dtype) "
+                "(nica never changes dtypes silently)."
+            )
+    return prior_params
+
+
+def check_aux(prior, u, n_samples, where):
+    """``u`` checked against ``prior`` and the ``n_samples`` rows of ``X``: ``None`` for a
+    factorized prior, for a conditional one an array of one entry per row that suits it
+    (returned as an array; concrete segment ids are range-checked)."""
+    import jax.numpy as jnp
+
+    from nica._src.priors import _LocationScaleConditional
+
+    conditional = isinstance(prior, _LocationScaleConditional)
+    if u is not None and not conditional:
+        raise ValueError(f"u is only used by a conditional prior; prior={prior!r} is factorized: "
+                         "pass u=None.")
+    if not conditional:
+        return None
+    if u is None:
+        raise ValueError(f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
+                         f"(one entry per row of X) to {where}.")
+    if jnp.shape(u)[:1] != (n_samples,):
+        raise ValueError(f"u must have one entry per row of X ({n_samples}); got shape {jnp.shape(u)}.")
+    return prior._check_u(u)
 
 
 def optimizer_state_fits(optimizer, state):
