@@ -12,10 +12,11 @@ import optax
 import pytest
 import scipy.sparse
 from scipy import stats
+from scipy.integrate import trapezoid
 from sklearn.base import clone
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -103,7 +104,7 @@ def test_score_samples_is_a_normalized_density_in_input_units(whiten):
     gx, gy = np.linspace(lo[0], hi[0], 900), np.linspace(lo[1], hi[1], 900)
     grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
     density = np.exp(model.score_samples(grid)).reshape(900, 900)
-    mass = np.trapezoid(np.trapezoid(density, gx, axis=1), gy)
+    mass = trapezoid(trapezoid(density, gx, axis=1), gy)
     assert mass == pytest.approx(1.0, abs=0.02)
 
 
@@ -246,25 +247,44 @@ def test_clone_pipeline_and_grid_search(nonlinear_data):
     assert pipe.transform(nonlinear_data).shape == nonlinear_data.shape
     assert list(pipe.get_feature_names_out()) == ["nonlinearica0", "nonlinearica1", "nonlinearica2"]
     search = GridSearchCV(small_model(max_iter=4), {"n_layers": [1, 2]}, cv=2).fit(nonlinear_data)
-    assert search.best_params_["n_layers"] in (1, 2)
-    # GridSearchCV scores by held-out log-likelihood (the estimator's score)
-    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # GridSearchCV scores by held-out log-likelihood (the estimator's score): the same folds by hand
+    by_hand = [np.mean([small_model(max_iter=4, n_layers=n_layers).fit(nonlinear_data[train]).score(nonlinear_data[test])
+                        for train, test in KFold(2).split(nonlinear_data)])
+               for n_layers in (1, 2)]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], by_hand, rtol=1e-12)
+    assert search.best_params_["n_layers"] == (1, 2)[int(np.argmax(by_hand))]
+    assert search.best_estimator_.n_layers == search.best_params_["n_layers"]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", optax.adam, optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))])
-def test_any_optax_optimizer(nonlinear_data, optimizer):
-    model = small_model(optimizer=optimizer, max_iter=3, learning_rate=1e-3).fit(nonlinear_data)
-    assert np.isfinite(model.score(nonlinear_data))
+def test_any_optax_optimizer(nonlinear_data):
+    """An optax factory (called with ``learning_rate``) and a ready transformation of the same
+    optimizer give the same fit (a clip that never triggers is the identity); a name builds
+    another optimizer, which gives another fit; each trains."""
+    kw = dict(max_iter=3, learning_rate=1e-2, early_stopping=False)
+    factory = small_model(optimizer=optax.adam, **kw).fit(nonlinear_data)
+    ready = small_model(optimizer=optax.chain(optax.clip_by_global_norm(1e6), optax.adam(1e-2)), **kw).fit(nonlinear_data)
+    sgd = small_model(optimizer="sgd", **kw).fit(nonlinear_data)
+    for a, b in zip(jax.tree_util.tree_leaves(ready.params_), jax.tree_util.tree_leaves(factory.params_)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert np.max(np.abs(sgd.params_[0].W - factory.params_[0].W)) > 1e-3
+    for model in (factory, ready, sgd):
+        assert model.loss_curve_[-1] < model.loss_curve_[0]
 
 
-@pytest.mark.parametrize("gradient", ["relative", "euclidean", "autodiff"])
-def test_gradient_options_reach_similar_likelihood(nonlinear_data, gradient):
+def test_gradient_options_reach_similar_likelihood(nonlinear_data):
+    """Different directions, same objective: the ordinary gradient ends within 0.2 nats of the
+    relative one, after training gained more than a nat over the start (so that the tolerance
+    can tell them apart from a fit that did nothing).  "autodiff" follows the "euclidean" path
+    (next test)."""
     kw = dict(max_iter=40, optimizer="sgd", learning_rate=0.02, early_stopping=False)
-    model = small_model(gradient=gradient, **kw).fit(nonlinear_data[:600])
-    reference = small_model(gradient="relative", **kw).fit(nonlinear_data[:600])
-    # Different directions, same objective: comparable, finite, and improved.
-    assert model.loss_curve_[-1] < model.loss_curve_[0]
-    assert model.score(nonlinear_data[600:]) == pytest.approx(reference.score(nonlinear_data[600:]), abs=0.3)
+    X, X_test = nonlinear_data[:600], nonlinear_data[600:]
+    start = small_model(**{**kw, "max_iter": 1, "learning_rate": 1e-12}).fit(X).score(X_test)
+    relative = small_model(gradient="relative", **kw).fit(X)
+    euclidean = small_model(gradient="euclidean", **kw).fit(X)
+    assert relative.score(X_test) > start + 1.0
+    for model in (relative, euclidean):
+        assert model.loss_curve_[-1] < model.loss_curve_[0]
+    assert euclidean.score(X_test) == pytest.approx(relative.score(X_test), abs=0.2)
 
 
 def test_euclidean_and_autodiff_options_follow_the_same_path(nonlinear_data):
