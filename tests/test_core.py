@@ -8,6 +8,7 @@ equal to nica's own autodiff gradient mapped by ``W̄ᵀW̄``.
 """
 
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +101,30 @@ def test_log_likelihood_matches_brute_force(activation, prior, n_layers):
     got = nica.log_likelihood(params, X, activation=activation, prior=prior)
     assert got.shape == (X.shape[0],) and got.dtype == jnp.float64
     np.testing.assert_allclose(got, brute_log_likelihood(params, X, act, pr), rtol=1e-10)
+
+
+@partial(jax.jit, static_argnames="act")
+def brute_flow(params, X, act):
+    """``(S, slogdet)`` per row from the brute-force network and its ``jax.jacfwd`` Jacobian."""
+    g = partial(brute_network, params, act=act)
+    return jax.vmap(g)(X), jnp.linalg.slogdet(jax.vmap(jax.jacfwd(g))(X))
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(n_features=st.integers(1, 4), n_layers=st.integers(1, 3), n_samples=st.integers(1, 4),
+       bias=st.booleans(), activation=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 2**16))
+def test_forward_and_log_det_is_the_slogdet_of_the_jacobian(n_features, n_layers, n_samples, bias, activation,
+                                                            seed):
+    """Per row, ``log|det ∂g/∂x|`` is ``jnp.linalg.slogdet`` of ``jax.jacfwd`` of the brute-force
+    network, and ``S`` its output, on random shapes."""
+    params = random_params(seed, n_features=n_features, n_layers=n_layers, bias=bias)
+    X = random_data(seed, n_samples=n_samples, n_features=n_features) * 2.0
+    S, log_det = nica.forward_and_log_det(params, X, activation=activation)
+    assert S.shape == X.shape and log_det.shape == (n_samples,) and log_det.dtype == jnp.float64
+    expected_S, (sign, expected) = brute_flow(params, X, activations.get(activation))
+    assert np.all(np.asarray(sign) != 0)
+    np.testing.assert_allclose(log_det, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(S, expected_S, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
