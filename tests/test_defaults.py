@@ -55,7 +55,7 @@ def as_jax(theta):
 
 
 @given(seed=st.integers(0, 2**31 - 1), n_mixtures=st.integers(1, 5))
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=6, deadline=None)
 def test_logistic_mixture_matches_its_formula_and_integrates_to_one(seed, n_mixtures):
     rng = np.random.default_rng(seed)
     theta = random_mixture_params(rng, 2, n_mixtures)
