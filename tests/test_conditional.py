@@ -89,9 +89,9 @@ def test_conditional_prior_needs_u():
         prior.conditional_log_prob(prior.init_params(jax.random.key(0), 2), jnp.zeros((3, 2)))
 
 
-def brute_conditional_nll(params, theta, X, u, act, prior):
-    """Mean NLL from a per-sample network, jax.jacfwd and slogdet (written from docs/theory.rst,
-    'The model')."""
+def brute_sources_and_log_det(params, X, act):
+    """Sources from a per-sample network and ``slogdet`` of its ``jax.jacfwd`` per row (written
+    from docs/theory.rst, 'The model')."""
 
     def g(x):
         z = x
@@ -100,8 +100,12 @@ def brute_conditional_nll(params, theta, X, u, act, prior):
             z = act.fn(y) if k < len(params) - 1 else y
         return y
 
-    S = jax.vmap(g)(X)
-    log_det = jnp.linalg.slogdet(jax.vmap(jax.jacfwd(g))(X))[1]
+    return jax.vmap(g)(X), jnp.linalg.slogdet(jax.vmap(jax.jacfwd(g))(X))[1]
+
+
+def brute_conditional_nll(params, theta, X, u, act, prior):
+    """Mean NLL from the per-sample network, jax.jacfwd and slogdet."""
+    S, log_det = brute_sources_and_log_det(params, X, act)
     return -jnp.mean(prior.conditional_log_prob(theta, S, u) + log_det)
 
 
@@ -113,16 +117,7 @@ brute_conditional_grad = jax.jit(jax.grad(brute_conditional_nll, argnums=(0, 1))
 @jax.jit
 def brute_flow(params, X):
     """Sources and ``slogdet`` of ``jax.jacfwd`` per row, for a tanh_linear network."""
-    act = nica.activations.tanh_linear()
-
-    def g(x):
-        z = x
-        for k, (W, b) in enumerate(params):
-            y = W @ z + b
-            z = act.fn(y) if k < len(params) - 1 else y
-        return y
-
-    return jax.vmap(g)(X), jnp.linalg.slogdet(jax.vmap(jax.jacfwd(g))(X))[1]
+    return brute_sources_and_log_det(params, X, nica.activations.tanh_linear())
 
 
 def mixture_log_density(theta, z):
