@@ -37,6 +37,7 @@ from nica._src.network import (
 )
 from nica._src.training import TrainState, init_train_state, make_epoch, make_mesh, shard_params
 from nica._src import validation as _validation
+from nica._src import checkpoint as _checkpoint
 
 __all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
@@ -218,6 +219,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 "the devices."
             )
         _validation.check_verbose(self.verbose)
+        _checkpoint.check_checkpoint_params(self)
         prior = _validation.check_estimator_prior(_priors.get(self.prior), type(self).__name__)
         optimizer = _validation.check_optimizer(self._resolve_optimizer, self.optimizer)
         return _activations.get(self.activation), prior, _with_rate_scale(optimizer)
@@ -376,9 +378,22 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     # ----------------------------------------------------------------------------------------
     # fitting
 
-    def _train(self, X, U, setup, *, reset, epochs, validate, warn_max_iter=True):
+    def _train(self, X, U, setup, *, reset, epochs, validate, warn_max_iter=True, checkpoint=False):
         activation, base_prior, optimizer = setup
+        # Checkpoints (fit only): a loaded checkpoint's resume record replays the interrupted fit.
+        resume = None if reset or not checkpoint else _checkpoint.resume_state(self, X, U)
+        self.__dict__.pop("_resume", None)
         rng = check_random_state(self.random_state)
+        if resume is not None:
+            rng = np.random.RandomState()
+            rng.set_state(resume["rng_state"])
+            epochs = resume["epochs_left"]
+        checkpoint_path, checkpoint_every = _checkpoint.check_checkpoint_params(self)
+        checkpointer = None
+        if checkpoint and checkpoint_path is not None:
+            checkpointer = _checkpoint.Checkpointer(
+                checkpoint_path, checkpoint_every, resume["rng_state"] if resume else rng.get_state(),
+                _checkpoint.data_fingerprint(X), stop_at=(0 if reset else self.n_iter_) + epochs)
         if reset:
             self._dtype = X.dtype
             self._fit_preprocessing(X)
@@ -414,23 +429,32 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                     self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
                 else:
                     state = TrainState(*self._state)
+                    if resume is not None:  # the checkpoint's last epoch, and its next shuffle
+                        resume["best"] = (state.params, state.prior_params)
+                        state = TrainState(resume["params"], resume["prior_params"], state.opt_state)
+                        key = jax.random.wrap_key_data(resume["key"])
+                    else:  # a warm start: fresh shuffles, not the first fit's again
+                        key = jax.random.fold_in(key, self.n_iter_)
                 # On the device from here on; the epochs donate it (updated in place), so the
                 # only other copies kept are the best epoch's parameters (see _run_epochs) and,
                 # with n_init > 1, the best initialisation's state.
                 self._state = state = self._on_device(state)
-                status = self._run_epochs(epoch_fn, optimizer, state, train, val, key, epochs)
+                status = self._run_epochs(epoch_fn, optimizer, state, train, val, key, epochs,
+                                          checkpointer=checkpointer, resume=resume)
                 scores.append(status["best_score"])
                 if best_run is None or status["best_score"] > best_run[0]["best_score"]:
                     best_run = None  # free the previous best first
                     best_run = (status, self._state, self.loss_curve_, self.validation_scores_,
                                 self.n_iter_, self.best_iter_)
             status, self._state, self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = best_run
-            if reset:
+            if reset or resume is not None:
                 self.init_scores_ = scores
             self._warn(status, warn_max_iter)
-            if reset and self.n_layers == 1:
+            if (reset or resume is not None) and self.n_layers == 1:
                 self._fold_linear_bias()
         self._n_features_out = self.n_features_in_
+        if checkpointer is not None:
+            checkpointer.write(self)  # the finished fit (no resume record)
         return self
 
     def _warn(self, status, warn_max_iter):
@@ -491,7 +515,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(order[n_val:]), take(order[:n_val])
 
-    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs):
+    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None):
         """Run the epochs; leave the best (validation) or last parameters in ``self._state``.
 
         The rate schedule (``schedule="plateau"``): after ``n_iter_no_change`` epochs without an
@@ -515,12 +539,17 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         reductions = 0
         rate = _rate_scale(state.opt_state)
         bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        if resume is not None:  # a checkpoint's loop state (nica._src.checkpoint)
+            best = self._on_device(resume["best"])
+            best_score, no_change, reductions = resume["best_score"], resume["no_change"], resume["reductions"]
 
         def restart_at_best(rate):
             return self._on_device(TrainState(*best, _set_rate_scale(optimizer.init(best), rate)))
 
         try:
             for _ in bar:
+                if checkpointer is not None:
+                    checkpointer.epoch_start(self, state, key, best, best_score, no_change, reductions)
                 key, epoch_key = jax.random.split(key)
                 state, data_loss = epoch_fn(state, *train, epoch_key)
                 self._state = state
@@ -822,7 +851,26 @@ class NonlinearICA(_RelativeGradientICA):
         structure, keeps the network and restarts the optimizer, with a ``UserWarning``;
         anything else (``learning_rate``, ``activation``, ``max_iter``, ...) takes effect as
         it is, and ``n_init`` applies to new fits only.  Later ``partial_fit`` calls follow
-        the same rule.
+        the same rule.  A checkpoint loaded with ``joblib.load`` resumes its interrupted fit
+        (see ``checkpoint_path``).
+    checkpoint_path : str, path-like or None, default=None
+        Save the estimator to this file (with :func:`joblib.dump`) during ``fit``, every
+        ``checkpoint_every``, and once more when the fit ends; each file is written under a
+        temporary name and renamed, so an interruption never leaves a half-written one.  A
+        checkpoint is a fitted estimator holding the best parameters so far (``best_iter_``);
+        it also records the last epoch's parameters, the optimizer state, the next shuffle's
+        random key, the validation split's random state and the early-stopping counters, so
+        that ``joblib.load(path).set_params(warm_start=True).fit(X)`` with the same ``X``
+        runs the epochs left of the interrupted fit (up to ``max_iter`` in all) and ends as
+        the uninterrupted fit would have, epoch for epoch.  On other data it continues as an
+        ordinary warm start, with a ``UserWarning``.  The file written when the fit ends
+        resumes nothing: ``warm_start`` then runs ``max_iter`` more epochs.  Needs
+        ``n_init=1``; ``partial_fit`` writes no checkpoints.  The command line:
+        ``nica fit --checkpoint FILE`` and ``nica fit --resume FILE``.
+    checkpoint_every : int or datetime.timedelta, default=1
+        How often ``checkpoint_path`` is written: every this many epochs (an int), or at the
+        end of the first epoch that ends once this much time has passed since the last
+        checkpoint (a :class:`datetime.timedelta`, e.g. ``timedelta(minutes=10)``).
     random_state : int, RandomState instance or None, default=None
         Controls initialization, the validation split and batch shuffling.
     verbose : int, default=0
@@ -915,6 +963,8 @@ class NonlinearICA(_RelativeGradientICA):
         gradient="auto",
         whiten="auto",
         warm_start=False,
+        checkpoint_path=None,
+        checkpoint_every=1,
         random_state=None,
         verbose=0,
         parallel=None,
@@ -937,6 +987,8 @@ class NonlinearICA(_RelativeGradientICA):
         self.gradient = gradient
         self.whiten = whiten
         self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.verbose = verbose
         self.parallel = parallel
@@ -958,7 +1010,8 @@ class NonlinearICA(_RelativeGradientICA):
         setup = self._check_hyperparameters()
         reset = not self._continue_fit(self.warm_start)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
-        self._train(X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping)
+        self._train(X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping,
+                    checkpoint=True)
         return self
 
     def partial_fit(self, X, y=None):

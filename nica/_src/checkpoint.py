@@ -1,0 +1,162 @@
+"""Checkpoints of a fit in progress, and resuming from them.
+
+``NonlinearICA(checkpoint_path=..., checkpoint_every=...)`` saves the estimator itself with
+joblib (as scikit-learn models are saved) every ``checkpoint_every`` epochs, or once that much
+time has passed (a :class:`datetime.timedelta`), at the start of the next epoch, and once more
+when the fit ends.  A file is written under a temporary name in the same folder and then
+renamed over ``checkpoint_path``, so an interruption never leaves a half-written checkpoint.
+
+A checkpoint written during the fit is an ordinary fitted estimator: its parameters are the
+best ones so far (by the monitored score, as the fit would restore), so ``joblib.load(path)``
+can score, transform and sample at once.  It also carries what the fit needs to continue
+exactly where it was (``_resume``): the parameters of the last epoch, the optimizer state, the
+random key of the next epoch's shuffle, the state of the random generator that drew the
+validation split, the early-stopping counters and the number of epochs left.  Calling ``fit``
+on it with ``warm_start=True`` and the same data runs the remaining epochs; the result equals
+the uninterrupted fit's (same floating-point operations in the same order on the same
+machine).  The checkpoint written when the fit ends has no ``_resume``: ``warm_start`` then
+continues as from any fitted model (``max_iter`` more epochs).
+"""
+
+from __future__ import annotations
+
+import datetime
+import numbers
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+__all__ = ["check_checkpoint_params", "Checkpointer", "resume_state", "data_fingerprint"]
+
+_RESUME_FORMAT = 1
+
+
+def check_checkpoint_params(estimator):
+    """Validate ``checkpoint_path`` and ``checkpoint_every`` (absent on estimators without
+    checkpoints); returns ``(path or None, every)``."""
+    path = getattr(estimator, "checkpoint_path", None)
+    every = getattr(estimator, "checkpoint_every", 1)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_path must be None, a str or a path-like; got {path!r} of type "
+                        f"{type(path).__name__}.")
+    if path is not None:
+        path = os.fspath(path)
+        if path == "" or os.path.isdir(path):
+            raise ValueError(f"checkpoint_path must name a file, not a folder; got {path!r}.")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ValueError(f"checkpoint_path {path!r}: the folder {folder!r} does not exist.")
+    if isinstance(every, datetime.timedelta):
+        if every.total_seconds() <= 0:
+            raise ValueError(f"checkpoint_every must be a positive timedelta; got {every!r}.")
+    elif isinstance(every, numbers.Integral) and not isinstance(every, (bool, np.bool_)):
+        if every < 1:
+            raise ValueError(f"checkpoint_every must be an integer >= 1 (epochs); got {every!r}.")
+    else:
+        raise TypeError("checkpoint_every must be an int (epochs) or a datetime.timedelta (time "
+                        f"between checkpoints); got {every!r} of type {type(every).__name__}.")
+    if path is not None and getattr(estimator, "n_init", 1) != 1:
+        raise ValueError(f"checkpoint_path needs n_init=1 (a checkpoint holds one run in progress); "
+                         f"got n_init={estimator.n_init!r}.")
+    return path, every
+
+
+def data_fingerprint(X):
+    """Cheap summary of the training data, to tell a resume on other data."""
+    X = np.asarray(X)
+    return {"shape": tuple(int(s) for s in X.shape), "dtype": str(X.dtype),
+            "sum": float(np.sum(X, dtype=np.float64)),
+            "sum_squares": float(np.einsum("ij,ij->", X, X, dtype=np.float64))}
+
+
+def resume_state(estimator, X, U=None):
+    """The ``_resume`` record of a loaded checkpoint, or None (with a warning when it is
+    unusable).  The record is removed from the estimator either way."""
+    import warnings
+
+    resume = estimator.__dict__.pop("_resume", None)
+    if resume is None:
+        return None
+    if resume.get("format") != _RESUME_FORMAT:
+        warnings.warn(f"{type(estimator).__name__}: the checkpoint's resume record has format "
+                      f"{resume.get('format')!r}, not {_RESUME_FORMAT}; continuing as a warm start.",
+                      UserWarning, stacklevel=4)
+        return None
+    fingerprint = data_fingerprint(X)
+    if fingerprint != resume["data"]:
+        warnings.warn(f"{type(estimator).__name__}: the data differ from those the checkpoint was "
+                      f"made on ({resume['data']['shape']} rows x features then, "
+                      f"{fingerprint['shape']} now, or other values); it cannot resume that fit "
+                      "exactly and continues as a warm start (max_iter more epochs, a new "
+                      "validation split).", UserWarning, stacklevel=4)
+        return None
+    return resume
+
+
+def _as_numpy(tree):
+    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+
+
+class Checkpointer:
+    """Writes the checkpoints of one call to ``fit``."""
+
+    def __init__(self, path, every, rng_state, fingerprint, stop_at):
+        self.path = path
+        self.every = every
+        self.rng_state = rng_state
+        self.fingerprint = fingerprint
+        self.stop_at = stop_at  # the epoch count at which the fit ends (max_iter reached)
+        self.last_time = time.monotonic()
+        self.last_iter = None
+
+    def due(self, n_iter):
+        if self.last_iter is None:
+            self.last_iter = n_iter  # the fit (or resume) starts here: nothing new to save
+            return False
+        if n_iter == self.last_iter:
+            return False
+        if isinstance(self.every, datetime.timedelta):
+            return time.monotonic() - self.last_time >= self.every.total_seconds()
+        return n_iter - self.last_iter >= self.every
+
+    def epoch_start(self, estimator, state, key, best, best_score, no_change, reductions):
+        """At the start of an epoch: save if due.  ``state`` is the live training state,
+        ``best`` the best ``(params, prior_params)`` so far."""
+        if not self.due(estimator.n_iter_):
+            return
+        from nica._src.training import TrainState
+
+        resume = {
+            "format": _RESUME_FORMAT,
+            "params": _as_numpy(state.params), "prior_params": _as_numpy(state.prior_params),
+            "key": np.asarray(jax.random.key_data(key)),
+            "best_score": float(best_score), "no_change": int(no_change), "reductions": int(reductions),
+            "epochs_left": int(self.stop_at - estimator.n_iter_),
+            "rng_state": self.rng_state, "data": self.fingerprint,
+        }
+        live = estimator._state
+        estimator._state = TrainState(*_as_numpy(best), _as_numpy(state.opt_state))
+        estimator._resume = resume
+        try:
+            self.write(estimator)
+        finally:
+            estimator._state = live
+            del estimator._resume
+        self.last_iter, self.last_time = estimator.n_iter_, time.monotonic()
+
+    def write(self, estimator):
+        import joblib
+
+        folder = os.path.dirname(os.path.abspath(self.path))
+        handle, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                joblib.dump(estimator, stream)
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
