@@ -65,6 +65,12 @@ _AUTO_RATE = 1e-2
 _AUTO_RATE_FROM_FASTICA = 1e-3
 _FASTICA_INIT_MAX_ITER = 200
 _FASTICA_INIT_TOL = 1e-4
+# FastICA's fixed point depends on its random start (64 logistic sources: held-out MCC from 0.940
+# to 0.956 over starts); of this many starts the one with the largest log-cosh contrast is kept,
+# which was also the best separated one (contrast and MCC correlated at 0.96-1.00 over 8 starts).
+_FASTICA_INIT_STARTS = 3
+# E[log cosh(ν)] for a standard normal ν: the reference value of the log-cosh contrast.
+_LOGCOSH_GAUSSIAN = 0.37456720749
 _PARALLEL_OPTIONS = (None, "data", "model")
 _SCORE_BATCH = 8192
 
@@ -156,6 +162,16 @@ def _check_moments_finite(moments, X):
             f"X has values too large to whiten in {X.dtype} (largest |x| = {float(np.max(np.abs(X))):.3g}: "
             "its variance overflows); rescale X, e.g. divide it by its largest absolute value."
         )
+
+
+def _logcosh_contrast(Y):
+    """FastICA's log-cosh contrast of the columns of ``Y`` (each scaled to unit variance):
+    ``Σᵢ (E log cosh yᵢ − E log cosh ν)²`` with ν standard normal; larger is less Gaussian."""
+    Y = Y / np.maximum(Y.std(axis=0), np.finfo(Y.dtype).tiny)
+    # log cosh y = |y| + log1p(exp(−2|y|)) − log 2, without overflow
+    a = np.abs(Y)
+    G = np.mean(a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0), axis=0)
+    return float(np.sum((G - _LOGCOSH_GAUSSIAN) ** 2))
 
 
 def _all_finite(tree) -> bool:
@@ -312,13 +328,21 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
 
     def _fastica_start(self, params, Z, seed):
         """``params`` with the first layer's weights replaced by the FastICA rotation of the
-        pre-processed rows ``Z`` (symmetric fixed point, log-cosh contrast), from a random
-        start drawn with ``seed``."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            ica = FastICA(whiten=False, fun="logcosh", max_iter=_FASTICA_INIT_MAX_ITER,
-                          tol=_FASTICA_INIT_TOL, random_state=seed).fit(np.asarray(Z))
-        W = jnp.asarray(ica.components_, dtype=params[0].W.dtype)
+        pre-processed rows ``Z`` (symmetric fixed point, log-cosh contrast): of
+        ``_FASTICA_INIT_STARTS`` random starts drawn with ``seed``, the fixed point with the
+        largest contrast ``Σᵢ (E log cosh yᵢ − E log cosh ν)²``, FastICA's own objective."""
+        Z = np.asarray(Z)
+        starts = np.random.RandomState(seed).randint(np.iinfo(np.int32).max, size=_FASTICA_INIT_STARTS)
+        best, best_contrast = None, -np.inf
+        for start in starts:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                ica = FastICA(whiten=False, fun="logcosh", max_iter=_FASTICA_INIT_MAX_ITER,
+                              tol=_FASTICA_INIT_TOL, random_state=int(start)).fit(Z)
+            contrast = _logcosh_contrast(Z @ ica.components_.T)
+            if contrast > best_contrast:
+                best, best_contrast = ica.components_, contrast
+        W = jnp.asarray(best, dtype=params[0].W.dtype)
         return (params[0]._replace(W=W),) + tuple(params[1:])
 
     def _resolve_gradient(self, n_features):
@@ -817,9 +841,9 @@ class NonlinearICA(_RelativeGradientICA):
         Starting point of the first layer.  ``"random"``: random orthogonal weights
         (:func:`nica.init_params`).  ``"fastica"``: the first layer starts at the FastICA
         rotation of the pre-processed data (scikit-learn's symmetric fixed point with the
-        log-cosh contrast, at most 200 iterations, from a random start drawn from
-        ``random_state``; computed on every row given to ``fit``, like the whitening); the
-        likelihood fit then refines it.  ``"auto"``: ``"fastica"`` for linear ICA
+        log-cosh contrast, at most 200 iterations; of three random starts drawn from
+        ``random_state``, the fixed point with the largest contrast; computed on every row given
+        to ``fit``, like the whitening); the likelihood fit then refines it.  ``"auto"``: ``"fastica"`` for linear ICA
         (``n_layers=1``) on PCA-whitened data, ``"random"`` otherwise.  From a random rotation,
         gradient steps leave the near-Gaussian mixtures of many sources slowly and early
         stopping can end the fit there (64 uniform sources: MCC 0.31 against FastICA's 0.996);
