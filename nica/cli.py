@@ -3,7 +3,7 @@
 ::
 
     nica demo [--quick] [--figure PATH]
-    nica fit DATA [--aux U] --model OUT [estimator options]
+    nica fit DATA [--aux U] --model OUT [estimator options] [--checkpoint FILE] [--resume FILE]
     nica transform MODEL DATA -o OUT
     nica inverse-transform MODEL DATA -o OUT
     nica score MODEL DATA [--aux U] [-o OUT]
@@ -646,6 +646,74 @@ def _check_outputs(args, inputs):
     _check_distinct(args.output, inputs, "output file")
 
 
+_DURATION_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+
+
+def _checkpoint_every(text):
+    """``--checkpoint-every``: a number of epochs (``5``) or a duration (``30s``, ``10min``, ``2h``)."""
+    import datetime
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", text)
+    if match and not match.group(2) and "." not in match.group(1) and int(match.group(1)) >= 1:
+        return int(match.group(1))
+    if match and match.group(2) in _DURATION_UNITS and float(match.group(1)) > 0:
+        return datetime.timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    raise argparse.ArgumentTypeError(f"expected a number of epochs (5) or a duration (30s, 10min, 2h); "
+                                     f"got {text!r}")
+
+
+def _pickled_class(path):
+    """``(module, name)`` of the first class a pickle names (the saved object's own class, for
+    ``joblib.dump(estimator)``), read from its opcodes without unpickling anything; None when
+    the file is not such a pickle."""
+    import pickletools
+
+    strings = []
+    with open(path, "rb") as handle:
+        try:
+            for i, (op, arg, _) in enumerate(pickletools.genops(handle)):
+                if op.name == "GLOBAL":
+                    return tuple(arg.split(" ", 1))
+                if op.name == "STACK_GLOBAL":
+                    return tuple(strings[-2:]) if len(strings) >= 2 else None
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                    strings.append(arg)
+                if op.name in ("INST", "OBJ", "REDUCE", "BUILD", "STOP") or i > 50:
+                    return None
+        except Exception:
+            return None
+    return None
+
+
+def load_checkpoint(path):
+    """A fit to resume: a checkpoint written by ``--checkpoint`` (the estimator saved with
+    joblib) or a model file written by ``--model``."""
+    import joblib
+
+    import nica
+
+    _check_input(path, "checkpoint file")
+    header, _ = _model_header(path)
+    if header.get("format") == _MODEL_FORMAT:
+        return load_model(path)
+    if _pickled_class(path) != ("nica._src.estimator", "NonlinearICA"):
+        raise CLIError(f"{path!r} is not a nica checkpoint (write one with 'nica fit ... --checkpoint FILE') "
+                       "or model file")
+    try:
+        estimator = joblib.load(path)
+    except MemoryError:
+        raise CLIError(f"cannot read checkpoint file {path!r}: it does not fit in memory") from None
+    except OSError as exc:
+        raise CLIError(f"cannot read checkpoint file {path!r}: {_os_reason(exc)}") from None
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise CLIError(f"checkpoint file {path!r} is truncated or corrupt "
+                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    if not isinstance(estimator, nica.NonlinearICA) or "_state" not in estimator.__dict__:
+        raise CLIError(f"checkpoint file {path!r} does not hold a fitted NonlinearICA")
+    return estimator
+
+
 def cmd_fit(args):
     import nica
 
@@ -654,6 +722,14 @@ def cmd_fit(args):
                        "give the model file another name, such as model.nica")
     _check_output(args.model, "model file")
     _check_distinct(args.model, [("data file", args.data), ("aux file", args.aux)], "model file")
+    if args.checkpoint is not None:
+        _check_output(args.checkpoint, "checkpoint file")
+        _check_distinct(args.checkpoint, [("data file", args.data), ("aux file", args.aux)], "checkpoint file")
+        if os.path.abspath(args.checkpoint) == os.path.abspath(args.model):
+            raise CLIError("--checkpoint and --model name the same file; the model file has another format")
+    if args.aux is not None and (args.checkpoint is not None or args.checkpoint_every is not None):
+        raise CLIError("--checkpoint is for models without --aux (NonlinearICA)")
+    resumed = None if args.resume is None else load_checkpoint(args.resume)
     X = read_array(args.data)
     given = dict(
         n_layers=args.n_layers, activation=args.activation, prior=args.prior,
@@ -663,7 +739,30 @@ def cmd_fit(args):
         random_state=args.random_state, verbose=args.verbose,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
-    if args.aux is not None:
+    if args.checkpoint is not None:
+        common["checkpoint_path"] = args.checkpoint
+    if args.checkpoint_every is not None:
+        if args.checkpoint is None and (resumed is None or getattr(resumed, "checkpoint_path", None) is None):
+            raise CLIError("--checkpoint-every needs --checkpoint FILE")
+        common["checkpoint_every"] = args.checkpoint_every
+    if resumed is not None:
+        # the fit continues (warm_start): a checkpoint's interrupted fit runs its epochs left,
+        # a finished fit max_iter more; options given here take effect as with warm_start
+        if hasattr(resumed, "aux_type_") != (args.aux is not None):
+            raise CLIError("--resume: the model was fitted " + ("with" if args.aux is None else "without")
+                           + " --aux; give the same kind of data")
+        if hasattr(resumed, "aux_type_"):
+            common.pop("checkpoint_path", None)
+            common.pop("checkpoint_every", None)
+        model = resumed.set_params(warm_start=True, **common)
+        if args.aux is not None:
+            u = read_array(args.aux, numeric=False, name="aux")
+            if u.dtype.kind in "US":
+                u = _labels_from_text(u, args.aux)
+            model.fit(X, u)
+        else:
+            model.fit(X)
+    elif args.aux is not None:
         u = read_array(args.aux, numeric=False, name="aux")
         if u.dtype.kind in "US":
             u = _labels_from_text(u, args.aux)
@@ -893,6 +992,14 @@ def build_parser():
     fit.add_argument("--schedule", choices=["plateau", "constant"])
     fit.add_argument("--random-state", type=_seed, default=None)
     fit.add_argument("--verbose", type=int)
+    fit.add_argument("--checkpoint", metavar="FILE",
+                     help="save the fit in progress here (joblib) every --checkpoint-every; "
+                          "'nica fit DATA --resume FILE --model OUT' continues it")
+    fit.add_argument("--checkpoint-every", type=_checkpoint_every, metavar="EVERY",
+                     help="epochs (5, default 1) or time (30s, 10min, 2h) between checkpoints")
+    fit.add_argument("--resume", metavar="FILE",
+                     help="continue the fit saved in FILE (a --checkpoint file, or a --model file) on DATA; "
+                          "an interrupted fit runs its epochs left and ends as it would have")
     fit.set_defaults(func=cmd_fit)
 
     for name, func, help_text in [("transform", cmd_transform, "sources of DATA"),

@@ -152,3 +152,47 @@ def test_checkpoint_path_must_not_be_a_folder(X, tmp_path):
 def test_no_temporary_files_left(X, tmp_path):
     model(checkpoint_path=tmp_path / "a.joblib", max_iter=3).fit(X)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.joblib"]
+
+
+def test_cli_fit_checkpoint_and_resume(X, tmp_path, capsys, monkeypatch):
+    from nica.cli import load_model, main
+
+    np.save(tmp_path / "X.npy", X)
+    options = ["--n-layers", "2", "--max-iter", "6", "--batch-size", "64", "--learning-rate", "3e-3",
+               "--random-state", "0"]
+    assert main(["fit", str(tmp_path / "X.npy"), "--model", str(tmp_path / "full.nica")] + options) == 0
+    full = load_model(tmp_path / "full.nica")
+
+    interrupt_after_checkpoints(monkeypatch, 1)
+    code = main(["fit", str(tmp_path / "X.npy"), "--model", str(tmp_path / "m.nica"), "--checkpoint",
+                 str(tmp_path / "ckpt.joblib"), "--checkpoint-every", "3"] + options)
+    monkeypatch.undo()
+    assert code == 130 and not (tmp_path / "m.nica").exists()
+    assert joblib.load(tmp_path / "ckpt.joblib").n_iter_ == 3
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "X.npy"), "--resume", str(tmp_path / "ckpt.joblib"),
+                 "--model", str(tmp_path / "m.nica")]) == 0
+    assert "in 6 epochs" in capsys.readouterr().out
+    assert_same_fit(load_model(tmp_path / "m.nica"), full)
+
+    # a model file resumes too (a warm start: max_iter more epochs)
+    assert main(["fit", str(tmp_path / "X.npy"), "--resume", str(tmp_path / "full.nica"),
+                 "--model", str(tmp_path / "more.nica"), "--max-iter", "2"]) == 0
+    assert load_model(tmp_path / "more.nica").n_iter_ == 8
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint-every", "0"], "expected a number of epochs"),
+    (["--checkpoint-every", "10 parsecs"], "expected a number of epochs"),
+    (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint FILE"),
+    (["--resume", "{d}/X.npy"], "is not a nica checkpoint"),
+    (["--resume", "{d}/missing.joblib"], "no such file"),
+])
+def test_cli_checkpoint_errors(X, tmp_path, capsys, argv, message):
+    from nica.cli import main
+
+    np.save(tmp_path / "X.npy", X)
+    code = main(["fit", str(tmp_path / "X.npy"), "--model", str(tmp_path / "m.nica"), "--max-iter", "1"]
+                + [a.format(d=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
