@@ -5,6 +5,7 @@ import datetime
 import joblib
 import numpy as np
 import jax
+import optax
 import pytest
 
 import nica
@@ -138,6 +139,8 @@ def test_warm_start_continues_the_optimizer_state_and_epoch_count(X):
     (dict(checkpoint_every=True), TypeError, "checkpoint_every must be an int"),
     (dict(checkpoint_every=datetime.timedelta(0)), ValueError, "positive timedelta"),
     (dict(checkpoint_path="fit.joblib", n_init=2), ValueError, "needs n_init=1"),
+    (dict(checkpoint_path="fit.joblib", optimizer=optax.chain(optax.adam(1e-3))), TypeError,
+     "needs an optimizer that can be pickled"),
 ])
 def test_bad_checkpoint_parameters(X, kw, error, match):
     with pytest.raises(error, match=match):
@@ -196,3 +199,21 @@ def test_cli_checkpoint_errors(X, tmp_path, capsys, argv, message):
                 + [a.format(d=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+class DecayedAdam:
+    """A picklable optimizer factory with a schedule (as a user would write one)."""
+
+    def __call__(self, learning_rate):
+        return optax.adam(optax.exponential_decay(learning_rate, transition_steps=8, decay_rate=0.9))
+
+
+def test_a_scheduled_optimizer_factory_resumes_exactly(X, tmp_path, monkeypatch):
+    path = tmp_path / "fit.joblib"
+    full = model(optimizer=DecayedAdam(), max_iter=6).fit(X)
+    interrupt_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        model(optimizer=DecayedAdam(), max_iter=6, checkpoint_path=path, checkpoint_every=3).fit(X)
+    monkeypatch.undo()
+    resumed = joblib.load(path).set_params(warm_start=True).fit(X)
+    assert_same_fit(resumed, full)

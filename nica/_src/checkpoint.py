@@ -58,6 +58,18 @@ def check_checkpoint_params(estimator):
     else:
         raise TypeError("checkpoint_every must be an int (epochs) or a datetime.timedelta (time "
                         f"between checkpoints); got {every!r} of type {type(every).__name__}.")
+    if path is not None:
+        import pickle
+
+        try:
+            pickle.dumps(estimator.optimizer)
+        except Exception as error:
+            raise TypeError(
+                f"checkpoint_path needs an optimizer that can be pickled with the estimator; "
+                f"{estimator.optimizer!r} cannot ({type(error).__name__}: {error}).  Pass an optax name "
+                "or factory (optax.adam), or a callable object or module-level function that builds "
+                "the transformation from the learning rate (optax chains and schedules are closures)."
+            ) from None
     if path is not None and getattr(estimator, "n_init", 1) != 1:
         raise ValueError(f"checkpoint_path needs n_init=1 (a checkpoint holds one run in progress); "
                          f"got n_init={estimator.n_init!r}.")
