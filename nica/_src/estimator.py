@@ -568,7 +568,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             best_score, no_change, reductions = resume["best_score"], resume["no_change"], resume["reductions"]
 
         def restart_at_best(rate):
-            return self._on_device(TrainState(*best, _set_rate_scale(optimizer.init(best), rate)))
+            # a copy: the next epoch donates the state, and ``best`` must outlive it
+            return self._on_device(TrainState(*_device_copy(best), _set_rate_scale(optimizer.init(best), rate)))
 
         try:
             for _ in bar:
