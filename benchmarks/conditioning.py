@@ -90,7 +90,7 @@ def main(argv=None):
             model.fit(X)
         seconds = time.perf_counter() - start
         scores = [float(v) for v in model.validation_scores_]
-        conds = [float(np.linalg.cond(layer.W)) for layer in model.params_]
+        conds = [float(np.linalg.cond(layer.W)) for layer in model.network_params_]
         run = {"name": name, "gradient": gradient, "optimizer": opt, "learning_rate": lr, "whiten": whiten,
                "epochs": model.n_iter_, "best_validation_score": max(scores), "best_epoch": model.best_iter_,
                "validation_scores": scores, "condition_numbers": conds, "fit_seconds": seconds}

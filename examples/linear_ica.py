@@ -11,8 +11,8 @@ half,
 
 * the mean correlation coefficient (MCC) between true and estimated sources, and
 * the Amari distance of the total unmixing matrix to the true mixing ``A``: for nica
-  ``model.params_[0].W @ model.whitening_`` (the network acts on pre-processed data), for
-  FastICA ``FastICA().components_``.
+  ``model.components_`` (the whitening included, with FastICA's meaning), for FastICA
+  ``FastICA().components_``.
 
 It saves ``linear_ica_sources.png`` (true vs recovered sources, ``nica.plotting.plot_sources``)
 and ``linear_ica_training.png`` (``nica.plotting.plot_training_curves``).
@@ -69,7 +69,7 @@ def main(argv=None):
     start = time.perf_counter()
     model = nica.NonlinearICA(n_layers=1, prior="laplace", random_state=args.seed).fit(data.X_train)
     seconds = time.perf_counter() - start
-    W_total = model.params_[0].W @ model.whitening_
+    W_total = model.components_
     mcc_nica = mean_corr_coef(data.S_test, model.transform(data.X_test))
     amari_nica = amari_distance(W_total, A)
 

@@ -403,6 +403,22 @@ def test_explicit_aux_type_overrides_the_inference(shuffled):
                                rtol=1e-12)
 
 
+def test_params_are_the_whole_model_for_the_functional_core(segmented):
+    """The conditional model's params_, prior_ and prior_params_ in the core's log_likelihood
+    (u as segment codes) give score_samples(X, y); the core's segment mixture on the sources
+    of one forward pass gives the marginal score_samples(X) (float64, 1e-8)."""
+    model = small_model(whiten="unit-variance").fit(segmented.X_train, segmented.u_train)
+    X, y = segmented.X_test[::10], segmented.u_test[::10]
+    u = np.searchsorted(model.classes_, y).astype(np.int32)
+    with jax.enable_x64(True):
+        ll = nica.log_likelihood(model.params_, jnp.asarray(X), activation=model.activation_,
+                                 prior=model.prior_, prior_params=model.prior_params_, u=jnp.asarray(u))
+        S, log_det = nica.forward_and_log_det(model.params_, jnp.asarray(X), activation=model.activation_)
+        marginal = model.prior_.marginal_log_prob(model.prior_params_, S, model.segment_log_weights_) + log_det
+    np.testing.assert_allclose(ll, model.score_samples(X, y), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(marginal, model.score_samples(X), rtol=1e-8, atol=1e-8)
+
+
 def test_score_samples_matches_brute_force(segmented):
     model = small_model(whiten="unit-variance").fit(segmented.X_train, segmented.u_train)
     X, u = segmented.X_test[::50], segmented.u_test[::50]
@@ -410,9 +426,9 @@ def test_score_samples_matches_brute_force(segmented):
 
     def whole_map(x):
         z = model.whitening_ @ (x - model.mean_)
-        for k, (W, b) in enumerate(model.params_):
+        for k, (W, b) in enumerate(model.network_params_):
             y = W @ z + b
-            z = model.activation_.fn(y) if k < len(model.params_) - 1 else y
+            z = model.activation_.fn(y) if k < len(model.network_params_) - 1 else y
         return z
 
     with jax.enable_x64(True):

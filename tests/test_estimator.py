@@ -60,7 +60,8 @@ def test_linear_ica_recovers_sources_like_fastica():
     model = nica.NonlinearICA(n_layers=1, max_iter=200, learning_rate=1e-2, random_state=0).fit(d.X_train)
     mcc = mean_corr_coef(d.S_test, model.transform(d.X_test))
     # The overall linear unmixing, pre-processing included: S = X P^T W^T (+ const).
-    W_total = model.params_[0].W @ model.whitening_
+    W_total = model.network_params_[0].W @ model.whitening_
+    np.testing.assert_allclose(model.params_[0].W, W_total, rtol=1e-12)  # the folded first layer
     fast = FastICA(random_state=0, whiten="unit-variance").fit(d.X_train)
     assert mcc > 0.99
     assert amari_distance(W_total, d.mixing[0]) < 0.05
@@ -116,9 +117,9 @@ def test_score_samples_matches_brute_force_change_of_variables(nonlinear_data):
 
     def whole_map(x):
         z = model.whitening_ @ (x - model.mean_)
-        for k, (W, b) in enumerate(model.params_):
+        for k, (W, b) in enumerate(model.network_params_):
             y = W @ z + b
-            z = act.fn(y) if k < len(model.params_) - 1 else y
+            z = act.fn(y) if k < len(model.network_params_) - 1 else y
         return z
 
     with jax.enable_x64(True):
@@ -128,6 +129,31 @@ def test_score_samples_matches_brute_force_change_of_variables(nonlinear_data):
     np.testing.assert_allclose(model.score_samples(X), expected, rtol=1e-10)
     np.testing.assert_allclose(model.transform(X), S, rtol=1e-10, atol=1e-12)
     assert model.score(X) == pytest.approx(float(np.mean(expected)))
+
+
+@pytest.mark.parametrize("whiten,n_layers", [("unit-variance", 2), ("standardize", 2), (False, 2),
+                                              ("unit-variance", 1), (False, 1)])
+def test_params_are_the_whole_model_for_the_functional_core(nonlinear_data, whiten, n_layers):
+    """params_ maps raw inputs to sources: the core's log_likelihood and forward on params_ give
+    score_samples and transform (float64, 1e-8), whatever the pre-processing; it is the
+    network_params_ with x ↦ P(x − mean_) composed into the first layer."""
+    model = small_model(whiten=whiten, n_layers=n_layers).fit(nonlinear_data)
+    X = nonlinear_data[:200]
+    with jax.enable_x64(True):
+        ll = nica.log_likelihood(model.params_, jnp.asarray(X), activation=model.activation_,
+                                 prior=model.prior_, prior_params=model.prior_params_)
+        S = nica.forward(model.params_, jnp.asarray(X), activation=model.activation_)
+    np.testing.assert_allclose(ll, model.score_samples(X), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(S, model.transform(X), rtol=1e-8, atol=1e-8)
+    first, net = model.params_[0], model.network_params_[0]
+    b = np.zeros(3) if net.b is None else net.b
+    np.testing.assert_allclose(first.W, net.W @ model.whitening_, rtol=1e-12)
+    np.testing.assert_allclose(first.b, b - net.W @ model.whitening_ @ model.mean_, rtol=1e-10, atol=1e-12)
+    for folded, layer in zip(model.params_[1:], model.network_params_[1:]):
+        np.testing.assert_array_equal(folded.W, layer.W)
+        np.testing.assert_array_equal(folded.b, layer.b)
+    if n_layers == 1:
+        np.testing.assert_allclose(first.W, model.components_, rtol=1e-12)
 
 
 def test_inverse_transform_inverts_transform(nonlinear_data):
@@ -142,7 +168,7 @@ def test_sample_follows_the_model_density():
     X = rng.standard_normal((3000, 3)) @ np.array([[2.0, 0, 0], [1.0, 1.0, 0], [0.5, -0.5, 0.3]]).T
     model = nica.NonlinearICA(n_layers=1, prior="gaussian", whiten=False, max_iter=300,
                               learning_rate=1e-2, random_state=0).fit(X)
-    W, b = model.params_[0]
+    W, b = model.network_params_[0]
     cov_model = np.linalg.inv(W.T @ W)  # s = W x + b ~ N(0, I)  ⇒  x ~ N(−W⁻¹b, (WᵀW)⁻¹)
     mean_model = model.mean_ - np.linalg.solve(W, b)  # linear ICA folds b into mean_
     draws = model.sample(40000, random_state=0)
@@ -197,13 +223,14 @@ def test_float64_model_pickled_loads_as_float64_without_x64(nonlinear_data, tmp_
 
 
 def test_fitted_parameters_are_views_of_the_device_state_not_host_copies(nonlinear_data):
-    """At D = 20,000 a host copy of the state would be 9.6 GB: params_ must not make one on a CPU."""
+    """At D = 20,000 a host copy of the state would be 9.6 GB: network_params_ must not make one
+    on a CPU (params_ computes its first layer, the pre-processing folded in)."""
     model = small_model(max_iter=3, warm_start=True).fit(nonlinear_data.astype(np.float32))
     device_W = model._state.params[0].W
     assert isinstance(device_W, jax.Array)
     if jax.default_backend() == "cpu":
-        assert model.params_[0].W.ctypes.data == device_W.unsafe_buffer_pointer()
-    assert not model.params_[0].W.flags.writeable
+        assert model.network_params_[0].W.ctypes.data == device_W.unsafe_buffer_pointer()
+    assert not model.network_params_[0].W.flags.writeable
     # a warm start donates the state to its epochs: the old buffers are reused, not copied
     model.fit(nonlinear_data.astype(np.float32))
     assert device_W.is_deleted()

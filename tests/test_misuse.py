@@ -365,7 +365,7 @@ def test_warm_start_with_a_structural_change_starts_anew_with_a_warning(X):
     with pytest.warns(UserWarning, match=r"n_layers \(2 -> 3\), bias \(True -> False\), prior "
                                          r"\(LogisticMixture\(n_mixtures=\d+\) -> Gaussian\(\)\) changed .*starts anew"):
         model.fit(X)
-    assert len(model.params_) == 3 and model.params_[0].b is None and model.prior_ == priors.gaussian()
+    assert len(model.params_) == 3 and model.network_params_[0].b is None and model.prior_ == priors.gaussian()
     assert model.n_iter_ == 2  # a new fit: its own epochs only
     model.set_params(n_layers=2, bias=True, prior="logistic_mixture", whiten="standardize")
     with pytest.warns(UserWarning, match=r"n_layers \(3 -> 2\), bias .*whiten \('unit-variance' -> 'standardize'\)"):

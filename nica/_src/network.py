@@ -332,6 +332,14 @@ def _log_likelihood_without_det(params, X, activation, prior, prior_params=(), u
     return prior.conditional_log_prob(prior_params, S, u) + log_det_act  # eq. (3), or eq. (4) given u
 
 
+@partial(jax.jit, static_argnames=("activation", "prior"))
+def _marginal_log_likelihood_without_det(params, X, activation, prior, prior_params, log_weights):
+    """The same for the marginal over segment labels: one forward pass, then the prior's segment
+    mixture ``log Σ_u π_u p(s | u)`` (``prior`` a :class:`~nica.priors.SegmentConditional`)."""
+    S, _, _, log_det_act = forward_trace(params, X, activation)
+    return prior.marginal_log_prob(prior_params, S, log_weights) + log_det_act
+
+
 def forward_and_log_det_trace(params, X, activation):
     """``(S, log|det J_g(x)|)`` per row: the activations' terms from the forward pass plus
     ``Σ_k log|det W_k|`` (the same for every row)."""
