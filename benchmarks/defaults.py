@@ -1,15 +1,19 @@
 """What a user gets from ``fit(X)`` with the defaults, beside FastICA, on fresh data.
 
 Linear ICA: ``NonlinearICA(n_layers=1)`` with every other setting at its default, against
-``sklearn.decomposition.FastICA(whiten="unit-variance")``, on sources of six kinds (Laplace,
+``sklearn.decomposition.FastICA(whiten="unit-variance")`` and, when ``python-picard`` is
+installed, ``picard.Picard()`` (Picard-O, extended: the orthogonal-constraint, sub- and
+super-Gaussian variant), on sources of six kinds (Laplace,
 logistic, Student-t(5), uniform, bimodal ±1 + 0.3·N(0, 1), half uniform / half Laplace) mixed by
 ``A = U diag(σ) Vᵀ`` with random orthogonal ``U, V`` and singular values spaced log-evenly so that
 ``cond(A)`` is the given condition number, plus a random offset.  Held-out MCC (Pearson) and
 Amari distance on a fresh set of the same size, fit times side by side (one process, the same
 threads).
 
-Nonlinear: the segment-modulated recipe (docs/theory.rst, "The benchmark recipe"),
-``ConditionalNonlinearICA()`` and ``NonlinearICA()`` with defaults beside FastICA.
+Nonlinear: the segment-modulated recipe (docs/theory.rst, "The benchmark recipe") with Laplace
+and with Gaussian sources, D = 5 with 2/3/4 mixing layers and D = 10 with 2/3:
+``ConditionalNonlinearICA()`` with defaults and ``random_state`` 0..4 (the spread a user sees
+between runs), and ``NonlinearICA()`` defaults and FastICA (``random_state=0``) beside it.
 
 Stability: for every fit with a validation set, the largest rise of an epoch's validation NLL
 above the best so far (target ≤ 0.5 nats per sample; larger rises are restored by the spike
@@ -48,6 +52,11 @@ from _common import cpu_model  # noqa: E402
 import nica  # noqa: E402
 from nica.datasets import make_segmented_mixture  # noqa: E402
 from nica.metrics import amari_distance, mean_corr_coef  # noqa: E402
+
+try:  # an optional contender
+    from picard import Picard
+except ImportError:  # pragma: no cover
+    Picard = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -100,6 +109,13 @@ def linear_cell(kind, d, cond, n, seed):
         t0 = time.perf_counter()
         ref = FastICA(whiten="unit-variance", random_state=0, max_iter=1000).fit(X_train)
         t_fastica = time.perf_counter() - t0
+        picard = {}
+        if Picard is not None:  # optional: pip install python-picard
+            t0 = time.perf_counter()
+            pic = Picard(random_state=0).fit(X_train)  # Picard-O, extended: sub- and super-Gaussian
+            picard = {"mcc_picard": mean_corr_coef(S_test, pic.transform(X_test)),
+                      "amari_picard": amari_distance(pic.components_, A),
+                      "time_picard_s": time.perf_counter() - t0}
     return {
         "kind": kind, "n_features": d, "condition_number": cond, "n_samples": n, "seed": seed,
         "mcc_nica": mean_corr_coef(S_test, model.transform(X_test)),
@@ -108,16 +124,21 @@ def linear_cell(kind, d, cond, n, seed):
         "amari_fastica": amari_distance(ref.components_, A),
         "time_nica_s": t_nica, "time_fastica_s": t_fastica, "epochs": model.n_iter_,
         "max_val_nll_rise": max_rise(model),
-        "warnings": sorted({type(w.message).__name__ for w in caught}),
+        "warnings": sorted({type(w.message).__name__ for w in caught}), **picard,
     }
 
 
-def nonlinear_cell(d, n_layers, seed, n_per_segment):
+def nonlinear_cell(d, n_layers, seed, n_per_segment, source, random_state):
+    """``ConditionalNonlinearICA()`` with ``random_state``; for ``random_state=0`` also
+    ``NonlinearICA()`` and FastICA on the same data, for comparison."""
     data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=d,
-                                  n_layers=n_layers, random_state=seed)
-    out = {"n_features": d, "mixing_layers": n_layers, "seed": seed}
-    for name, make in (("conditional", lambda: nica.ConditionalNonlinearICA(random_state=0)),
-                       ("factorized", lambda: nica.NonlinearICA(random_state=0))):
+                                  n_layers=n_layers, source=source, random_state=seed)
+    out = {"n_features": d, "mixing_layers": n_layers, "seed": seed, "source": source,
+           "random_state": random_state}
+    makers = [("conditional", lambda: nica.ConditionalNonlinearICA(random_state=random_state))]
+    if random_state == 0:
+        makers.append(("factorized", lambda: nica.NonlinearICA(random_state=0)))
+    for name, make in makers:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
@@ -127,8 +148,9 @@ def nonlinear_cell(d, n_layers, seed, n_per_segment):
         out[f"mcc_{name}"] = mean_corr_coef(data.S_test, model.transform(data.X_test))
         out[f"max_val_nll_rise_{name}"] = max_rise(model)
         out[f"epochs_{name}"] = model.n_iter_
-    ref = FastICA(whiten="unit-variance", random_state=0, max_iter=1000).fit(data.X_train)
-    out["mcc_fastica"] = mean_corr_coef(data.S_test, ref.transform(data.X_test))
+    if random_state == 0:
+        ref = FastICA(whiten="unit-variance", random_state=0, max_iter=1000).fit(data.X_train)
+        out["mcc_fastica"] = mean_corr_coef(data.S_test, ref.transform(data.X_test))
     return out
 
 
@@ -153,21 +175,113 @@ def _measure(cache, path, key, compute):
     return row
 
 
+def report(result):
+    """Markdown tables (as in docs/benchmarks.md) and summary lines from a result dict."""
+    lines = []
+    linear = result["linear"]
+    if linear:
+        cells = {}
+        for r in linear:
+            cells.setdefault((r["n_samples"], r["n_features"], r["condition_number"], r["kind"]), []).append(r)
+        lines += ["| D | cond(A) | rows | " + " | ".join(KINDS) + " |", "|---" * (3 + len(KINDS)) + "|"]
+        misses = 0
+        for n, d, c in sorted({k[:3] for k in cells}):
+            row = [str(d), str(c), f"{n:,}"]
+            for kind in KINDS:
+                rs = cells.get((n, d, c, kind))
+                if not rs:  # not measured (yet)
+                    row.append("—")
+                    continue
+                a, b = (float(np.mean([r[k] for r in rs])) for k in ("mcc_nica", "mcc_fastica"))
+                miss = a < b - 0.005
+                misses += miss
+                row.append(f"{a:.3f} / {b:.3f}" + (" **MISS**" if miss else ""))
+            lines.append("| " + " | ".join(row) + " |")
+        single = [r for r in linear if r["mcc_nica"] < r["mcc_fastica"] - 0.005]
+        lines.append("")
+        lines.append(f"cells meeting the target: {len(cells) - misses} of {len(cells)}; single fits more "
+                     f"than 0.005 below FastICA: {len(single)} of {len(linear)}"
+                     + "".join(f"; {r['kind']} D={r['n_features']} cond={r['condition_number']} "
+                               f"n={r['n_samples']} seed={r['seed']}: {r['mcc_nica']:.3f} vs "
+                               f"{r['mcc_fastica']:.3f}" for r in single))
+        med = lambda k: float(np.median([r[k] for r in linear]))  # noqa: E731
+        lines.append(f"median Amari: nica {med('amari_nica'):.4f}, FastICA {med('amari_fastica'):.4f}"
+                     + (f", Picard {med('amari_picard'):.4f}" if "amari_picard" in linear[0] else ""))
+        if "mcc_picard" in linear[0]:
+            below = sum(r["mcc_nica"] < r["mcc_picard"] - 0.005 for r in linear)
+            lines.append(f"Picard: mean MCC {np.mean([r['mcc_picard'] for r in linear]):.4f} (nica "
+                         f"{np.mean([r['mcc_nica'] for r in linear]):.4f}, FastICA "
+                         f"{np.mean([r['mcc_fastica'] for r in linear]):.4f}); nica more than 0.005 below "
+                         f"Picard in {below} of {len(linear)} fits")
+        lines.append(f"largest validation-NLL rise: {max(r['max_val_nll_rise'] for r in linear):.3f}; "
+                     f"fits with a ConvergenceWarning: {sum(bool(r['warnings']) for r in linear)}")
+        for n, d in sorted({(k[0], k[1]) for k in cells}):
+            rs = [r for r in linear if r["n_samples"] == n and r["n_features"] == d]
+            t = lambda k: float(np.median([r[k] for r in rs]))  # noqa: E731
+            pic = f", Picard {t('time_picard_s'):.2f} s" if "time_picard_s" in rs[0] else ""
+            lines.append(f"median time D={d} n={n:,}: nica {t('time_nica_s'):.1f} s "
+                         f"({t('epochs'):.0f} epochs), FastICA {t('time_fastica_s'):.2f} s{pic}")
+    nonlin = result["nonlinear"]
+    if nonlin:
+        lines += ["", "| source | D | mixing layers | conditional: mean ± sd over all fits | per seed: "
+                  "mean ± sd over random_state | factorized | FastICA | largest rise (cond. / fact.) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        groups = {}
+        for r in nonlin:
+            groups.setdefault((r.get("source", "laplace"), r["n_features"], r["mixing_layers"]), []).append(r)
+        for (source, d, L), rs in sorted(groups.items()):
+            cond = np.array([r["mcc_conditional"] for r in rs])
+            per_seed = []
+            for seed in sorted({r["seed"] for r in rs}):
+                v = np.array([r["mcc_conditional"] for r in rs if r["seed"] == seed])
+                per_seed.append(f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}")
+            first = [r for r in rs if r.get("random_state", 0) == 0]
+            fact = np.mean([r["mcc_factorized"] for r in first])
+            fast = np.mean([r["mcc_fastica"] for r in first])
+            rise_c = max(r["max_val_nll_rise_conditional"] for r in rs)
+            rise_f = max(r["max_val_nll_rise_factorized"] for r in first)
+            lines.append(f"| {source} | {d} | {L} | {cond.mean():.3f} ± {cond.std(ddof=1):.3f} | "
+                         f"{' / '.join(per_seed)} | {fact:.3f} | {fast:.3f} | {rise_c:.2f} / {rise_f:.2f} |")
+        over = [r for r in nonlin if r["max_val_nll_rise_conditional"] > 0.5]
+        over += [r for r in nonlin if r.get("max_val_nll_rise_factorized", 0) > 0.5]
+        n_fits = len(nonlin) + sum(r.get("random_state", 0) == 0 for r in nonlin)
+        lines.append("")
+        lines.append(f"fits with an epoch more than 0.5 nats above the best so far: {len(over)} of {n_fits}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
+    parser.add_argument("--random-states", type=int, default=5,
+                        help="nonlinear: fit ConditionalNonlinearICA with random_state 0..N-1 "
+                             "(the spread a user sees); NonlinearICA and FastICA with 0 only")
+    parser.add_argument("--report", metavar="JSON", default=None,
+                        help="print the markdown tables of a result file (or of the partial "
+                             ".jsonl file of a run still going) and exit")
     parser.add_argument("--only", choices=("linear", "nonlinear"), default=None,
                         help="run one half of the benchmark (the JSON then holds that half only)")
     args = parser.parse_args(argv)
+    if args.report:  # a result file, or the partial file of a run still going
+        if args.report.endswith(".jsonl"):
+            rows = list(_cached(args.report).values())
+            result = {"linear": [r for r in rows if r["key"].startswith("linear/")],
+                      "nonlinear": [r for r in rows if r["key"].startswith("nonlinear/") and "source" in r]}
+        else:
+            with open(args.report) as fh:
+                result = json.load(fh)
+        print(report(result))
+        return
     if args.quick:
         grid = [(d, c, n) for d in (4,) for c in (10, 1000) for n in (5000,)]
         seeds, nonlinear = args.seeds[:1], [(5, 2)]
-        n_per_segment = 300
+        n_per_segment, random_states, source_kinds = 300, [0], ("laplace",)
     else:
         grid = [(d, c, n) for n in (5000, 50000) for d in (4, 16, 64) for c in (10, 100, 1000)]
         seeds, nonlinear = args.seeds, [(5, 2), (5, 3), (5, 4), (10, 2), (10, 3)]
-        n_per_segment = 1000
+        n_per_segment, random_states = 1000, list(range(args.random_states))
+        source_kinds = ("laplace", "gaussian")
     if args.only == "linear":
         nonlinear = []
     elif args.only == "nonlinear":
@@ -190,14 +304,20 @@ def main(argv=None):
                       f"({row['mcc_nica'] - row['mcc_fastica']:+.4f}); {row['time_nica_s']:.1f} s vs "
                       f"{row['time_fastica_s']:.2f} s; rise {row['max_val_nll_rise']:.2f}", flush=True)
     nonlin = []
-    for d, n_layers in nonlinear:
-        for seed in seeds:
-            row = _measure(cache, partial, f"nonlinear/{d}/{n_layers}/{seed}/{n_per_segment}",
-                           lambda: nonlinear_cell(d, n_layers, seed, n_per_segment))
-            nonlin.append(row)
-            print(f"nonlinear D={d} L={n_layers} seed={seed}: conditional {row['mcc_conditional']:.3f} "
-                  f"factorized {row['mcc_factorized']:.3f} FastICA {row['mcc_fastica']:.3f} "
-                  f"({row['time_conditional_s']:.1f} s)", flush=True)
+    for source in source_kinds:
+        for d, n_layers in nonlinear:
+            for seed in seeds:
+                for r in random_states:
+                    key = f"nonlinear/{source}/{d}/{n_layers}/{seed}/{n_per_segment}/{r}"
+                    row = _measure(cache, partial, key, lambda: nonlinear_cell(
+                        d, n_layers, seed, n_per_segment, source, r))
+                    nonlin.append(row)
+                    extra = (f" factorized {row['mcc_factorized']:.3f} FastICA {row['mcc_fastica']:.3f}"
+                             if r == 0 else "")
+                    print(f"nonlinear {source} D={d} L={n_layers} seed={seed} random_state={r}: "
+                          f"conditional {row['mcc_conditional']:.3f}{extra} "
+                          f"({row['time_conditional_s']:.1f} s, rise {row['max_val_nll_rise_conditional']:.2f})",
+                          flush=True)
     result = {
         "benchmark": "defaults", "quick": args.quick, "seeds": seeds, "chosen_on_seeds": [1, 2],
         "machine": cpu_model(), "nica_version": nica.__version__, "linear": linear, "nonlinear": nonlin,
@@ -206,6 +326,7 @@ def main(argv=None):
     path = os.path.join(RESULTS, name + suffix + ".json")
     with open(path, "w") as fh:
         json.dump(result, fh, indent=1)
+    print(report(result))
     print("wrote", path)
 
 if __name__ == "__main__":
