@@ -15,7 +15,15 @@ from nica._src.gradients import (
     transport,
 )
 from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
-from nica._src.network import Layer, forward, forward_and_log_det, init_params, inverse, log_likelihood
+from nica._src.network import (
+    Layer,
+    forward,
+    forward_and_log_det,
+    init_params,
+    inverse,
+    inverse_and_log_det,
+    log_likelihood,
+)
 from nica._src.training import (
     TrainState,
     init_train_state,
@@ -32,6 +40,7 @@ __all__ = [
     "forward",
     "inverse",
     "forward_and_log_det",
+    "inverse_and_log_det",
     "log_likelihood",
     "relative_gradient",
     "equivariant_gradient",

@@ -127,6 +127,27 @@ def test_forward_and_log_det_is_the_slogdet_of_the_jacobian(n_features, n_layers
     np.testing.assert_allclose(S, expected_S, rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(n_features=st.integers(1, 4), n_layers=st.integers(1, 3), n_samples=st.integers(1, 4),
+       bias=st.booleans(), activation=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 2**16))
+def test_inverse_and_log_det_is_the_slogdet_of_the_inverse_jacobian(n_features, n_layers, n_samples, bias,
+                                                                    activation, seed):
+    """Per row, ``log|det ∂g⁻¹/∂s|`` is ``slogdet`` of ``jax.jacfwd`` through the inverse network
+    itself (autodiff of the solves and activation inverses), and ``X`` is ``inverse``'s output."""
+    from nica._src.network import _inverse
+
+    params = random_params(seed, n_features=n_features, n_layers=n_layers, bias=bias)
+    S = random_data(seed, n_samples=n_samples, n_features=n_features) * 2.0
+    act = activations.get(activation)
+    X, log_det = nica.inverse_and_log_det(params, S, activation=activation)
+    assert X.shape == S.shape and log_det.shape == (n_samples,) and log_det.dtype == jnp.float64
+    one_row = lambda s: _inverse(tuple(params), s[None, :], act)[0]  # noqa: E731
+    sign, expected = jnp.linalg.slogdet(jax.vmap(jax.jacfwd(one_row))(S))
+    assert np.all(np.asarray(sign) != 0)
+    np.testing.assert_allclose(log_det, expected, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(X, nica.inverse(params, S, activation=activation), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("n_layers", [1, 2, 4])
 @pytest.mark.parametrize("bias", [True, False])

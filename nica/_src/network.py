@@ -456,6 +456,51 @@ def forward_and_log_det(params, X, *, activation="smooth_leaky_relu"):
     return _forward_and_log_det(tuple(params), X, _activations.get(activation))
 
 
+@partial(jax.jit, static_argnames=("activation",))
+def _inverse_and_log_det(params, S, activation):
+    X = _inverse(params, S, activation)
+    # the inverse's Jacobian is the inverse of the forward one at X: log|det| changes sign
+    return X, -forward_and_log_det_trace(params, X, activation)[1]
+
+
+def inverse_and_log_det(params, S, *, activation="smooth_leaky_relu"):
+    """Map sources to observations and return the log-determinant of that map's Jacobian, per row.
+
+    The other direction of :func:`forward_and_log_det` (distrax's and flowjax's
+    ``inverse_and_log_det``): ``X = g⁻¹(S)`` and ``log|det ∂g⁻¹/∂s| = −log|det J_g(x)|`` at
+    ``x = g⁻¹(s)``, so that a sample drawn from the prior has log-density
+    ``prior_log_prob(S) + log_det`` under the model, without running the network again.
+
+    Parameters
+    ----------
+    params : tuple of Layer
+        The network.
+    S : array of shape (n_samples, n_features)
+        Sources; same floating dtype as ``params``.
+    activation : str or Activation, default="smooth_leaky_relu"
+        Elementwise activation between layers.
+
+    Returns
+    -------
+    X : jax.Array of shape (n_samples, n_features)
+        The observations, as :func:`inverse` gives them.
+    log_det : jax.Array of shape (n_samples,)
+        ``log|det ∂g⁻¹/∂s|`` at each row.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import nica
+    >>> params = nica.init_params(jax.random.key(0), 3, 2)
+    >>> S = jax.random.normal(jax.random.key(1), (4, 3))
+    >>> X, log_det = nica.inverse_and_log_det(params, S)
+    >>> bool(jnp.allclose(log_det, -nica.forward_and_log_det(params, X)[1], atol=1e-5))
+    True
+    """
+    S = _validated(params, S, name="S")
+    return _inverse_and_log_det(tuple(params), S, _activations.get(activation))
+
+
 def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
                    u=None):
     """Exact per-sample log-likelihood: eq. (3), or eq. (4) given an auxiliary variable ``u``.
