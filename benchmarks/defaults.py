@@ -154,6 +154,39 @@ def nonlinear_cell(d, n_layers, seed, n_per_segment, source, random_state):
     return out
 
 
+def n_init_fit(d, n_layers, seed, n_per_segment, random_state):
+    """One ``ConditionalNonlinearICA(random_state=...)`` fit: its MCC and its likelihoods."""
+    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=d,
+                                  n_layers=n_layers, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        m = nica.ConditionalNonlinearICA(random_state=random_state).fit(data.X_train, data.u_train)
+    return {"n_features": d, "mixing_layers": n_layers, "seed": seed, "random_state": random_state,
+            "mcc": mean_corr_coef(data.S_test, m.transform(data.X_test)),
+            "best_val": max(m.validation_scores_), "test_ll": float(m.score(data.X_test, data.u_test)),
+            "epochs": m.n_iter_, "t": time.perf_counter() - t0}
+
+
+def n_init_summary(rows):
+    """What ``n_init=k`` would keep: of every k of the fits, the one with the best validation
+    log-likelihood (what ``n_init`` selects by), and whether likelihood ranks MCC."""
+    from itertools import combinations
+
+    from scipy.stats import spearmanr
+
+    mcc = np.array([r["mcc"] for r in rows])
+    val = np.array([r["best_val"] for r in rows])
+    test = np.array([r["test_ll"] for r in rows])
+    out = {"n_fits": len(rows), "spearman_val_mcc": float(spearmanr(val, mcc)[0]),
+           "spearman_test_ll_mcc": float(spearmanr(test, mcc)[0]),
+           "mcc_of_most_likely": float(mcc[val.argmax()]), "best_mcc": float(mcc.max()), "n_init": {}}
+    for k in (1, 2, 3, 5):
+        kept = [mcc[list(c)][val[list(c)].argmax()] for c in combinations(range(len(rows)), k)]
+        out["n_init"][k] = {"mean": float(np.mean(kept)), "sd": float(np.std(kept, ddof=1))}
+    return out
+
+
 def _cached(path):
     """Rows already measured by an interrupted run (one JSON object per line), by cell key."""
     rows = {}
@@ -257,12 +290,25 @@ def main(argv=None):
     parser.add_argument("--random-states", type=int, default=5,
                         help="nonlinear: fit ConditionalNonlinearICA with random_state 0..N-1 "
                              "(the spread a user sees); NonlinearICA and FastICA with 0 only")
+    parser.add_argument("--n-init-study", action="store_true",
+                        help="ten ConditionalNonlinearICA fits (random_state 0..9) of one segment-recipe "
+                             "data set (D=10, 3 mixing layers, seed 10): what n_init=k would keep")
     parser.add_argument("--report", metavar="JSON", default=None,
                         help="print the markdown tables of a result file (or of the partial "
                              ".jsonl file of a run still going) and exit")
     parser.add_argument("--only", choices=("linear", "nonlinear"), default=None,
                         help="run one half of the benchmark (the JSON then holds that half only)")
     args = parser.parse_args(argv)
+    if args.n_init_study:
+        partial = os.path.join(RESULTS, "defaults_partial.jsonl")
+        cache = _cached(partial)
+        rows = [_measure(cache, partial, f"ninit/laplace/10/3/10/1000/{r}",
+                         lambda: n_init_fit(10, 3, 10, 1000, r)) for r in range(10)]
+        summary = n_init_summary(rows)
+        with open(os.path.join(RESULTS, "defaults_n_init.json"), "w") as fh:
+            json.dump({"fits": rows, "summary": summary, "machine": cpu_model()}, fh, indent=1)
+        print(json.dumps(summary, indent=1))
+        return
     if args.report:  # a result file, or the partial file of a run still going
         if args.report.endswith(".jsonl"):
             rows = list(_cached(args.report).values())
