@@ -633,11 +633,12 @@ def power_figure(run, model, contenders, path):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot([times[k] / 60 for k in epochs], [model.validation_scores_[k - 1] for k in epochs], lw=1,
             label=f"NonlinearICA, {run['settings']['n_layers']} layers (held-out 10 % of the training rows, each epoch)")
-    maf = contenders.get("MAF")
-    if maf and maf.get("curve_val_subset"):
-        c = np.asarray(maf["curve_val_subset"])
-        n = maf["settings"]["n_params"]
-        ax.plot(c[:, 0] / 60, c[:, 1], lw=1, label=f"flowjax MAF, {n} parameters (20k validation rows)")
+    for key, maf in contenders.items():
+        if key.startswith("MAF") and maf.get("curve_val_subset"):
+            c = np.asarray(maf["curve_val_subset"])
+            n = maf["settings"]["n_params"]
+            ax.plot(c[:, 0] / 60, c[:, 1], lw=1,
+                    label=f"flowjax MAF, width {maf['settings']['nn_width']}, {n} parameters (20k validation rows)")
     gmm = contenders.get("GaussianMixture")
     if gmm:
         for cand in gmm["candidates"]:
@@ -711,12 +712,22 @@ def main_full(args, log, argv=None):
     assert abs(check - test[0]) < 1e-5, (check, test[0])
 
     if args.contender_minutes > 0:
-        if importlib.util.find_spec("flowjax") is None:
-            record["contenders"]["MAF"] = {"skipped": "flowjax is not installed (pip install nica[bench])"}
-            log("  MAF skipped: flowjax is not installed (pip install nica[bench])")
-        else:
-            record["contenders"]["MAF"] = maf_contender(power, args.contender_minutes, args.seed, log)
-        record["contenders"]["GaussianMixture"] = gmm_contender(power, args.contender_minutes, args.seed, log)
+        for name in args.contenders.split(","):
+            if name.startswith("MAF:"):
+                width = int(name[4:])
+                key = "MAF" if width == 24 else f"MAF_w{width}"
+                if importlib.util.find_spec("flowjax") is None:
+                    record["contenders"][key] = {"skipped": "flowjax is not installed (pip install nica[bench])"}
+                    log("  MAF skipped: flowjax is not installed (pip install nica[bench])")
+                else:
+                    record["contenders"][key] = maf_contender(power, args.contender_minutes, args.seed, log,
+                                                              nn_width=width)
+            elif name == "GMM":
+                record["contenders"]["GaussianMixture"] = gmm_contender(power, args.contender_minutes,
+                                                                        args.seed, log)
+            else:
+                raise SystemExit(f"--contenders: unknown {name!r} (MAF:WIDTH or GMM)")
+            record["contenders"][list(record["contenders"])[-1]]["budget_minutes"] = args.contender_minutes
         record["contender_minutes"] = args.contender_minutes
     record["reference"] = POWER_REFERENCE
     _save_json(POWER_FULL_JSON, record)
@@ -737,6 +748,9 @@ def main(argv=None):
                         help="POWER at length: the long NonlinearICA run (checkpointed), then contenders")
     parser.add_argument("--minutes", type=float, default=70.0,
                         help="--full: wall-clock budget of this training segment (0: only evaluate)")
+    parser.add_argument("--contenders", default="MAF:7,MAF:24,GMM",
+                        help="--full: flowjax MAF of 5 layers and the given width (7: about nica's 708 "
+                             "parameters, 24: about 2.4k), GMM: the GaussianMixture grid")
     parser.add_argument("--explore", action="store_true",
                         help="repeat the short POWER runs that chose the --full settings (about 25 min)")
     parser.add_argument("--resume", action="store_true",
