@@ -473,9 +473,25 @@ def _check_model_version(header, path):
                       "(a patch release: the model is read as it is)", UserWarning, stacklevel=3)
 
 
+def _joblib_load(path, what, described):
+    """``joblib.load(path)``, every failure a :class:`CLIError` about the ``what`` (e.g. "model
+    file") at ``path``; ``described`` names it in the truncated-or-corrupt message."""
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except MemoryError:
+        raise CLIError(f"cannot read {what} {path!r}: it does not fit in memory") from None
+    except OSError as exc:
+        raise CLIError(f"cannot read {what} {path!r}: {_os_reason(exc)}") from None
+    except Exception as exc:  # EOFError, UnpicklingError, zlib.error, AttributeError, ...
+        detail = " ".join(str(exc).split())[:200]
+        raise CLIError(f"{described} is truncated or corrupt "
+                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+
+
 def load_model(path):
     """Load a model saved by :func:`save_model`, checking its format and nica version."""
-    import joblib
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -491,16 +507,7 @@ def load_model(path):
     if not complete:
         raise CLIError(f"model file {path!r} is truncated or corrupt")
     _check_model_version(header, path)
-    try:
-        payload = joblib.load(path)
-    except MemoryError:
-        raise CLIError(f"cannot read model file {path!r}: it does not fit in memory") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read model file {path!r}: {_os_reason(exc)}") from None
-    except Exception as exc:  # EOFError, UnpicklingError, zlib.error, AttributeError, ...
-        detail = " ".join(str(exc).split())[:200]
-        raise CLIError(f"model file {path!r} (nica {header.get('version')}) is truncated or corrupt "
-                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    payload = _joblib_load(path, "model file", f"model file {path!r} (nica {header.get('version')})")
     if not isinstance(payload, dict) or payload.get("format") != _MODEL_FORMAT or "estimator" not in payload:
         raise CLIError(f"{path!r} is not a nica model file")
     estimator = payload["estimator"]
@@ -688,8 +695,6 @@ def _pickled_class(path):
 def load_checkpoint(path):
     """A fit to resume: a checkpoint written by ``--checkpoint`` (the estimator saved with
     joblib) or a model file written by ``--model``."""
-    import joblib
-
     import nica
 
     _check_input(path, "checkpoint file")
@@ -699,16 +704,7 @@ def load_checkpoint(path):
     if _pickled_class(path) != ("nica._src.estimator", "NonlinearICA"):
         raise CLIError(f"{path!r} is not a nica checkpoint (write one with 'nica fit ... --checkpoint FILE') "
                        "or model file")
-    try:
-        estimator = joblib.load(path)
-    except MemoryError:
-        raise CLIError(f"cannot read checkpoint file {path!r}: it does not fit in memory") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read checkpoint file {path!r}: {_os_reason(exc)}") from None
-    except Exception as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise CLIError(f"checkpoint file {path!r} is truncated or corrupt "
-                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    estimator = _joblib_load(path, "checkpoint file", f"checkpoint file {path!r}")
     if not isinstance(estimator, nica.NonlinearICA) or "_state" not in estimator.__dict__:
         raise CLIError(f"checkpoint file {path!r} does not hold a fitted NonlinearICA")
     return estimator
