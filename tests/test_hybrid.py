@@ -22,6 +22,7 @@ from nica._src.contrastive import segment_log_posterior
 from nica._src.gradients import VALUE_AND_GRADIENT
 from nica.datasets import make_segmented_mixture
 
+from test_conditional import brute_sources_and_log_det
 from test_core import assert_layers_close, relative_from_definition
 from test_equivariant import algebra_from_definition
 
@@ -44,16 +45,7 @@ def problem(seed=0, n=8, d=3, n_layers=2):
 def brute_joint(params, theta, X, u, act, prior, alpha):
     """Mean NLL (per-sample ``jax.jacfwd`` and ``slogdet``) + α · mean cross-entropy of ``u``
     given ``x`` (the posterior from one ``conditional_log_prob`` per segment)."""
-
-    def g(x):
-        z = x
-        for k, (W, b) in enumerate(params):
-            y = W @ z + b
-            z = act.fn(y) if k < len(params) - 1 else y
-        return y
-
-    S = jax.vmap(g)(X)
-    log_det = jnp.linalg.slogdet(jax.vmap(jax.jacfwd(g))(X))[1]
+    S, log_det = brute_sources_and_log_det(params, X, act)
     nll = -jnp.mean(prior.conditional_log_prob(theta, S, u) + log_det)
     per_segment = jnp.stack([prior.conditional_log_prob(theta, S, jnp.full(u.shape, m)) for m in range(N_SEGMENTS)],
                             axis=1)
