@@ -2,23 +2,40 @@
 
 The recipe is written out in docs/theory.rst, section 'The benchmark recipe'.
 
-For D ∈ {5, 10} sources, L ∈ {1, 2, 3, 4} mixing layers and several data seeds, every contender
-is fitted on the same 40 segments × 1000 points and scored by the held-out Pearson MCC on a
-fresh set of the same size from the same mixing (one fitted model per seed, no FastICA
-post-processing, no best-of-several):
+For each source family (Laplace, Gaussian), D sources, L mixing layers and data seed, every
+contender is fitted on the same 40 segments × 1000 points and scored by the held-out Pearson MCC
+on a fresh set of the same size from the same mixing (one fitted model per seed, no FastICA
+post-processing, no best-of-several; every contender gets ``random_state`` = the data seed).
+The contenders (``--contenders``):
 
-* ``ConditionalNonlinearICA`` (exact conditional likelihood, eq. 4, segment label as ``u``),
-* ``NonlinearICA`` (factorized prior, eq. 3: not identifiable, expected to fail for L > 1),
-* scikit-learn's ``FastICA`` (linear).
+* ``mle``: ``ConditionalNonlinearICA`` with its defaults (exact conditional likelihood, eq. 4,
+  segment label as ``u``; ``contrastive_weight=0``),
+* ``hybrid``: ``ConditionalNonlinearICA(**HYBRID_SETTINGS)``, the likelihood plus the weighted
+  cross-entropy of the model's own label posterior,
+* ``tuned``: ``ConditionalNonlinearICA`` with the hand-tuned ``conditional_settings(L)``,
+* ``factorized``: ``NonlinearICA`` (factorized prior, eq. 3: not identifiable, expected to fail
+  for L > 1) with the same network and optimizer as ``tuned``,
+* ``fastica``: scikit-learn's ``FastICA`` (linear),
+* ``tcl``: the same network and segment-conditional prior trained by the label cross-entropy
+  alone, time-contrastive-learning style (``benchmarks/_baselines.py``, ``fit_tcl``, with the
+  ``tuned`` network depth),
+* ``ivae``: a small identifiable VAE (``benchmarks/_baselines.py``, ``fit_ivae``; its sources
+  are the encoder mean given ``x`` and the held-out segment label).
 
 Commands::
 
-    python benchmarks/identifiability.py            # full: 5 seeds, D ∈ {5, 10}, L ∈ {1..4}
-    python benchmarks/identifiability.py --quick    # one seed, small sizes, under a minute
+    python benchmarks/identifiability.py                          # full: seeds 0-4, D ∈ {5, 10}, L ∈ {1..4}, Laplace
+    python benchmarks/identifiability.py --sources laplace gaussian --seeds 0 1 2 3 4
+    python benchmarks/identifiability.py --contenders mle hybrid tcl ivae --dims 5 --layers 3 4
+    python benchmarks/identifiability.py --quick                  # one seed, small sizes, about a minute
 
-Writes ``benchmarks/results/identifiability[_quick].json`` and
-``docs/images/identifiability[_quick].png``, and prints a table with the targets of the issue
-(PASS/MISS, never asserted).
+A full run is resumable: each (source, D, L, seed, contender) cell is appended to
+``benchmarks/results/identifiability_partial.jsonl`` as it finishes and is skipped when the run is
+repeated with the same settings (a contender whose settings changed, e.g. ``HYBRID_SETTINGS``, is
+measured again; delete that file to measure everything afresh).  ``--quick`` neither reads nor
+writes it.  Writes ``benchmarks/results/identifiability[_quick].json`` (every cell of the partial
+file with the current settings, and their summary) and ``docs/images/identifiability[_quick].png``,
+and prints a table with the targets of the issue (PASS/MISS, never asserted).
 """
 
 from __future__ import annotations
@@ -35,6 +52,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import cpu_model  # shared helpers
+
+CONTENDERS = ("mle", "hybrid", "tuned", "factorized", "fastica", "tcl", "ivae")
+# The likelihood contenders, scored against TARGETS.
+LIKELIHOOD = ("mle", "hybrid", "tuned")
+# The hybrid objective's settings for ``ConditionalNonlinearICA``; everything else at its default.
+HYBRID_SETTINGS = {"contrastive_weight": 5.0}
+SOURCES = ("laplace", "gaussian")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+PARTIAL = os.path.join(RESULTS, "identifiability_partial.jsonl")
+
 
 # Hyperparameters recommended for this recipe (docs/benchmarks.md); the same for every seed.
 # They were chosen by hand on data seeds 0 and 1 (D = 5), looking at held-out MCC: a network of
@@ -56,8 +83,31 @@ def factorized_settings(n_mixing_layers: int) -> dict:
     return conditional_settings(n_mixing_layers)
 
 
+# Targets for the Laplace recipe; FastICA's expected held-out MCC on it, for reference.
 TARGETS = {(5, 2): 0.95, (5, 3): 0.90, (10, 2): 0.90, (5, 4): 0.85}
-FASTICA_FLOOR = {(5, 1): 1.00, (5, 2): 0.78, (5, 3): 0.64, (5, 4): 0.53, (10, 2): 0.68, (10, 3): 0.45, (10, 4): 0.40}
+FASTICA_REFERENCE = {(5, 1): 1.00, (5, 2): 0.78, (5, 3): 0.64, (5, 4): 0.53, (10, 2): 0.68, (10, 3): 0.45, (10, 4): 0.40}
+
+
+def contender_settings(name, n_components, n_mixing_layers, max_iter=None):
+    """The keyword arguments of contender ``name`` (JSON-able; part of a cell's resume key).
+    ``max_iter`` caps the iterations (epochs for the nica models, tcl and ivae) in quick runs."""
+    cap = {} if max_iter is None else {"max_iter": max_iter}
+    epochs = {} if max_iter is None else {"max_epochs": max_iter}
+    if name == "mle":
+        return {"contrastive_weight": 0.0, **cap}
+    if name == "hybrid":
+        return {**HYBRID_SETTINGS, **cap}
+    if name == "tuned":
+        return {**conditional_settings(n_mixing_layers), **cap}
+    if name == "factorized":
+        return {**factorized_settings(n_mixing_layers), **cap}
+    if name == "fastica":
+        return {"max_iter": 1000}
+    if name == "tcl":
+        return {"n_layers": conditional_settings(n_mixing_layers)["n_layers"], **epochs}
+    if name == "ivae":
+        return {"latent_dim": n_components, **epochs}
+    raise ValueError(f"unknown contender {name!r}; choose from {CONTENDERS}")
 
 
 def machine_info() -> dict:
@@ -68,62 +118,157 @@ def machine_info() -> dict:
             "device": str(jax.devices()[0])}
 
 
-def run_setting(n_components, n_layers, seed, n_per_segment, max_iter=None):
-    """Fit every contender on one data set; return their held-out MCCs and fit times."""
+def make_data(source, n_components, n_layers, seed, n_per_segment):
+    from nica.datasets import make_segmented_mixture
+
+    return make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=n_components,
+                                  n_layers=n_layers, source=source, random_state=seed)
+
+
+def fit_contender(name, settings, data, seed):
+    """Fit contender ``name`` on the training rows; return the model and its held-out sources."""
     from sklearn.decomposition import FastICA
 
+    import _baselines
     import nica
-    from nica.datasets import make_segmented_mixture
+
+    X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
+    if name in ("mle", "hybrid", "tuned"):
+        model = nica.ConditionalNonlinearICA(**settings, random_state=seed).fit(X_train, data.u_train)
+        return model, lambda: model.transform(X_test)
+    if name == "factorized":
+        model = nica.NonlinearICA(**settings, random_state=seed).fit(X_train)
+        return model, lambda: model.transform(X_test)
+    if name == "fastica":
+        model = FastICA(**settings, random_state=seed).fit(data.X_train)
+        return model, lambda: model.transform(data.X_test)
+    if name == "tcl":
+        model = _baselines.fit_tcl(X_train, data.u_train, **settings, random_state=seed)
+        return model, lambda: model.transform(X_test)
+    if name == "ivae":
+        model = _baselines.fit_ivae(X_train, data.u_train, **settings, random_state=seed)
+        return model, lambda: model.transform(X_test, data.u_test)
+    raise ValueError(f"unknown contender {name!r}; choose from {CONTENDERS}")
+
+
+def measure(name, settings, data, seed):
+    """Fit one contender on one data set; its held-out MCC, fit time, warnings and iterations."""
     from nica.metrics import mean_corr_coef
 
-    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=n_components,
-                                  n_layers=n_layers, random_state=seed)
-    X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
-    results = {}
-
-    def timed(name, fit, transform):
-        start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = fit()
-        seconds = time.perf_counter() - start
-        mcc = mean_corr_coef(data.S_test, transform(model))
-        results[name] = {"mcc": mcc, "fit_seconds": seconds,
-                         "warnings": sorted({str(w.message).split(";")[0] for w in caught})}
-        if hasattr(model, "n_iter_"):
-            results[name]["n_iter"] = int(np.max(model.n_iter_))
-        return model
-
-    overrides = {} if max_iter is None else {"max_iter": max_iter}
-    timed("ConditionalNonlinearICA",
-          lambda: nica.ConditionalNonlinearICA(**{**conditional_settings(n_layers), **overrides},
-                                               random_state=seed).fit(X_train, data.u_train),
-          lambda m: m.transform(X_test))
-    timed("NonlinearICA",
-          lambda: nica.NonlinearICA(**{**factorized_settings(n_layers), **overrides},
-                                    random_state=seed).fit(X_train),
-          lambda m: m.transform(X_test))
-    timed("FastICA", lambda: FastICA(random_state=seed, max_iter=1000).fit(data.X_train),
-          lambda m: m.transform(data.X_test))
-    return results
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, sources = fit_contender(name, settings, data, seed)
+    seconds = time.perf_counter() - start
+    result = {"mcc": float(mean_corr_coef(data.S_test, sources())), "fit_seconds": seconds,
+              "warnings": sorted({str(w.message).split(";")[0] for w in caught})}
+    n_iter = getattr(model, "n_iter_", getattr(model, "n_iter", None))
+    if n_iter is not None:
+        result["n_iter"] = int(np.max(n_iter))
+    return result
 
 
-def summarize(records):
+def cell_key(cell):
+    return (cell["source"], cell["n_components"], cell["n_layers"], cell["seed"], cell["contender"],
+            cell["n_per_segment"], json.dumps(cell["settings"], sort_keys=True))
+
+
+def load_partial(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def run(grid, contenders, n_per_segment, max_iter, done, on_cell):
+    """Measure every (source, D, L, seed, contender) cell of ``grid`` × ``contenders`` whose key is
+    not in ``done``; ``on_cell(cell)`` after each.  Returns the cells measured."""
+    cells = []
+    for source, d, L, seed in grid:
+        todo = []
+        for name in contenders:
+            cell = {"source": source, "n_components": d, "n_layers": L, "seed": seed, "contender": name,
+                    "n_per_segment": n_per_segment, "settings": contender_settings(name, d, L, max_iter)}
+            if cell_key(cell) not in done:
+                todo.append(cell)
+        if not todo:
+            continue
+        data = make_data(source, d, L, seed, n_per_segment)
+        for cell in todo:
+            cell.update(measure(cell["contender"], cell["settings"], data, seed))
+            cells.append(cell)
+            on_cell(cell)
+            print(f"{source} D={d} L={L} seed={seed} {cell['contender']:>10}: MCC {cell['mcc']:.3f} "
+                  f"({cell['fit_seconds']:.1f} s)", flush=True)
+    return cells
+
+
+def summarize(cells):
+    """Mean ± std of the held-out MCC and median fit time per (source, D, L) and contender."""
     table = {}
-    for rec in records:
-        key = (rec["n_components"], rec["n_layers"])
-        for name, res in rec["results"].items():
-            table.setdefault(key, {}).setdefault(name, []).append(res)
+    for cell in cells:
+        key = (cell["source"], cell["n_components"], cell["n_layers"])
+        table.setdefault(key, {}).setdefault(cell["contender"], []).append(cell)
     summary = []
-    for (d, L), by_method in sorted(table.items()):
-        row = {"n_components": d, "n_layers": L}
-        for name, runs in by_method.items():
+    for (source, d, L), by_name in sorted(table.items(), key=lambda item: (_source_order(item[0][0]), *item[0][1:])):
+        row = {"source": source, "n_components": d, "n_layers": L}
+        for name in sorted(by_name, key=_order):
+            runs = by_name[name]
             mccs = np.array([r["mcc"] for r in runs])
-            secs = np.array([r["fit_seconds"] for r in runs])
             row[name] = {"mcc_mean": float(mccs.mean()), "mcc_std": float(mccs.std()),
-                         "fit_seconds_median": float(np.median(secs)), "n_seeds": len(runs)}
+                         "fit_seconds_median": float(np.median([r["fit_seconds"] for r in runs])),
+                         "n_seeds": len(runs), "seeds": sorted(r["seed"] for r in runs)}
         summary.append(row)
     return summary
+
+
+def _order(name):
+    return CONTENDERS.index(name) if name in CONTENDERS else len(CONTENDERS)
+
+
+def _source_order(source):
+    return SOURCES.index(source) if source in SOURCES else len(SOURCES)
+
+
+def present(summary):
+    """The contenders measured anywhere in ``summary``, in ``CONTENDERS`` order."""
+    return sorted({k for row in summary for k in row} - {"source", "n_components", "n_layers"}, key=_order)
+
+
+def target_checks(summary):
+    checks = []
+    for row in summary:
+        target = TARGETS.get((row["n_components"], row["n_layers"]))
+        if target is None or row["source"] != "laplace":
+            continue
+        for name in LIKELIHOOD:
+            if name in row:
+                got = row[name]["mcc_mean"]
+                checks.append({"source": row["source"], "n_components": row["n_components"],
+                               "n_layers": row["n_layers"], "contender": name, "target": target,
+                               "measured": got, "pass": got >= target})
+    return checks
+
+
+def print_table(summary, checks):
+    names = present(summary)
+    head = f"{'source':>8} {'D':>3} {'L':>2}  "
+    print("\nheld-out MCC, mean ± std over the seeds measured")
+    print(head + " ".join(f"{n:>13}" for n in names) + "  target")
+    for row in summary:
+        cells = [f"{row[n]['mcc_mean']:.3f} ± {row[n]['mcc_std']:.3f}" if n in row else "—" for n in names]
+        target = TARGETS.get((row["n_components"], row["n_layers"])) if row["source"] == "laplace" else None
+        verdicts = [f"{c['contender']} {'PASS' if c['pass'] else 'MISS'}" for c in checks
+                    if (c["n_components"], c["n_layers"]) == (row["n_components"], row["n_layers"])
+                    and c["source"] == row["source"]]
+        verdict = f"≥ {target:.2f}: " + ", ".join(verdicts) if target is not None and verdicts else ""
+        print(f"{row['source']:>8} {row['n_components']:>3} {row['n_layers']:>2}  "
+              + " ".join(f"{c:>13}" for c in cells) + f"  {verdict}")
+    print("\nmedian fit seconds")
+    print(head + " ".join(f"{n:>13}" for n in names))
+    for row in summary:
+        cells = [f"{row[n]['fit_seconds_median']:.1f}" if n in row else "—" for n in names]
+        print(f"{row['source']:>8} {row['n_components']:>3} {row['n_layers']:>2}  " + " ".join(f"{c:>13}" for c in cells))
 
 
 def plot(summary, path):
@@ -132,85 +277,95 @@ def plot(summary, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    sources = sorted({row["source"] for row in summary}, key=_source_order)
     dims = sorted({row["n_components"] for row in summary})
-    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
-    for ax, d in zip(axes[0], dims):
-        rows = [r for r in summary if r["n_components"] == d]
-        Ls = [r["n_layers"] for r in rows]
-        for name, marker in [("ConditionalNonlinearICA", "o"), ("NonlinearICA", "s"), ("FastICA", "^")]:
-            means = [r[name]["mcc_mean"] for r in rows]
-            stds = [r[name]["mcc_std"] for r in rows]
-            ax.errorbar(Ls, means, yerr=stds, marker=marker, capsize=3, label=name)
-        for (dd, L), target in TARGETS.items():
-            if dd == d:
-                ax.plot([L], [target], "k_", markersize=18, mew=2)
-        ax.set_title(f"D = {d} (black bars: targets)")
-        ax.set_xlabel("mixing layers L")
-        ax.set_ylabel("held-out MCC")
-        ax.set_xticks(Ls)
-        ax.set_ylim(0.3, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower left")
+    names = present(summary)
+    markers = "os^Dv<>Px*"
+    fig, axes = plt.subplots(len(sources), len(dims), figsize=(5 * len(dims), 4 * len(sources)), squeeze=False)
+    for axes_row, source in zip(axes, sources):
+        for ax, d in zip(axes_row, dims):
+            rows = [r for r in summary if r["n_components"] == d and r["source"] == source]
+            for i, name in enumerate(names):
+                pts = [(r["n_layers"], r[name]["mcc_mean"], r[name]["mcc_std"]) for r in rows if name in r]
+                if pts:
+                    Ls, means, stds = zip(*pts)
+                    ax.errorbar(Ls, means, yerr=stds, marker=markers[i % len(markers)], capsize=3, label=name)
+            if source == "laplace":
+                for (dd, L), target in TARGETS.items():
+                    if dd == d and any(r["n_layers"] == L for r in rows):
+                        ax.plot([L], [target], "k_", markersize=18, mew=2)
+            ax.set_title(f"{source} sources, D = {d}" + (" (black bars: targets)" if source == "laplace" else ""))
+            ax.set_xlabel("mixing layers L")
+            ax.set_ylabel("held-out MCC")
+            ax.set_xticks(sorted({r["n_layers"] for r in rows}))
+            ax.set_ylim(0.3, 1.02)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, D=5, L ∈ {1, 2}, small data")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true",
+                        help="seed 0, D=5, L ∈ {1, 2}, 40 × 250 points, at most 60 epochs; not resumed")
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=["laplace"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="data seeds")
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--out-dir", default=RESULTS)
     parser.add_argument("--figure-dir", default=os.path.join(os.path.dirname(__file__), "..", "docs", "images"))
     args = parser.parse_args(argv)
 
     suffix = "_quick" if args.quick else ""
     if args.quick:
-        dims, layers, seeds, n_per_segment, max_iter = [5], [1, 2], 1, 250, 60
+        dims, layers, seeds, n_per_segment, max_iter = [5], [1, 2], [0], 250, 60
     else:
         dims, layers, seeds, n_per_segment, max_iter = args.dims, args.layers, args.seeds, 1000, None
-
-    records = []
-    start = time.perf_counter()
-    for d in dims:
-        for L in layers:
-            for seed in range(seeds):
-                results = run_setting(d, L, seed, n_per_segment, max_iter)
-                records.append({"n_components": d, "n_layers": L, "seed": seed, "results": results})
-                line = "  ".join(f"{name}: {res['mcc']:.3f} ({res['fit_seconds']:.1f}s)" for name, res in results.items())
-                print(f"D={d} L={L} seed={seed}  {line}", flush=True)
-    summary = summarize(records)
-
-    print(f"\nheld-out MCC, mean ± std over {seeds} seed(s); 40 segments × {n_per_segment} points")
-    print(f"{'D':>3} {'L':>2}  {'Conditional':>15} {'Factorized':>15} {'FastICA':>15}  {'fit s (cond.)':>13}  target")
-    checks = []
-    for row in summary:
-        d, L = row["n_components"], row["n_layers"]
-        cells = [f"{row[n]['mcc_mean']:.3f} ± {row[n]['mcc_std']:.3f}" for n in ("ConditionalNonlinearICA", "NonlinearICA", "FastICA")]
-        target = TARGETS.get((d, L))
-        verdict = ""
-        if target is not None:
-            got = row["ConditionalNonlinearICA"]["mcc_mean"]
-            verdict = f"≥ {target:.2f}: {'PASS' if got >= target else 'MISS'}"
-            checks.append({"n_components": d, "n_layers": L, "target": target, "measured": got, "pass": got >= target})
-        print(f"{d:>3} {L:>2}  {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}  "
-              f"{row['ConditionalNonlinearICA']['fit_seconds_median']:>13.1f}  {verdict}")
-    total = time.perf_counter() - start
-    print(f"total wall time: {total:.0f} s")
-
+    grid = [(s, d, L, seed) for s in args.sources for d in dims for L in layers for seed in seeds]
     os.makedirs(args.out_dir, exist_ok=True)
+    partial_path = os.path.join(args.out_dir, "identifiability_partial.jsonl")
+
+    start = time.perf_counter()
+    if args.quick:
+        cells = run(grid, args.contenders, n_per_segment, max_iter, set(), lambda cell: None)
+    else:
+        old = load_partial(partial_path)
+
+        def append(cell):
+            with open(partial_path, "a") as handle:
+                handle.write(json.dumps(cell) + "\n")
+
+        new = run(grid, args.contenders, n_per_segment, max_iter, {cell_key(c) for c in old}, append)
+        # Every cell measured so far with today's settings (a contender's changed settings, such
+        # as a new HYBRID_SETTINGS, leave its older cells out).
+        current = {}
+        for cell in old + new:
+            if cell["n_per_segment"] == n_per_segment and cell["contender"] in CONTENDERS and \
+                    cell["settings"] == contender_settings(cell["contender"], cell["n_components"], cell["n_layers"]):
+                current[cell_key(cell)] = cell
+        cells = sorted(current.values(), key=lambda c: (_source_order(c["source"]), c["n_components"],
+                                                        c["n_layers"], c["seed"], _order(c["contender"])))
+    summary = summarize(cells)
+    checks = target_checks(summary)
+    print_table(summary, checks)
+    total = time.perf_counter() - start
+    print(f"wall time of this run: {total:.0f} s")
+
     out = {
         "benchmark": "identifiability (segment-modulated benchmark recipe)",
-        "command": "python benchmarks/identifiability.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/identifiability.py" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
         "machine": machine_info(),
-        "settings": {"conditional": {L: conditional_settings(L) for L in layers},
-                     "n_segments": 40, "n_per_segment": n_per_segment, "seeds": seeds,
-                     "max_iter_override": max_iter},
-        "records": records, "summary": summary, "targets": checks,
-        "fastica_floor_spec": {f"D={d},L={L}": v for (d, L), v in FASTICA_FLOOR.items()},
-        "total_seconds": total,
+        "settings": {"contenders": {name: {f"D={d},L={L}": contender_settings(name, d, L, max_iter)
+                                           for d in dims for L in layers} for name in args.contenders},
+                     "hybrid_settings": HYBRID_SETTINGS, "n_segments": 40, "n_per_segment": n_per_segment,
+                     "seeds": seeds, "sources": args.sources, "max_iter_override": max_iter},
+        "cells": cells, "summary": summary, "targets": checks,
+        "fastica_reference": {f"D={d},L={L}": v for (d, L), v in FASTICA_REFERENCE.items()},
+        "wall_seconds_this_run": total,
     }
     path = os.path.join(args.out_dir, f"identifiability{suffix}.json")
     with open(path, "w") as handle:
