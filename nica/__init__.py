@@ -25,7 +25,10 @@ from nica._src.network import (
     log_likelihood,
 )
 from nica._src.training import (
+    FitHistory,
+    FitProgress,
     TrainState,
+    fit_to_data,
     init_train_state,
     make_mesh,
     make_train_step,
@@ -50,6 +53,9 @@ __all__ = [
     "TrainState",
     "init_train_state",
     "make_train_step",
+    "fit_to_data",
+    "FitHistory",
+    "FitProgress",
     "make_mesh",
     "shard_params",
     "NonlinearICA",

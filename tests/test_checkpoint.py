@@ -222,9 +222,9 @@ def test_a_scheduled_optimizer_factory_resumes_exactly(X, tmp_path, monkeypatch)
 def test_repeated_spike_restarts_keep_the_best_parameters(X, monkeypatch):
     """Every epoch a 'spike' (the guard's threshold made negative): each restart at the best
     parameters must not hand the next epoch (which donates its input) the kept best copy."""
-    from nica._src import estimator as _estimator
+    from nica._src import training as _training  # the fit loop (nica.fit_to_data)
 
-    monkeypatch.setattr(_estimator, "_SPIKE_NATS", -1.0)
+    monkeypatch.setattr(_training, "_SPIKE_NATS", -1.0)
     fitted = model(max_iter=5).fit(X)
     assert fitted.best_iter_ == 1 and fitted.n_iter_ == 5
     assert np.isfinite(fitted.score(X))

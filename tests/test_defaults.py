@@ -313,7 +313,7 @@ def test_spike_guard_restores_the_best_parameters_and_lowers_the_rate():
                                   random_state=0).fit(X_train)
     scores = np.asarray(model.validation_scores_)
     running_best = np.maximum.accumulate(scores)
-    from nica._src.estimator import _SPIKE_NATS
+    from nica._src.training import _SPIKE_NATS
 
     spikes = np.flatnonzero(scores[1:] < running_best[:-1] - _SPIKE_NATS) + 1
     assert spikes.size > 0  # the rate is large enough to spike: the test exercises the guard

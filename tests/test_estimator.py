@@ -238,9 +238,9 @@ def test_fitted_parameters_are_views_of_the_device_state_not_host_copies(nonline
 
 
 def test_interrupted_fit_leaves_a_usable_estimator_at_the_best_parameters(nonlinear_data, monkeypatch):
-    from nica._src import estimator as estimator_module
+    from nica._src import training as training_module  # the fit loop (nica.fit_to_data)
 
-    real, calls = estimator_module._log_abs_det, []
+    real, calls = training_module._log_abs_det, []
 
     def interrupt_at_third_epoch(params):
         calls.append(1)
@@ -248,7 +248,7 @@ def test_interrupted_fit_leaves_a_usable_estimator_at_the_best_parameters(nonlin
             raise KeyboardInterrupt
         return real(params)
 
-    monkeypatch.setattr(estimator_module, "_log_abs_det", interrupt_at_third_epoch)
+    monkeypatch.setattr(training_module, "_log_abs_det", interrupt_at_third_epoch)
     model = small_model(max_iter=10, early_stopping=False)
     with pytest.raises(KeyboardInterrupt):
         model.fit(nonlinear_data)

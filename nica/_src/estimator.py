@@ -19,7 +19,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
-from tqdm.auto import tqdm
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
@@ -30,34 +29,35 @@ from nica._src.network import (
     Layer,
     _forward,
     _inverse,
-    _log_likelihood_without_det,
     _marginal_log_likelihood_without_det,
     init_params,
-    log_abs_det_weights,
 )
-from nica._src.training import TrainState, init_train_state, make_epoch, make_mesh, shard_params
+from nica._src.training import (
+    _SCHEDULE_OPTIONS,
+    _SCORE_BATCH,
+    FitProgress,
+    TrainState,
+    _batched_log_likelihood,
+    _log_abs_det,
+    _set_rate_scale,
+    _with_rate_scale,
+    fit_to_data,
+    init_train_state,
+    make_mesh,
+    shard_params,
+)
 from nica._src import validation as _validation
 from nica._src import checkpoint as _checkpoint
 
 __all__ = ["NonlinearICA", "ConditionalNonlinearICA"]
 
 _WHITEN_OPTIONS = ("auto", "standardize", "unit-variance", False)
-_SCHEDULE_OPTIONS = ("plateau", "constant")
 # whiten="auto": PCA whitening (an O(D³) eigendecomposition and a D×D matrix) up to this many
 # features, per-feature standardization (O(n·D)) above.
 _AUTO_WHITEN_MAX_FEATURES = 1024
 # gradient="auto": the equivariant form while its D×D×D transport per layer costs at most about
 # as much as the step's own products (n_features up to a few times the batch).
 _AUTO_EQUIVARIANT_BATCH_RATIO = 4
-# The rate schedule: at a plateau (or after a spike), the rate is multiplied by this factor, at
-# most _MAX_RATE_REDUCTIONS times before the fit stops.
-_RATE_FACTOR = 0.2
-_MAX_RATE_REDUCTIONS = 2
-# The spike guard: a validation NLL this many nats per sample above the best so far restores the
-# best parameters and lowers the rate.  Half the 0.5 nats a fit should never rise by: the first
-# sizeable rise lowers the rate before a larger one (segment recipe, seeds 1 and 2, six settings:
-# largest rise 0.40 with the guard at 0.5, 0.30 with it at 0.2; mean MCC 0.004 lower, more epochs).
-_SPIKE_NATS = 0.25
 # init="fastica" (the default for linear ICA): the FastICA fixed-point iteration on the whitened
 # rows (all of them, like the whitening) gives the starting rotation; it is an initialisation,
 # capped and not required to converge, and the likelihood fit refines it.
@@ -74,7 +74,6 @@ _FASTICA_INIT_STARTS = 3
 # E[log cosh(ν)] for a standard normal ν: the reference value of the log-cosh contrast.
 _LOGCOSH_GAUSSIAN = 0.37456720749
 _PARALLEL_OPTIONS = (None, "data", "model")
-_SCORE_BATCH = 8192
 
 
 def _precision(dtype):
@@ -82,24 +81,6 @@ def _precision(dtype):
     if np.dtype(dtype) == np.float64:
         return jax.enable_x64(True)
     return contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=64)
-def _with_rate_scale(optimizer):
-    """``optimizer`` followed by a scale kept in the optimizer state, so that the fit loop can
-    lower the rate between epochs (plateaus, spikes) without recompiling anything."""
-    return optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
-
-
-def _rate_scale(opt_state):
-    return float(opt_state[1].hyperparams["step_size"])
-
-
-def _set_rate_scale(opt_state, value):
-    inner = opt_state[1]
-    old = inner.hyperparams["step_size"]
-    hyper = {**inner.hyperparams, "step_size": jnp.full_like(old, value)}
-    return (opt_state[0], inner._replace(hyperparams=hyper))
 
 
 @functools.lru_cache(maxsize=64)
@@ -124,17 +105,6 @@ def _fetch(a):
 def _to_numpy(tree):
     """NumPy views of a pytree of arrays (no copy of CPU device buffers, one host copy otherwise)."""
     return jax.tree_util.tree_map(_fetch, tree)
-
-
-def _device_copy(tree):
-    """A copy on the device(s) of a pytree of arrays, with the same shardings: it survives the
-    donation of the original to the next epoch, and never passes through host memory."""
-    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
-
-
-@jax.jit
-def _log_abs_det(params):
-    return log_abs_det_weights(params)
 
 
 def _device_one(A, mesh=None):
@@ -174,11 +144,6 @@ def _logcosh_contrast(Y):
     a = np.abs(Y)
     G = np.mean(a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0), axis=0)
     return float(np.sum((G - _LOGCOSH_GAUSSIAN) ** 2))
-
-
-def _all_finite(tree) -> bool:
-    # Checked on the device: no host copy of the state each epoch.
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -440,8 +405,6 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             else:
                 prior = self.prior_
             self.activation_, self.prior_ = activation, prior
-            epoch_fn = make_epoch(optimizer, activation, prior, self.gradient_, int(self.batch_size), mesh,
-                                  **self._objective_kwargs())
             best_run, scores = None, []
             for seed in seeds:
                 key, init_key, prior_key = jax.random.split(jax.random.key(seed), 3)
@@ -465,7 +428,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 # only other copies kept are the best epoch's parameters (see _run_epochs) and,
                 # with n_init > 1, the best initialisation's state.
                 self._state = state = self._on_device(state)
-                status = self._run_epochs(epoch_fn, optimizer, state, train, val, key, epochs,
+                status = self._run_epochs(optimizer, state, train, val, key, epochs,
                                           checkpointer=checkpointer, resume=resume)
                 scores.append(status["best_score"])
                 if best_run is None or status["best_score"] > best_run[0]["best_score"]:
@@ -518,12 +481,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return base_prior
 
     def _objective_kwargs(self):
-        """Extra arguments of ``make_epoch`` for the training objective (none: the likelihood)."""
+        """Extra arguments of ``fit_to_data`` for the training objective (none: the likelihood)."""
         return {}
-
-    def _validation_penalty(self, state, val):
-        """What the objective adds to the validation NLL (``None``: nothing, the likelihood)."""
-        return None
 
     def _mesh(self):
         """The device mesh for ``parallel`` (every device of the default backend), or None."""
@@ -541,105 +500,49 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(order[n_val:]), take(order[:n_val])
 
-    def _run_epochs(self, epoch_fn, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None):
-        """Run the epochs; leave the best (validation) or last parameters in ``self._state``.
+    def _run_epochs(self, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None):
+        """Run the epochs with :func:`nica.fit_to_data`; leave the best (validation) or last
+        parameters in ``self._state`` and the curves in the fitted attributes, which follow the
+        loop as it goes (a checkpoint, or an interrupted fit, sees them up to date).
 
-        The rate schedule (``schedule="plateau"``): after ``n_iter_no_change`` epochs without an
-        improvement of more than ``tol``, the rate is multiplied by ``_RATE_FACTOR``, at most
-        ``_MAX_RATE_REDUCTIONS`` times; the next plateau stops the fit (converged).  The spike
-        guard (every schedule): a validation NLL more than ``_SPIKE_NATS`` above the best so far
-        restores the best parameters, restarts the optimizer there and lowers the rate.
-
-        Memory: the state (parameters and optimizer state) lives on the device and is donated to
-        each epoch; besides it only the best epoch's parameters are kept, as a device copy (no
-        host copy, no copy of the optimizer state).  The optimizer state kept is the last one,
-        as scikit-learn's MLP keeps its solver state when it restores the best coefficients; a
-        fit that diverged, or was interrupted, restarts the optimizer at the best parameters.
+        ``optimizer`` and ``state`` carry the schedule's rate scale (``_with_rate_scale``), kept
+        in the fitted state so that a warm start continues at the rate reached.  An interrupted
+        fit (e.g. KeyboardInterrupt) leaves a usable estimator at the best parameters seen.
 
         Returns a dict: ``best_score``, ``converged``, ``diverged``, ``diverged_at``.
         """
-        monitor_validation = val is not None
-        best_score = -np.inf
-        best = _device_copy((state.params, state.prior_params))
-        no_change, converged, diverged, diverged_at = 0, False, False, None
-        reductions = 0
-        rate = _rate_scale(state.opt_state)
-        bar = tqdm(range(epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        n_start = self.n_iter_
+        n_loss, n_val = len(self.loss_curve_), len(self.validation_scores_)
+
+        def record(history):
+            self.n_iter_ = n_start + history.n_epochs
+            self.loss_curve_[n_loss:] = history.loss_curve
+            self.validation_scores_[n_val:] = history.validation_scores
+            if history.best_epoch:
+                self.best_iter_ = n_start + history.best_epoch
+
+        def callback(event, progress):
+            record(progress.history)
+            if event == "interrupted":
+                self._state = progress.state
+            elif event == "epoch_start" and checkpointer is not None:
+                checkpointer.epoch_start(self, progress.state, progress.key, progress.best,
+                                         progress.best_score, progress.no_change, progress.reductions)
+
         if resume is not None:  # a checkpoint's loop state (nica._src.checkpoint)
-            best = self._on_device(resume["best"])
-            best_score, no_change, reductions = resume["best_score"], resume["no_change"], resume["reductions"]
-
-        def restart_at_best(rate):
-            # a copy: the next epoch donates the state, and ``best`` must outlive it
-            return self._on_device(TrainState(*_device_copy(best), _set_rate_scale(optimizer.init(best), rate)))
-
-        try:
-            for _ in bar:
-                if checkpointer is not None:
-                    checkpointer.epoch_start(self, state, key, best, best_score, no_change, reductions)
-                key, epoch_key = jax.random.split(key)
-                state, data_loss = epoch_fn(state, *train, epoch_key)
-                self._state = state
-                self.n_iter_ += 1
-                log_det = float(_log_abs_det(state.params))
-                loss = float(data_loss) - log_det - self._log_det_whitening
-                if not np.isfinite(loss) or not _all_finite(state):
-                    diverged, diverged_at = True, self.n_iter_
-                    break
-                self.loss_curve_.append(loss)
-                postfix = {"train_nll": f"{loss:.4f}"}
-                if monitor_validation:
-                    val_ll = self._log_likelihood_batched(state.params, state.prior_params, *val,
-                                                          log_det=log_det)
-                    score = float(jnp.mean(val_ll)) + self._log_det_whitening
-                    penalty = self._validation_penalty(state, val)
-                    if penalty is not None:  # the hybrid objective: monitor what is optimised
-                        score -= penalty
-                    if not np.isfinite(score):
-                        diverged, diverged_at = True, self.n_iter_
-                        break
-                    self.validation_scores_.append(score)
-                    postfix["val_nll"] = f"{-score:.4f}"
-                else:
-                    score = -loss
-                bar.set_postfix(postfix)
-                if score < best_score - _SPIKE_NATS:
-                    # A spike: back to the best parameters, with a fresh optimizer and a lower rate.
-                    rate *= _RATE_FACTOR
-                    state = self._state = restart_at_best(rate)
-                    no_change += 1
-                    continue
-                no_change = 0 if score > best_score + self.tol else no_change + 1
-                if score > best_score:
-                    best_score, self.best_iter_ = score, self.n_iter_
-                    best = None  # free the old copy first: at most one extra copy of the parameters
-                    best = _device_copy((state.params, state.prior_params))
-                if no_change >= self.n_iter_no_change:
-                    if self.schedule == "plateau" and reductions < _MAX_RATE_REDUCTIONS:
-                        reductions += 1
-                        rate *= _RATE_FACTOR
-                        state = self._state = TrainState(state.params, state.prior_params,
-                                                         _set_rate_scale(state.opt_state, rate))
-                        no_change = 0
-                        continue
-                    converged = True
-                    break
-        except BaseException:
-            # Interrupted (e.g. KeyboardInterrupt) inside an epoch, whose input was donated:
-            # leave a usable estimator at the best parameters seen, then re-raise.
-            if best is not None:
-                self._state = restart_at_best(rate)
-            raise
-        finally:
-            bar.close()
-
-        if diverged:
-            state = restart_at_best(rate)
-        elif monitor_validation:
-            state = TrainState(*best, state.opt_state)
+            resume = FitProgress(0, state, key, resume["best"], resume["best_score"], resume["no_change"],
+                                 resume["reductions"], None)
+        state, history = fit_to_data(
+            state, train[0], train[1], optimizer=optimizer, key=key, activation=self.activation_,
+            prior=self.prior_, gradient=self.gradient_, batch_size=int(self.batch_size), max_epochs=epochs,
+            validation_fraction=None, validation=val, patience=int(self.n_iter_no_change), tol=self.tol,
+            schedule=self.schedule, log_det_offset=self._log_det_whitening, mesh=self._mesh(),
+            show_progress=type(self).__name__ if self.verbose else False, callback=callback, resume=resume,
+            **self._objective_kwargs())
+        record(history)
         self._state = state
-        return {"best_score": best_score, "converged": converged, "diverged": diverged,
-                "diverged_at": diverged_at}
+        return {"best_score": history.best_score, "converged": history.converged,
+                "diverged": history.diverged, "diverged_at": self.n_iter_ if history.diverged else None}
 
     # ----------------------------------------------------------------------------------------
     # fitted parameters: views of the device state (no second copy in host memory on a CPU)
@@ -744,13 +647,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                                                      self.prior_, prior_params, log_weights)
                 for i in range(0, X.shape[0], step)
             ]
-        else:
-            parts = [
-                _log_likelihood_without_det(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_,
-                                            prior_params, None if U is None else U[i:i + _SCORE_BATCH])
-                for i in range(0, X.shape[0], _SCORE_BATCH)
-            ]
-        return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
+            return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
+        return _batched_log_likelihood(params, prior_params, X, U, self.activation_, self.prior_, log_det)
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -1398,15 +1296,6 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
     def _objective_kwargs(self):
         weight = float(self.contrastive_weight)
         return {"contrastive_weight": weight} if weight > 0 else {}
-
-    def _validation_penalty(self, state, val):
-        """``α`` times the validation rows' mean cross-entropy of ``u`` given ``x``."""
-        weight = float(self.contrastive_weight)
-        if not weight > 0:
-            return None
-        X, U = val
-        log_post = self._label_log_posterior(state.params, state.prior_params, X)
-        return -weight * float(jnp.mean(jnp.take_along_axis(log_post, U[:, None], axis=1)))
 
     def _label_log_posterior(self, params, prior_params, X):
         """``log p(u | x)`` of pre-processed rows, in batches: shape ``(n_samples, n_segments)``."""
