@@ -31,8 +31,9 @@ Commands::
 
 A full run is resumable: each (source, D, L, seed, contender) cell is appended to
 ``benchmarks/results/identifiability_partial.jsonl`` as it finishes and is skipped when the run is
-repeated with the same settings (a contender whose settings changed, e.g. ``HYBRID_SETTINGS``, is
-measured again; delete that file to measure everything afresh).  ``--quick`` neither reads nor
+repeated with the same settings (a cell records every keyword of its contender, library
+defaults included: a contender whose settings changed, e.g. ``HYBRID_SETTINGS`` or a default of
+nica's estimators, is measured again; delete that file to measure everything afresh).  ``--quick`` neither reads nor
 writes it.  Writes ``benchmarks/results/identifiability[_quick].json`` (every cell of the partial
 file with the current settings, and their summary) and ``docs/images/identifiability[_quick].png``,
 and prints a table with the targets of the issue (PASS/MISS, never asserted).
@@ -108,6 +109,30 @@ def contender_settings(name, n_components, n_mixing_layers, max_iter=None):
     if name == "ivae":
         return {"latent_dim": n_components, **epochs}
     raise ValueError(f"unknown contender {name!r}; choose from {CONTENDERS}")
+
+
+def resolved_settings(name, settings):
+    """Every keyword of contender ``name`` with ``settings`` applied, library defaults included
+    (JSON-normalised): a cell's record, and its resume key, so that a changed default of nica,
+    scikit-learn or ``_baselines`` measures the contender again."""
+    import inspect
+
+    from sklearn.decomposition import FastICA
+
+    import _baselines
+    import nica
+
+    if name in ("tcl", "ivae"):
+        fit = _baselines.fit_tcl if name == "tcl" else _baselines.fit_ivae
+        full = {k: p.default for k, p in inspect.signature(fit).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+        full.update(settings)
+    else:
+        cls = {"mle": nica.ConditionalNonlinearICA, "hybrid": nica.ConditionalNonlinearICA,
+               "tuned": nica.ConditionalNonlinearICA, "factorized": nica.NonlinearICA, "fastica": FastICA}[name]
+        full = cls(**settings).get_params()
+        full.pop("random_state", None)
+    return json.loads(json.dumps(full, sort_keys=True, default=repr))
 
 
 def machine_info() -> dict:
@@ -188,14 +213,15 @@ def run(grid, contenders, n_per_segment, max_iter, done, on_cell):
         todo = []
         for name in contenders:
             cell = {"source": source, "n_components": d, "n_layers": L, "seed": seed, "contender": name,
-                    "n_per_segment": n_per_segment, "settings": contender_settings(name, d, L, max_iter)}
+                    "n_per_segment": n_per_segment,
+                    "settings": resolved_settings(name, contender_settings(name, d, L, max_iter))}
             if cell_key(cell) not in done:
                 todo.append(cell)
         if not todo:
             continue
         data = make_data(source, d, L, seed, n_per_segment)
         for cell in todo:
-            cell.update(measure(cell["contender"], cell["settings"], data, seed))
+            cell.update(measure(cell["contender"], contender_settings(cell["contender"], d, L, max_iter), data, seed))
             cells.append(cell)
             on_cell(cell)
             print(f"{source} D={d} L={L} seed={seed} {cell['contender']:>10}: MCC {cell['mcc']:.3f} "
@@ -342,10 +368,14 @@ def main(argv=None):
         new = run(grid, args.contenders, n_per_segment, max_iter, {cell_key(c) for c in old}, append)
         # Every cell measured so far with today's settings (a contender's changed settings, such
         # as a new HYBRID_SETTINGS, leave its older cells out).
-        current = {}
+        current, today = {}, {}
         for cell in old + new:
-            if cell["n_per_segment"] == n_per_segment and cell["contender"] in CONTENDERS and \
-                    cell["settings"] == contender_settings(cell["contender"], cell["n_components"], cell["n_layers"]):
+            name, d, L = cell["contender"], cell["n_components"], cell["n_layers"]
+            if cell["n_per_segment"] != n_per_segment or name not in CONTENDERS:
+                continue
+            if (name, d, L) not in today:
+                today[name, d, L] = resolved_settings(name, contender_settings(name, d, L))
+            if cell["settings"] == today[name, d, L]:
                 current[cell_key(cell)] = cell
         cells = sorted(current.values(), key=lambda c: (_source_order(c["source"]), c["n_components"],
                                                         c["n_layers"], c["seed"], _order(c["contender"])))
