@@ -18,23 +18,23 @@ The contenders (``--contenders``):
 * ``fastica``: scikit-learn's ``FastICA`` (linear),
 * ``tcl``: the same network and segment-conditional prior trained by the label cross-entropy
   alone, time-contrastive-learning style (``benchmarks/_baselines.py``, ``fit_tcl``, with the
-  ``tuned`` network depth),
+  ``tuned`` network depth and optimizer),
 * ``ivae``: a small identifiable VAE (``benchmarks/_baselines.py``, ``fit_ivae``; its sources
   are the encoder mean given ``x`` and the held-out segment label).
 
 Commands::
 
-    python benchmarks/identifiability.py                          # full: seeds 0-4, D ∈ {5, 10}, L ∈ {1..4}, Laplace
+    python benchmarks/identifiability.py            # full: Laplace, seeds 0-4, D ∈ {5, 10}, L ∈ {1..4}
     python benchmarks/identifiability.py --sources laplace gaussian --seeds 0 1 2 3 4
     python benchmarks/identifiability.py --contenders mle hybrid tcl ivae --dims 5 --layers 3 4
-    python benchmarks/identifiability.py --quick                  # one seed, small sizes, about a minute
+    python benchmarks/identifiability.py --quick    # seed 0, small sizes, about a minute
 
 A full run is resumable: each (source, D, L, seed, contender) cell is appended to
-``benchmarks/results/identifiability_partial.jsonl`` as it finishes and is skipped when the run is
-repeated with the same settings (a cell records every keyword of its contender, library
+``benchmarks/results/identifiability_partial.jsonl`` as it finishes and is skipped when the run
+is repeated with the same settings (a cell records every keyword of its contender, library
 defaults included: a contender whose settings changed, e.g. ``HYBRID_SETTINGS`` or a default of
-nica's estimators, is measured again; delete that file to measure everything afresh).  ``--quick`` neither reads nor
-writes it.  Writes ``benchmarks/results/identifiability[_quick].json`` (every cell of the partial
+nica's estimators, is measured again; delete that file to measure everything afresh).
+``--quick`` neither reads nor writes it.  Writes ``benchmarks/results/identifiability[_quick].json`` (every cell of the partial
 file with the current settings, and their summary) and ``docs/images/identifiability[_quick].png``,
 and prints a table with the targets of the issue (PASS/MISS, never asserted).
 """
@@ -294,7 +294,8 @@ def print_table(summary, checks):
     print(head + " ".join(f"{n:>13}" for n in names))
     for row in summary:
         cells = [f"{row[n]['fit_seconds_median']:.1f}" if n in row else "—" for n in names]
-        print(f"{row['source']:>8} {row['n_components']:>3} {row['n_layers']:>2}  " + " ".join(f"{c:>13}" for c in cells))
+        print(f"{row['source']:>8} {row['n_components']:>3} {row['n_layers']:>2}  "
+              + " ".join(f"{c:>13}" for c in cells))
 
 
 def plot(summary, path):
@@ -387,7 +388,7 @@ def main(argv=None):
 
     out = {
         "benchmark": "identifiability (segment-modulated benchmark recipe)",
-        "command": "python benchmarks/identifiability.py" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
+        "command": " ".join(["python benchmarks/identifiability.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "settings": {"contenders": {name: {f"D={d},L={L}": contender_settings(name, d, L, max_iter)
                                            for d in dims for L in layers} for name in args.contenders},
