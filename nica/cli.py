@@ -735,6 +735,11 @@ def cmd_fit(args):
         random_state=args.random_state, verbose=args.verbose,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
+    if args.contrastive_weight is not None:
+        if args.aux is None:
+            raise CLIError("--contrastive-weight needs --aux (segment labels): it weighs the "
+                           "cross-entropy of the label posterior")
+        common["contrastive_weight"] = args.contrastive_weight
     if args.checkpoint is not None:
         common["checkpoint_path"] = args.checkpoint
     if args.checkpoint_every is not None:
@@ -971,6 +976,10 @@ def build_parser():
     fit.add_argument("--aux", help="auxiliary variable u (segment labels or values): fits ConditionalNonlinearICA")
     fit.add_argument("--model", required=True, help="output model file")
     fit.add_argument("--n-layers", type=int)
+    fit.add_argument("--contrastive-weight", type=float, metavar="ALPHA",
+                     help="with --aux: weight of the label posterior's cross-entropy in the hybrid "
+                          "objective (default 'auto': 2 for segment labels, 0 for a continuous u; "
+                          "0: exact maximum likelihood)")
     fit.add_argument("--activation", choices=["smooth_leaky_relu", "tanh_linear", "leaky_relu"])
     fit.add_argument("--prior", choices=["logistic_mixture", "laplace", "gaussian", "logistic", "hypsecant"])
     fit.add_argument("--learning-rate", type=float,

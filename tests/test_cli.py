@@ -83,6 +83,22 @@ def test_fit_passes_the_gradient_option(files, capsys):
     assert np.max(np.abs(model.transform(data.X_train) - relative.transform(data.X_train))) > 1e-6
 
 
+def test_fit_passes_the_contrastive_weight(files, capsys):
+    d, data = files
+    model_path = d / "model_mle.joblib"
+    code, out, _ = run(["fit", d / "X.npy", "--aux", d / "u.csv", "--model", model_path, "--max-iter", 3,
+                        "--n-layers", 2, "--random-state", 0, "--contrastive-weight", 0], capsys)
+    assert code == 0 and "fitted" in out
+    model = load_model(model_path)
+    assert model.contrastive_weight == 0 and model.contrastive_weight_ == 0
+    kw = dict(n_layers=2, max_iter=3, random_state=0)
+    direct = nica.ConditionalNonlinearICA(contrastive_weight=0.0, **kw).fit(data.X_train, data.u_train)
+    hybrid = nica.ConditionalNonlinearICA(**kw).fit(data.X_train, data.u_train)  # "auto": alpha = 2
+    assert hybrid.contrastive_weight_ == 2.0
+    np.testing.assert_allclose(model.transform(data.X_train), direct.transform(data.X_train), rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(model.transform(data.X_train) - hybrid.transform(data.X_train))) > 1e-6
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -95,6 +111,7 @@ def test_fit_passes_the_gradient_option(files, capsys):
         (["transform", "{d}/model_None.joblib", "{d}/X.npy", "-o", "{d}/o.txt"], "unsupported output file"),
         (["fit", "{d}/X.npy", "--aux", "{d}/short.csv", "--model", "{d}/m.joblib"], "--aux has 2 rows"),
         (["fit", "{d}/nan.npy", "--model", "{d}/m.joblib"], "NaN"),
+        (["fit", "{d}/X.npy", "--model", "{d}/m.joblib", "--contrastive-weight", "1"], "--contrastive-weight needs --aux"),
         (["score", "{d}/model_u.csv.joblib", "{d}/X.npy", "--aux", "{d}/unseen.csv"], "not seen during fit"),
         (["sample", "{d}/model_None.joblib", "-n", "0", "-o", "{d}/o.npy"], "n_samples must be a positive integer"),
     ],

@@ -7,6 +7,7 @@ gradient, ``[G, g] W̄ᵀ`` for the equivariant one); SciPy for the posterior of
 """
 
 import copy
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import optax
 import pytest
 from scipy import stats
 from scipy.special import log_softmax
+from sklearn.exceptions import ConvergenceWarning
 
 import nica
 from nica import priors
@@ -168,3 +170,27 @@ def test_predict_proba_needs_discrete_labels(hybrid_fit):
     model.aux_type_ = "continuous"  # as a model fitted with a continuous u (no second fit)
     with pytest.raises(ValueError, match="discrete segment labels"):
         model.predict_proba(hybrid_fit[1].X_test)
+
+
+def test_contrastive_weight_auto_is_two_for_labels_and_zero_for_continuous_u():
+    """``"auto"``: the hybrid objective (α = 2) for segment labels, the exact likelihood for a
+    continuous u; the fit with "auto" on labels is the fit with α = 2, not the one with α = 0."""
+    data = make_segmented_mixture(n_segments=4, n_per_segment=60, n_components=2, n_layers=1, random_state=3)
+    kw = dict(n_layers=2, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        auto = nica.ConditionalNonlinearICA(**kw).fit(data.X_train, data.u_train)
+        two = nica.ConditionalNonlinearICA(contrastive_weight=2.0, **kw).fit(data.X_train, data.u_train)
+        zero = nica.ConditionalNonlinearICA(contrastive_weight=0.0, **kw).fit(data.X_train, data.u_train)
+        continuous = nica.ConditionalNonlinearICA(**kw).fit(data.X_train, data.u_train + 0.5)
+    assert auto.contrastive_weight == "auto" and auto.contrastive_weight_ == 2.0
+    assert zero.contrastive_weight_ == 0.0 and continuous.contrastive_weight_ == 0.0
+    assert continuous.aux_type_ == "continuous"
+    np.testing.assert_array_equal(auto.transform(data.X_test), two.transform(data.X_test))
+    assert np.max(np.abs(auto.transform(data.X_test) - zero.transform(data.X_test))) > 1e-6
+    with pytest.raises(ValueError, match="'auto' or a finite real number"):
+        nica.ConditionalNonlinearICA(contrastive_weight="big").fit(data.X_train, data.u_train)
+    # a warm start cannot switch a continuous-u model to the hybrid objective
+    continuous.set_params(warm_start=True, contrastive_weight=1.0)
+    with pytest.raises(ValueError, match="discrete auxiliary variable"):
+        continuous.fit(data.X_train, data.u_train + 0.5)
