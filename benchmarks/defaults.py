@@ -298,6 +298,8 @@ def main(argv=None):
                              ".jsonl file of a run still going) and exit")
     parser.add_argument("--only", choices=("linear", "nonlinear"), default=None,
                         help="run one half of the benchmark (the JSON then holds that half only)")
+    parser.add_argument("--nonlinear-cells", nargs="+", metavar="SOURCE/D/L", default=None,
+                        help="only these nonlinear data sets, e.g. gaussian/10/3")
     args = parser.parse_args(argv)
     if args.n_init_study:
         partial = os.path.join(RESULTS, "defaults_partial.jsonl")
@@ -328,6 +330,10 @@ def main(argv=None):
         seeds, nonlinear = args.seeds, [(5, 2), (5, 3), (5, 4), (10, 2), (10, 3)]
         n_per_segment, random_states = 1000, list(range(args.random_states))
         source_kinds = ("laplace", "gaussian")
+    if args.nonlinear_cells:
+        wanted = {tuple(c.split("/")) for c in args.nonlinear_cells}
+        source_kinds = sorted({s for s, _, _ in wanted})
+        nonlinear = [(d, L) for d, L in nonlinear if any((s, str(d), str(L)) in wanted for s in source_kinds)]
     if args.only == "linear":
         nonlinear = []
     elif args.only == "nonlinear":
@@ -352,6 +358,8 @@ def main(argv=None):
     nonlin = []
     for source in source_kinds:
         for d, n_layers in nonlinear:
+            if args.nonlinear_cells and (source, str(d), str(n_layers)) not in wanted:
+                continue
             for seed in seeds:
                 for r in random_states:
                     key = f"nonlinear/{source}/{d}/{n_layers}/{seed}/{n_per_segment}/{r}"
