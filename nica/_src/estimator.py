@@ -22,7 +22,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
-from nica._src.contrastive import check_contrastive_weight, observation_log_posterior
+from nica._src.contrastive import check_contrastive_weight
 from nica._src.priors import mlp_conditional, segment_conditional
 from nica._src.gradients import VALUE_AND_GRADIENT
 from nica._src.network import (
@@ -38,6 +38,7 @@ from nica._src.training import (
     FitProgress,
     TrainState,
     _batched_log_likelihood,
+    _label_log_posterior,
     _log_abs_det,
     _set_rate_scale,
     _with_rate_scale,
@@ -1323,10 +1324,7 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
 
     def _label_log_posterior(self, params, prior_params, X):
         """``log p(u | x)`` of pre-processed rows, in batches: shape ``(n_samples, n_segments)``."""
-        return jnp.concatenate([
-            observation_log_posterior(params, X[i:i + _SCORE_BATCH], self.activation_, self.prior_, prior_params)
-            for i in range(0, X.shape[0], _SCORE_BATCH)
-        ])
+        return _label_log_posterior(params, prior_params, X, self.activation_, self.prior_)
 
     # ----------------------------------------------------------------------------------------
     # fitting
