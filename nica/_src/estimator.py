@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
@@ -38,14 +37,16 @@ from nica._src.training import (
     FitProgress,
     TrainState,
     _batched_log_likelihood,
+    _check_int,
     _label_log_posterior,
     _log_abs_det,
+    _place,
+    _place_rows,
     _set_rate_scale,
     _with_rate_scale,
     fit_to_data,
     init_train_state,
     make_mesh,
-    shard_params,
 )
 from nica._src import validation as _validation
 from nica._src import checkpoint as _checkpoint
@@ -108,17 +109,8 @@ def _to_numpy(tree):
     return jax.tree_util.tree_map(_fetch, tree)
 
 
-def _device_one(A, mesh=None):
-    """``A`` on the device, or replicated on every device of ``mesh``."""
-    if A is None:
-        return None
-    if mesh is None:
-        return jnp.asarray(A)
-    return jax.device_put(A, NamedSharding(mesh, PartitionSpec()))
-
-
 def _device(data, mesh=None):
-    return None if data is None else tuple(_device_one(A, mesh) for A in data)
+    return None if data is None else tuple(_place_rows(A, mesh) for A in data)
 
 
 def _check_n_samples(n_samples):
@@ -158,9 +150,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
 
     def _check_hyperparameters(self):
         def positive_int(name, minimum=1):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+            _check_int(getattr(self, name), name, minimum)
 
         def positive_real(name, allow_zero=False):
             value = getattr(self, name)
@@ -490,7 +480,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return None if self.parallel is None else make_mesh(self.parallel)
 
     def _to_device(self, A):
-        return _device_one(A, self._mesh())
+        return _place_rows(A, self._mesh())
 
     def _split(self, data, rng):
         n = data[0].shape[0]
@@ -611,9 +601,8 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     def _on_device(self, state):
         """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed
         so are returned as they are (no copy)."""
-        mesh = self._mesh()
         with _precision(self._dtype):
-            return jax.tree_util.tree_map(jnp.asarray, state) if mesh is None else shard_params(state, mesh)
+            return _place(state, self._mesh())
 
     def _device_state(self):
         """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
@@ -1222,12 +1211,8 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
             )
         if not isinstance(self.learn_location, (bool, np.bool_)):
             raise TypeError(f"learn_location must be a bool; got {self.learn_location!r}.")
-        hu = self.hidden_units
-        if not isinstance(hu, numbers.Integral) or isinstance(hu, bool) or hu < 1:
-            raise ValueError(f"hidden_units must be an integer >= 1; got {hu!r}.")
-        weight = self._explicit_contrastive_weight()
-        if weight > 0 and self.aux_type == "continuous":
-            raise ValueError(_CONTINUOUS_CONTRASTIVE)
+        _check_int(self.hidden_units, "hidden_units")
+        self._resolve_contrastive_weight(self.aux_type)
         return super()._check_hyperparameters()
 
     # ----------------------------------------------------------------------------------------
@@ -1241,9 +1226,7 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
         if aux_type == "auto":
             continuous = y.dtype.kind == "f" and type_of_target(y).startswith("continuous")
             aux_type = "continuous" if continuous else "discrete"
-        weight = self._explicit_contrastive_weight()
-        if aux_type == "continuous" and weight > 0:
-            raise ValueError(_CONTINUOUS_CONTRASTIVE)
+        self._resolve_contrastive_weight(aux_type)
         # Everything is checked before anything is set: a refused y leaves a fitted model as it was.
         if aux_type == "discrete":
             if y.ndim != 1:
@@ -1258,14 +1241,19 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
             self.aux_mean_, self.aux_scale_ = U.mean(axis=0), np.where(scale > 0, scale, 1.0)
         self.aux_type_ = aux_type
 
-    def _explicit_contrastive_weight(self):
-        """``contrastive_weight`` checked; ``"auto"`` counts as 0 here (resolved in ``_fit_aux``)."""
+    def _resolve_contrastive_weight(self, aux_type):
+        """``contrastive_weight`` checked and resolved for ``aux_type`` (``"auto"``:
+        ``_AUTO_CONTRASTIVE_WEIGHT`` for discrete labels, 0 otherwise); ``α > 0`` with a
+        continuous ``u`` is refused."""
         if isinstance(self.contrastive_weight, str):
             if self.contrastive_weight != "auto":
                 raise ValueError(f"contrastive_weight must be 'auto' or a finite real number >= 0; "
                                  f"got {self.contrastive_weight!r}.")
-            return 0.0
-        return check_contrastive_weight(self.contrastive_weight)
+            return _AUTO_CONTRASTIVE_WEIGHT if aux_type == "discrete" else 0.0
+        weight = check_contrastive_weight(self.contrastive_weight)
+        if aux_type == "continuous" and weight > 0:
+            raise ValueError(_CONTINUOUS_CONTRASTIVE)
+        return weight
 
     def _as_continuous(self, y):
         y = np.asarray(y)
@@ -1335,11 +1323,7 @@ feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, comp
                              multi_output=True, y_numeric=False, reset=reset)
         if reset:
             self._fit_aux(y)
-        weight = self._explicit_contrastive_weight()
-        if self.aux_type_ == "continuous" and weight > 0:  # a warm start with a new weight
-            raise ValueError(_CONTINUOUS_CONTRASTIVE)
-        auto = isinstance(self.contrastive_weight, str)
-        self.contrastive_weight_ = (_AUTO_CONTRASTIVE_WEIGHT if self.aux_type_ == "discrete" else 0.0) if auto else weight
+        self.contrastive_weight_ = self._resolve_contrastive_weight(self.aux_type_)  # also on a warm start
         U = self._encode_aux(y, X.shape[0], X.dtype if reset else self._dtype)
         return self._train(X, U, setup, reset=reset, epochs=epochs, validate=validate,
                            warn_max_iter=warn_max_iter)
