@@ -332,8 +332,7 @@ def main(argv=None):
         source_kinds = ("laplace", "gaussian")
     if args.nonlinear_cells:
         wanted = {tuple(c.split("/")) for c in args.nonlinear_cells}
-        source_kinds = sorted({s for s, _, _ in wanted})
-        nonlinear = [(d, L) for d, L in nonlinear if any((s, str(d), str(L)) in wanted for s in source_kinds)]
+        source_kinds = sorted({s for s, _, _ in wanted})  # the data sets themselves: in the loop below
     if args.only == "linear":
         nonlinear = []
     elif args.only == "nonlinear":
