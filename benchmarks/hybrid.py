@@ -7,13 +7,18 @@ contrastive_weight=α, random_state=0)`` with every other setting at its default
 ``--n-layers``: 3, the default before the hybrid objective became the default, or 6, today's); held-out MCC ``mean_corr_coef(S_test, transform(X_test))``, the held-out
 exact log-likelihood (``score``) and the fit time.
 
-Data seeds 100–104 were used to choose ``α``; seeds 0–4 are the reporting seeds.
+Data seeds 100–104 were used to choose ``α`` and the rate ``learning_rate="auto"`` takes with
+it; seeds 0–4 are the reporting seeds.  Each cell records the largest rise of an epoch's
+validation score above the best so far (``max_val_nll_rise``; the monitored hybrid objective)
+and of the exact validation NLL (``max_val_exact_nll_rise``, cells measured since it is recorded).
 
 Usage::
 
     python benchmarks/hybrid.py --seeds 100 101 102 103 104 --weights 0 5 20 --layers 4
     python benchmarks/hybrid.py --seeds 0 1 2 3 4 --weights 0 20 --layers 3 4
     python benchmarks/hybrid.py --n-layers 6 --seeds 100 101 102 103 104 --weights 0 2 5 20 --layers 4
+    python benchmarks/hybrid.py --n-layers 6 --weights 2 --learning-rates 5e-3 1e-2 --layers 4 \
+        --seeds 100 101 102 103 104 --random-states 0 1          # the rate (also --source, --n-components)
 
 Each cell is appended to ``results/hybrid_partial.jsonl`` as it finishes (an interrupted run
 resumes; delete that file to measure afresh); ``results/hybrid.json`` collects every cell measured
@@ -45,10 +50,12 @@ PARTIAL = os.path.join(RESULTS, "hybrid_partial.jsonl")
 OUT = os.path.join(RESULTS, "hybrid.json")
 
 
-def measure(seed, layers, weight, n_layers=3):
-    data = make_segmented_mixture(n_segments=40, n_per_segment=1000, n_components=5, n_layers=layers,
-                                  random_state=seed)
-    model = nica.ConditionalNonlinearICA(n_layers=n_layers, random_state=0, contrastive_weight=weight)
+def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state=0, source="laplace",
+            n_components=5):
+    data = make_segmented_mixture(n_segments=40, n_per_segment=1000, n_components=n_components,
+                                  n_layers=layers, source=source, random_state=seed)
+    model = nica.ConditionalNonlinearICA(n_layers=n_layers, random_state=random_state,
+                                         contrastive_weight=weight, learning_rate=learning_rate)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -60,7 +67,26 @@ def measure(seed, layers, weight, n_layers=3):
         "test_log_likelihood": float(model.score(data.X_test, data.u_test)),
         "label_accuracy": float(np.mean(model.predict(data.X_test) == data.u_test)),
         "fit_seconds": seconds, "n_iter": int(model.n_iter_), "best_iter": int(model.best_iter_),
+        "learning_rate": float(model.learning_rate_), "random_state": random_state, "source": source,
+        "n_components": n_components, "max_val_nll_rise": max_rise(model.validation_scores_),
+        "max_val_exact_nll_rise": max_rise(model.validation_log_likelihoods_),
     }
+
+
+def max_rise(scores):
+    """The largest rise of an epoch's validation loss above the best so far (nats per sample)."""
+    scores = np.asarray(scores)
+    if scores.size < 2:
+        return 0.0
+    return float(np.max(np.maximum.accumulate(scores)[:-1] - scores[1:]).clip(min=0.0))
+
+
+def cell_key(c):
+    # cells measured before these settings were recorded: random_state 0, Laplace, D = 5 and
+    # Adam at 1e-2 (the "auto" rate from a random start then)
+    return (c["seed"], c["mixing_layers"], c["contrastive_weight"], c.get("n_layers", 3),
+            c.get("learning_rate", 1e-2), c.get("random_state", 0), c.get("source", "laplace"),
+            c.get("n_components", 5))
 
 
 def load_partial():
@@ -74,13 +100,19 @@ def summarise(cells):
     groups = {}
     for c in cells:
         split = "choice (100-104)" if c["seed"] >= 100 else "reporting (0-4)"
-        groups.setdefault((c["mixing_layers"], c.get("n_layers", 3), c["contrastive_weight"], split), []).append(c)
+        _, layers, weight, n_layers, rate, _, source, d = cell_key(c)
+        groups.setdefault((source, d, layers, n_layers, weight, rate, split), []).append(c)
     out = []
-    for (layers, n_layers, weight, split), cs in sorted(groups.items()):
+    for (source, d, layers, n_layers, weight, rate, split), cs in sorted(groups.items()):
         mcc = np.array([c["mcc"] for c in cs])
-        out.append({"mixing_layers": layers, "n_layers": n_layers, "contrastive_weight": weight, "seeds": split,
+        rises = [c["max_val_nll_rise"] for c in cs if "max_val_nll_rise" in c]
+        out.append({"source": source, "n_components": d, "mixing_layers": layers, "n_layers": n_layers,
+                    "contrastive_weight": weight, "learning_rate": rate, "seeds": split,
                     "n": len(cs), "mcc_mean": float(mcc.mean()), "mcc_std": float(mcc.std()),
-                    "fit_seconds_mean": float(np.mean([c["fit_seconds"] for c in cs]))})
+                    "fit_seconds_mean": float(np.mean([c["fit_seconds"] for c in cs])),
+                    "n_iter_mean": float(np.mean([c["n_iter"] for c in cs])),
+                    "max_val_nll_rise": max(rises) if rises else None,
+                    "fits_rising_over_half_a_nat": sum(r > 0.5 for r in rises) if rises else None})
     return out
 
 
@@ -90,21 +122,30 @@ def main():
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 5.0, 20.0])
     parser.add_argument("--layers", type=int, nargs="+", default=[4], help="mixing layers of the data")
     parser.add_argument("--n-layers", type=int, default=3, help="layers of the fitted network")
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-2],
+                        help="Adam's rate (the default before the rate study: 1e-2)")
+    parser.add_argument("--random-states", type=int, nargs="+", default=[0])
+    parser.add_argument("--source", choices=("laplace", "gaussian"), default="laplace")
+    parser.add_argument("--n-components", type=int, default=5)
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     cells = load_partial()
-    done = {(c["seed"], c["mixing_layers"], c["contrastive_weight"], c.get("n_layers", 3)) for c in cells}
+    done = {cell_key(c) for c in cells}
     for layers in args.layers:
         for seed in args.seeds:
             for weight in args.weights:
-                if (seed, layers, weight, args.n_layers) in done:
-                    continue
-                cell = measure(seed, layers, weight, args.n_layers)
-                print(json.dumps(cell), flush=True)
-                cells.append(cell)
-                with open(PARTIAL, "a") as f:
-                    f.write(json.dumps(cell) + "\n")
-                write(cells)
+                for rate in args.learning_rates:
+                    for r in args.random_states:
+                        key = (seed, layers, weight, args.n_layers, rate, r, args.source, args.n_components)
+                        if key in done:
+                            continue
+                        cell = measure(seed, layers, weight, args.n_layers, rate, r, args.source,
+                                       args.n_components)
+                        print(json.dumps(cell), flush=True)
+                        cells.append(cell)
+                        with open(PARTIAL, "a") as f:
+                            f.write(json.dumps(cell) + "\n")
+                        write(cells)
     write(cells)
 
 
