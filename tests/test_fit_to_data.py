@@ -33,12 +33,32 @@ def test_the_best_validation_score_is_the_log_likelihood_of_the_returned_paramet
     assert history.n_epochs == 6 == len(history.loss_curve) == len(history.validation_scores)
     assert history.best_score == max(history.validation_scores)
     assert history.validation_scores[history.best_epoch - 1] == history.best_score
+    assert history.validation_log_likelihoods == history.validation_scores   # exact likelihood: the same
     recomputed = float(jnp.mean(nica.log_likelihood(state.params, X_val, activation="smooth_leaky_relu",
                                                     prior="laplace"))) + 0.5
     assert recomputed == pytest.approx(history.best_score, rel=1e-5, abs=1e-5)
     # the state comes back in the optimizer's own form (make_train_step(ADAM) continues from it)
     own = ADAM.init((state.params, state.prior_params))
     assert jax.tree_util.tree_structure(state.opt_state) == jax.tree_util.tree_structure(own)
+
+
+def test_with_the_hybrid_objective_the_exact_log_likelihood_is_recorded_beside_the_monitored_score():
+    """``contrastive_weight > 0``: ``validation_scores`` is the hybrid objective (what early
+    stopping keeps), ``validation_log_likelihoods`` the exact log-likelihood of the same epochs,
+    recomputed here with ``nica.log_likelihood`` at the returned (best) parameters."""
+    prior = nica.priors.segment_conditional("laplace", n_segments=2)
+    X, u = data(0), jnp.arange(256) % 2
+    X_val, u_val = data(5, n=128), jnp.arange(128) % 2
+    params = nica.init_params(jax.random.key(1), 2, 2)
+    state = nica.init_train_state(ADAM, params, prior.init_params(jax.random.key(3), 2, params[0].W.dtype))
+    state, history = nica.fit_to_data(state, X, u, optimizer=ADAM, key=jax.random.key(2), prior=prior,
+                                      batch_size=64, max_epochs=4, validation=(X_val, u_val),
+                                      contrastive_weight=2.0, log_det_offset=0.5)
+    ll, score = np.asarray(history.validation_log_likelihoods), np.asarray(history.validation_scores)
+    assert ll.shape == score.shape == (history.n_epochs,) and np.all(ll > score)
+    recomputed = float(jnp.mean(nica.log_likelihood(state.params, X_val, activation="smooth_leaky_relu", prior=prior,
+                                                    prior_params=state.prior_params, u=u_val))) + 0.5
+    assert recomputed == pytest.approx(ll[history.best_epoch - 1], rel=1e-5, abs=1e-5)
 
 
 def test_patience_stops_a_fit_that_never_improves_by_tol_after_the_schedules_rate_cuts():

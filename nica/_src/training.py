@@ -534,6 +534,10 @@ class FitHistory(NamedTuple):
     rate_scale : float
         The schedule's final multiplier of the optimizer's updates (``1.0`` unless it lowered
         the rate); pass it back as ``rate_scale`` to continue at that rate.
+    validation_log_likelihoods : list of float
+        The mean validation log-likelihood of each epoch (``+ log_det_offset``), the exact
+        likelihood also when ``contrastive_weight > 0`` (then ``validation_scores`` holds the
+        monitored hybrid objective); empty without a validation set.
     """
 
     loss_curve: list
@@ -544,6 +548,7 @@ class FitHistory(NamedTuple):
     converged: bool
     diverged: bool
     rate_scale: float
+    validation_log_likelihoods: list
 
 
 class FitProgress(NamedTuple):
@@ -829,7 +834,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
     diverged, or was interrupted, restarts the optimizer at the best parameters.
     """
     monitor_validation = val is not None
-    loss_curve, validation_scores = [], []
+    loss_curve, validation_scores, validation_log_likelihoods = [], [], []
     best_score, best_epoch, n_epochs = -np.inf, 0, 0
     best = _device_copy((state.params, state.prior_params))
     no_change, converged, diverged = 0, False, False
@@ -843,7 +848,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
 
     def history():
         return FitHistory(loss_curve, validation_scores, n_epochs, best_epoch, best_score, converged,
-                          diverged, rate)
+                          diverged, rate, validation_log_likelihoods)
 
     def report(event, state):
         if callback is not None:
@@ -871,6 +876,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
                 val_ll = _batched_log_likelihood(state.params, state.prior_params, *val, activation, prior,
                                                  log_det)
                 score = float(jnp.mean(val_ll)) + log_det_offset
+                log_likelihood = score
                 if contrastive_weight > 0:  # the hybrid objective: monitor what is optimised
                     score -= _contrastive_penalty(state.params, state.prior_params, *val, activation, prior,
                                                   contrastive_weight)
@@ -878,6 +884,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
                     diverged = True
                     break
                 validation_scores.append(score)
+                validation_log_likelihoods.append(log_likelihood)
                 postfix["val_nll"] = f"{-score:.4f}"
             else:
                 score = -loss
