@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import functools
 import numbers
 import warnings
@@ -15,6 +16,7 @@ from jax.experimental import multihost_utils
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
@@ -492,13 +494,15 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return _place_rows(A, self._mesh())
 
     def _split(self, data, rng):
+        """``(train, validation)``: scikit-learn's shuffled split, ``ceil(validation_fraction · n)``
+        rows held out, as ``MLPClassifier(early_stopping=True)`` holds them out."""
         n = data[0].shape[0]
-        n_val = max(1, int(round(self.validation_fraction * n)))
-        if n - n_val < 1:
-            raise ValueError(f"early_stopping needs at least 2 samples to hold out a validation set; got {n}.")
-        order = rng.permutation(n)
+        if n < 2 or n - math.ceil(self.validation_fraction * n) < 1:
+            raise ValueError(f"early_stopping with validation_fraction={self.validation_fraction} needs at least "
+                             f"one training row beside the validation rows; got {n} samples.")
+        train_rows, val_rows = train_test_split(np.arange(n), test_size=self.validation_fraction, random_state=rng)
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
-        return take(order[n_val:]), take(order[:n_val])
+        return take(train_rows), take(val_rows)
 
     def _run_epochs(self, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None):
         """Run the epochs with :func:`nica.fit_to_data`; leave the best (validation) or last
@@ -768,7 +772,9 @@ class NonlinearICA(_RelativeGradientICA):
         it has not improved for ``n_iter_no_change`` epochs and restore the best parameters.
         Otherwise the training loss is monitored and the last parameters are kept.
     validation_fraction : float, default=0.1
-        Fraction of the data held out when ``early_stopping=True``.
+        Fraction of the data held out when ``early_stopping=True``: ``ceil(validation_fraction
+        · n_samples)`` shuffled rows, split as :func:`sklearn.model_selection.train_test_split`
+        splits them (with ``random_state``).
     n_iter_no_change : int, default=10
         Patience, in epochs.
     schedule : {"plateau", "constant"}, default="plateau"

@@ -635,7 +635,7 @@ def _check_validation(validation, validation_fraction, n_features, dtype, prior,
     vf = validation_fraction
     if not isinstance(vf, numbers.Real) or isinstance(vf, (bool, np.bool_)) or not 0.0 < vf < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), or 0 or None for no validation set; got {vf!r}.")
-    n_val = max(1, int(round(vf * n_samples)))
+    n_val = math.ceil(vf * n_samples)  # as scikit-learn's train_test_split
     if n_samples - n_val < 1:
         raise ValueError(f"validation_fraction={vf} needs at least 2 samples to hold out a validation set; "
                          f"got {n_samples}.")
@@ -692,7 +692,8 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
         Rows per step (a training set smaller than one batch is used whole).
     max_epochs : int, default=100
     validation_fraction : float in (0, 1), 0 or None, default=0.1
-        The fraction of the rows of ``X`` held out (drawn with ``key``) to monitor; ``0`` or
+        The fraction of the rows of ``X`` held out (``ceil(validation_fraction · n)`` rows,
+        drawn with ``key``) to monitor; ``0`` or
         ``None``: monitor the training loss.  Ignored when ``validation`` is given.
     validation : array or tuple, optional
         A validation set used as given: ``X_val``, or ``(X_val, u_val)`` for a conditional
