@@ -146,6 +146,12 @@ def test_fit_needs_two_rows(fitted, X):
     assert_unchanged(fitted, before)
 
 
+def test_a_validation_split_that_leaves_no_training_row_is_refused(X):
+    """ceil(0.95 · 10) = 10 rows would be held out of 10: refused before anything is trained."""
+    with pytest.raises(ValueError, match="validation_fraction=0.95 needs at least one training row.*got 10"):
+        nica.NonlinearICA(validation_fraction=0.95).fit(X[:10])
+
+
 def test_unfitted_methods_raise_not_fitted(X):
     for model in (nica.NonlinearICA(), nica.ConditionalNonlinearICA()):
         for call in (lambda: model.transform(X), lambda: model.inverse_transform(X),
