@@ -51,11 +51,12 @@ OUT = os.path.join(RESULTS, "hybrid.json")
 
 
 def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state=0, source="laplace",
-            n_components=5):
+            n_components=5, optimizer="adam"):
     data = make_segmented_mixture(n_segments=40, n_per_segment=1000, n_components=n_components,
                                   n_layers=layers, source=source, random_state=seed)
     model = nica.ConditionalNonlinearICA(n_layers=n_layers, random_state=random_state,
-                                         contrastive_weight=weight, learning_rate=learning_rate)
+                                         contrastive_weight=weight, learning_rate=learning_rate,
+                                         optimizer=optimizer)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -68,7 +69,7 @@ def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state
         "label_accuracy": float(np.mean(model.predict(data.X_test) == data.u_test)),
         "fit_seconds": seconds, "n_iter": int(model.n_iter_), "best_iter": int(model.best_iter_),
         "learning_rate": float(model.learning_rate_), "random_state": random_state, "source": source,
-        "n_components": n_components, "max_val_nll_rise": max_rise(model.validation_scores_),
+        "n_components": n_components, "optimizer": optimizer, "max_val_nll_rise": max_rise(model.validation_scores_),
         "max_val_exact_nll_rise": max_rise(model.validation_log_likelihoods_),
     }
 
@@ -86,7 +87,7 @@ def cell_key(c):
     # Adam at 1e-2 (the "auto" rate from a random start then)
     return (c["seed"], c["mixing_layers"], c["contrastive_weight"], c.get("n_layers", 3),
             c.get("learning_rate", 1e-2), c.get("random_state", 0), c.get("source", "laplace"),
-            c.get("n_components", 5))
+            c.get("n_components", 5), c.get("optimizer", "adam"))
 
 
 def load_partial():
@@ -100,14 +101,14 @@ def summarise(cells):
     groups = {}
     for c in cells:
         split = "choice (100-104)" if c["seed"] >= 100 else "reporting (0-4)"
-        _, layers, weight, n_layers, rate, _, source, d = cell_key(c)
-        groups.setdefault((source, d, layers, n_layers, weight, rate, split), []).append(c)
+        _, layers, weight, n_layers, rate, _, source, d, opt = cell_key(c)
+        groups.setdefault((source, d, layers, n_layers, weight, rate, opt, split), []).append(c)
     out = []
-    for (source, d, layers, n_layers, weight, rate, split), cs in sorted(groups.items()):
+    for (source, d, layers, n_layers, weight, rate, opt, split), cs in sorted(groups.items()):
         mcc = np.array([c["mcc"] for c in cs])
         rises = [c["max_val_nll_rise"] for c in cs if "max_val_nll_rise" in c]
         out.append({"source": source, "n_components": d, "mixing_layers": layers, "n_layers": n_layers,
-                    "contrastive_weight": weight, "learning_rate": rate, "seeds": split,
+                    "contrastive_weight": weight, "learning_rate": rate, "optimizer": opt, "seeds": split,
                     "n": len(cs), "mcc_mean": float(mcc.mean()), "mcc_std": float(mcc.std()),
                     "fit_seconds_mean": float(np.mean([c["fit_seconds"] for c in cs])),
                     "n_iter_mean": float(np.mean([c["n_iter"] for c in cs])),
@@ -127,6 +128,7 @@ def main():
     parser.add_argument("--random-states", type=int, nargs="+", default=[0])
     parser.add_argument("--source", choices=("laplace", "gaussian"), default="laplace")
     parser.add_argument("--n-components", type=int, default=5)
+    parser.add_argument("--optimizers", nargs="+", default=["adam"], help="optax optimizer names")
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     cells = load_partial()
@@ -134,13 +136,13 @@ def main():
     for layers in args.layers:
         for seed in args.seeds:
             for weight in args.weights:
-                for rate in args.learning_rates:
+                for rate, opt in [(rate, opt) for rate in args.learning_rates for opt in args.optimizers]:
                     for r in args.random_states:
-                        key = (seed, layers, weight, args.n_layers, rate, r, args.source, args.n_components)
+                        key = (seed, layers, weight, args.n_layers, rate, r, args.source, args.n_components, opt)
                         if key in done:
                             continue
                         cell = measure(seed, layers, weight, args.n_layers, rate, r, args.source,
-                                       args.n_components)
+                                       args.n_components, opt)
                         print(json.dumps(cell), flush=True)
                         cells.append(cell)
                         with open(PARTIAL, "a") as f:

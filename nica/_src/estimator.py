@@ -69,13 +69,6 @@ _INIT_OPTIONS = ("auto", "fastica", "random")
 # learning_rate="auto": Adam's rate from a random start, and from the FastICA start.
 _AUTO_RATE = 1e-2
 _AUTO_RATE_FROM_FASTICA = 1e-3
-# ... and with the hybrid objective (ConditionalNonlinearICA, contrastive_weight_ > 0) from a
-# random start: half the rate.  On the data seeds that chose it (segment recipe, seeds 100-104,
-# random_state 0 and 1, 27 fits at each rate; benchmarks/hybrid.py) the largest rise of an
-# epoch's validation objective above its best so far was 0.43 nats against 0.52 at 1e-2 (median
-# 0.21 against 0.28), at about the same mean held-out MCC (matched fits, D = 5: 0.943 vs 0.939 at
-# 3 mixing layers, 0.815 vs 0.840 at 4; D = 10: 0.864 vs 0.856; Gaussian: 0.928 vs 0.928).
-_AUTO_RATE_HYBRID = 5e-3
 _FASTICA_INIT_MAX_ITER = 200
 _FASTICA_INIT_TOL = 1e-4
 # FastICA's fixed point depends on its random start (64 logistic sources: held-out MCC from 0.940
@@ -1128,8 +1121,7 @@ class ConditionalNonlinearICA(_RelativeGradientICA):
         validation log-likelihood of each epoch), while :meth:`score` and
         :meth:`score_samples` stay the exact log-likelihood.  No analogue is implemented for a
         continuous ``u`` (``α > 0`` then raises ``ValueError``).  ``0``: exact maximum
-        likelihood.  With ``α > 0``, ``learning_rate="auto"`` is Adam at 5e-3 from a random
-        start, half the rate of the exact-likelihood fit (its validation score jumps less).
+        likelihood.
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
 validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, \
 warm_start, random_state, verbose, parallel
@@ -1265,14 +1257,6 @@ validation_log_likelihoods_
             scale = U.std(axis=0)
             self.aux_mean_, self.aux_scale_ = U.mean(axis=0), np.where(scale > 0, scale, 1.0)
         self.aux_type_ = aux_type
-
-    def _initial_rate_scale(self):
-        """``learning_rate="auto"`` with the hybrid objective from a random start: Adam at
-        ``_AUTO_RATE_HYBRID`` (5e-3) instead of 1e-2; otherwise as :class:`NonlinearICA`."""
-        auto = isinstance(self.learning_rate, str) and not isinstance(self.optimizer, optax.GradientTransformation)
-        if auto and self.init_ != "fastica" and getattr(self, "contrastive_weight_", 0.0) > 0:
-            return _AUTO_RATE_HYBRID / _AUTO_RATE
-        return super()._initial_rate_scale()
 
     def _resolve_contrastive_weight(self, aux_type):
         """``contrastive_weight`` checked and resolved for ``aux_type`` (``"auto"``:
