@@ -1,0 +1,181 @@
+"""What one relative-gradient evaluation costs beyond the matrix products it cannot avoid.
+
+At one size (default ``D = 2048``, ``B = 100``, ``L = 2``, float32) the script compiles, and then
+times *interleaved* (one call of each contender in turn, repeated, so that a change of load on
+the machine affects all of them alike), with ``OPENBLAS_NUM_THREADS=1`` set before NumPy loads:
+
+* ``relative``: ``nica.relative_gradient`` (the cheap grouping ``δᵀ(Y W) − W``);
+* ``chain``: the products the relative gradient cannot avoid, run as one jitted chain with
+  nothing else: the ``L`` forward products ``Z_k W_kᵀ`` (each layer's output feeding the next),
+  the ``L − 1`` back-propagation products ``δ_k W_k``, and per layer ``Y_k W_k`` and
+  ``δ_kᵀ (Y_k W_k)``, whose ``D×D`` results are returned (so nothing can be eliminated).  No
+  activation, prior, bias or ``−W`` term: ``4L − 1`` products of ``2·B·D²`` flops, the floor.
+  Each product is fenced (``jax.lax.optimization_barrier``) and ``δ_kᵀ`` is materialised, so
+  XLA runs every product in its fastest form: left to itself it rewrites a chain of products
+  into transposed forms that its CPU backend runs through a slower kernel, which made the
+  unfenced chain (``chain_plain``, also timed) slower than the gradient it is the floor of;
+* ``authors``: the same errors with the grouping of the authors' code, ``G = δᵀ Z`` first and
+  then ``G (Wᵀ W) − W`` (``B·D² + 2·D³`` per layer), bias terms as in ``relative``;
+* ``euclidean``: ``nica.euclidean_gradient`` (back-propagation and an explicit inverse).
+
+The contenders share the weight arrays; each round calls them in a new random order, so that no
+contender always finds the weights in cache (or evicted) because of the one before it.
+
+Every function is compiled ahead of time and called once before timing; the script prints and
+stores every sample, the medians, the minima and the ratios of medians, and the checks (PASS /
+MISS, never asserted): ``relative ≤ 1.1 × chain`` (and, for reference, ``× chain_plain``),
+``authors ≥ 1.2 × relative``, ``euclidean ≥ 10 × relative``.  ``taskset -c 0`` in front of the
+command measures one core.
+
+Usage::
+
+    python benchmarks/step_overhead.py                  # D = 2048: about a minute on 2 cores
+    python benchmarks/step_overhead.py --dim 512 --repeats 50
+
+Output: ``benchmarks/results/step_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (module docstring)
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from functools import partial  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model  # noqa: E402
+
+import nica  # noqa: E402
+from nica import Layer  # noqa: E402
+from nica._src.gradients import backpropagated_errors  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ACTIVATION = nica.activations.get("smooth_leaky_relu")
+PRIOR = nica.priors.get("laplace")
+TARGETS = (  # (name, numerator, denominator, comparison, bound)
+    ("relative / chain", "relative", "chain", "<=", 1.1),
+    ("relative / chain_plain", "relative", "chain_plain", "<=", 1.1),
+    ("authors / relative", "authors", "relative", ">=", 1.2),
+    ("euclidean / relative", "euclidean", "relative", ">=", 10.0),
+)
+
+
+def chain(weights, X, fence=jax.lax.optimization_barrier):
+    """The ``4L − 1`` unavoidable products as one chain, each fenced (module docstring)."""
+    Z, inputs = X, []
+    for W in weights:
+        inputs.append(Z)
+        Z = fence(Z @ W.T)
+    preacts = inputs[1:] + [Z]
+    delta, deltas = Z, [Z]  # the last layer's error: a stand-in of the right shape
+    for W in weights[:0:-1]:
+        delta = fence(delta @ W)
+        deltas.insert(0, delta)
+    return tuple(fence(d.T) @ fence(Y @ W) for d, Y, W in zip(deltas, preacts, weights))
+
+
+def chain_plain(weights, X):
+    """The same products without fences: as XLA compiles them when left to itself."""
+    return chain(weights, X, fence=lambda A: A)
+
+
+def authors(params, X):
+    """The relative gradient with the grouping ``(δᵀ Z)(Wᵀ W) − W`` of the authors' code (and
+    nica's bias terms)."""
+    _, deltas, inputs, _, _ = backpropagated_errors(params, X, ACTIVATION, PRIOR)
+    out = []
+    for (W, b), delta, Z in zip(params, deltas, inputs):
+        G, g = delta.T @ Z, jnp.sum(delta, axis=0)
+        out.append(Layer(G @ (W.T @ W) + jnp.outer(g, b @ W) - W, G @ (W.T @ b) + g * (1.0 + b @ b) - b))
+    return tuple(out)
+
+
+FUNCTIONS = {
+    "relative": partial(nica.relative_gradient, activation=ACTIVATION, prior=PRIOR),
+    "chain": chain,  # these two take the weights alone
+    "chain_plain": chain_plain,
+    "authors": authors,
+    "euclidean": partial(nica.euclidean_gradient, activation=ACTIVATION, prior=PRIOR),
+}
+
+
+def inputs(dim, batch, n_layers, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = tuple(jnp.asarray(rng.standard_normal((dim, dim), dtype=np.float32) / np.float32(dim ** 0.5))
+                    for _ in range(n_layers))
+    X = jnp.asarray(rng.standard_normal((batch, dim), dtype=np.float32))
+    params = tuple(Layer(W, jnp.zeros((dim,), jnp.float32)) for W in weights)
+    return weights, params, X
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", default=os.path.join(RESULTS, "step_overhead.json"))
+    args = parser.parse_args(argv)
+    weights, params, X = inputs(args.dim, args.batch, args.layers)
+    calls = {}
+    for name, fn in FUNCTIONS.items():
+        call_args = (weights, X) if name.startswith("chain") else (params, X)
+        compiled = jax.jit(fn).lower(*call_args).compile()
+        jax.block_until_ready(compiled(*call_args))  # warm-up
+        calls[name] = (compiled, call_args)
+    samples = {name: [] for name in calls}
+    gc.collect()
+    gc.disable()
+    try:
+        order = np.random.default_rng(0)
+        for _ in range(args.repeats):
+            # a fresh order each round: no contender always runs right after another (which
+            # leaves the shared weights in cache for the next, or evicts them)
+            for name in order.permutation(list(calls)):
+                compiled, call_args = calls[name]
+                start = time.perf_counter()
+                jax.block_until_ready(compiled(*call_args))
+                samples[name].append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    medians = {name: float(np.median(s)) for name, s in samples.items()}
+    checks = []
+    for label, num, den, op, bound in TARGETS:
+        ratio = medians[num] / medians[den]
+        passed = ratio <= bound if op == "<=" else ratio >= bound
+        checks.append({"check": f"{label} {op} {bound}", "ratio": ratio, "passed": bool(passed)})
+    flops = 2 * (4 * args.layers - 1) * args.batch * args.dim ** 2
+    record = {
+        "benchmark": "step_overhead", "dim": args.dim, "batch": args.batch, "layers": args.layers,
+        "dtype": "float32", "repeats": args.repeats, "machine": cpu_model(), "jax": jax.__version__,
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": len(os.sched_getaffinity(0)),
+        "command": "python benchmarks/step_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "median_seconds": medians, "min_seconds": {name: float(min(s)) for name, s in samples.items()},
+        "chain_gflop_per_s": flops / medians["chain"] / 1e9,
+        "checks": checks, "samples": samples,
+    }
+    print(f"D = {args.dim}, B = {args.batch}, L = {args.layers}, float32, {args.repeats} interleaved calls each")
+    for name, m in medians.items():
+        print(f"  {name:11s} median {1e3 * m:9.2f} ms  ({m / medians['chain']:.3f} × chain), "
+              f"min {1e3 * min(samples[name]):9.2f} ms")
+    for c in checks:
+        print(f"  {c['check']:32s} {c['ratio']:7.3f}  {'PASS' if c['passed'] else 'MISS'}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(record, fh, indent=1)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
