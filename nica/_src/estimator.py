@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import functools
 import numbers
 import warnings
@@ -45,6 +44,7 @@ from nica._src.training import (
     _place,
     _place_rows,
     _set_rate_scale,
+    _validation_rows,
     _with_rate_scale,
     fit_to_data,
     init_train_state,
@@ -490,9 +490,7 @@ class _RelativeGradientICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """``(train, validation)``: scikit-learn's shuffled split, ``ceil(validation_fraction · n)``
         rows held out, as ``MLPClassifier(early_stopping=True)`` holds them out."""
         n = data[0].shape[0]
-        if n < 2 or n - math.ceil(self.validation_fraction * n) < 1:
-            raise ValueError(f"early_stopping with validation_fraction={self.validation_fraction} needs at least "
-                             f"one training row beside the validation rows; got {n} samples.")
+        _validation_rows(self.validation_fraction, n, context="early_stopping with ")
         train_rows, val_rows = train_test_split(np.arange(n), test_size=self.validation_fraction, random_state=rng)
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(train_rows), take(val_rows)

@@ -613,6 +613,17 @@ def _check_key(key):
     raise TypeError(f"key must be a JAX random key (jax.random.key(seed)); got {key!r}.")
 
 
+def _validation_rows(validation_fraction, n_samples, context=""):
+    """The number of rows ``validation_fraction`` holds out of ``n_samples``, ``ceil(fraction ·
+    n)`` as scikit-learn's ``train_test_split`` holds them out; refused when no training row
+    would be left (``context`` starts the message)."""
+    n_val = math.ceil(validation_fraction * n_samples)
+    if n_samples - n_val < 1:
+        raise ValueError(f"{context}validation_fraction={validation_fraction} needs at least one training row "
+                         f"beside the validation rows; got {n_samples} samples.")
+    return n_val
+
+
 def _check_validation(validation, validation_fraction, n_features, dtype, prior, n_samples):
     """``(X_val, u_val)`` checked, or the fraction to hold out (``None``: no validation)."""
     if validation is not None:
@@ -635,11 +646,7 @@ def _check_validation(validation, validation_fraction, n_features, dtype, prior,
     vf = validation_fraction
     if not isinstance(vf, numbers.Real) or isinstance(vf, (bool, np.bool_)) or not 0.0 < vf < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), or 0 or None for no validation set; got {vf!r}.")
-    n_val = math.ceil(vf * n_samples)  # as scikit-learn's train_test_split
-    if n_samples - n_val < 1:
-        raise ValueError(f"validation_fraction={vf} needs at least 2 samples to hold out a validation set; "
-                         f"got {n_samples}.")
-    return None, n_val
+    return None, _validation_rows(vf, n_samples)
 
 
 def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_relu", prior="laplace",
