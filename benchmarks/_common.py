@@ -12,6 +12,17 @@ import json
 import subprocess
 
 
+def max_rise(scores):
+    """The largest drop of an epoch's validation score below the best so far (nats per
+    sample; 0 when it never drops), for the stability target."""
+    best, rise = None, 0.0
+    for score in scores:
+        if best is not None:
+            rise = max(rise, best - score)
+        best = score if best is None else max(best, score)
+    return float(rise)
+
+
 def cpu_model(default=None):
     """The CPU's model name from ``/proc/cpuinfo``, or ``default`` where it cannot be read."""
     try:

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model  # noqa: E402
+from _common import cpu_model, max_rise  # noqa: E402
 
 import nica  # noqa: E402
 from nica.datasets import make_segmented_mixture  # noqa: E402
@@ -72,14 +72,6 @@ def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state
         "n_components": n_components, "optimizer": optimizer, "max_val_nll_rise": max_rise(model.validation_scores_),
         "max_val_exact_nll_rise": max_rise(model.validation_log_likelihoods_),
     }
-
-
-def max_rise(scores):
-    """The largest rise of an epoch's validation loss above the best so far (nats per sample)."""
-    scores = np.asarray(scores)
-    if scores.size < 2:
-        return 0.0
-    return float(np.max(np.maximum.accumulate(scores)[:-1] - scores[1:]).clip(min=0.0))
 
 
 def cell_key(c):
@@ -138,8 +130,10 @@ def main():
             for weight in args.weights:
                 for rate, opt in [(rate, opt) for rate in args.learning_rates for opt in args.optimizers]:
                     for r in args.random_states:
-                        key = (seed, layers, weight, args.n_layers, rate, r, args.source, args.n_components, opt)
-                        if key in done:
+                        settings = {"seed": seed, "mixing_layers": layers, "contrastive_weight": weight,
+                                    "n_layers": args.n_layers, "learning_rate": rate, "random_state": r,
+                                    "source": args.source, "n_components": args.n_components, "optimizer": opt}
+                        if cell_key(settings) in done:
                             continue
                         cell = measure(seed, layers, weight, args.n_layers, rate, r, args.source,
                                        args.n_components, opt)
