@@ -51,12 +51,12 @@ OUT = os.path.join(RESULTS, "hybrid.json")
 
 
 def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state=0, source="laplace",
-            n_components=5, optimizer="adam"):
+            n_components=5, optimizer="adam", averaging=0.0):
     data = make_segmented_mixture(n_segments=40, n_per_segment=1000, n_components=n_components,
                                   n_layers=layers, source=source, random_state=seed)
     model = nica.ConditionalNonlinearICA(n_layers=n_layers, random_state=random_state,
                                          contrastive_weight=weight, learning_rate=learning_rate,
-                                         optimizer=optimizer)
+                                         optimizer=optimizer, averaging=averaging)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -71,15 +71,16 @@ def measure(seed, layers, weight, n_layers=3, learning_rate="auto", random_state
         "learning_rate": float(model.learning_rate_), "random_state": random_state, "source": source,
         "n_components": n_components, "optimizer": optimizer, "max_val_nll_rise": max_rise(model.validation_scores_),
         "max_val_exact_nll_rise": max_rise(model.validation_log_likelihoods_),
+        "averaging": averaging,
     }
 
 
 def cell_key(c):
     # cells measured before these settings were recorded: random_state 0, Laplace, D = 5 and
-    # Adam at 1e-2 (the "auto" rate from a random start then)
+    # Adam at 1e-2 (the "auto" rate from a random start then), no parameter averaging
     return (c["seed"], c["mixing_layers"], c["contrastive_weight"], c.get("n_layers", 3),
             c.get("learning_rate", 1e-2), c.get("random_state", 0), c.get("source", "laplace"),
-            c.get("n_components", 5), c.get("optimizer", "adam"))
+            c.get("n_components", 5), c.get("optimizer", "adam"), c.get("averaging", 0.0))
 
 
 def load_partial():
@@ -93,14 +94,15 @@ def summarise(cells):
     groups = {}
     for c in cells:
         split = "choice (100-104)" if c["seed"] >= 100 else "reporting (0-4)"
-        _, layers, weight, n_layers, rate, _, source, d, opt = cell_key(c)
-        groups.setdefault((source, d, layers, n_layers, weight, rate, opt, split), []).append(c)
+        _, layers, weight, n_layers, rate, _, source, d, opt, averaging = cell_key(c)
+        groups.setdefault((source, d, layers, n_layers, weight, rate, opt, averaging, split), []).append(c)
     out = []
-    for (source, d, layers, n_layers, weight, rate, opt, split), cs in sorted(groups.items()):
+    for (source, d, layers, n_layers, weight, rate, opt, averaging, split), cs in sorted(groups.items()):
         mcc = np.array([c["mcc"] for c in cs])
         rises = [c["max_val_nll_rise"] for c in cs if "max_val_nll_rise" in c]
         out.append({"source": source, "n_components": d, "mixing_layers": layers, "n_layers": n_layers,
-                    "contrastive_weight": weight, "learning_rate": rate, "optimizer": opt, "seeds": split,
+                    "contrastive_weight": weight, "learning_rate": rate, "optimizer": opt,
+                    "averaging": averaging, "seeds": split,
                     "n": len(cs), "mcc_mean": float(mcc.mean()), "mcc_std": float(mcc.std()),
                     "fit_seconds_mean": float(np.mean([c["fit_seconds"] for c in cs])),
                     "n_iter_mean": float(np.mean([c["n_iter"] for c in cs])),
@@ -121,6 +123,8 @@ def main():
     parser.add_argument("--source", choices=("laplace", "gaussian"), default="laplace")
     parser.add_argument("--n-components", type=int, default=5)
     parser.add_argument("--optimizers", nargs="+", default=["adam"], help="optax optimizer names")
+    parser.add_argument("--averaging", type=float, nargs="+", default=[0.0],
+                        help="time constants (epochs) of the parameter average; 0: the last iterate")
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     cells = load_partial()
@@ -128,15 +132,17 @@ def main():
     for layers in args.layers:
         for seed in args.seeds:
             for weight in args.weights:
-                for rate, opt in [(rate, opt) for rate in args.learning_rates for opt in args.optimizers]:
+                for rate, opt, avg in [(rate, opt, avg) for rate in args.learning_rates for opt in args.optimizers
+                                       for avg in args.averaging]:
                     for r in args.random_states:
                         settings = {"seed": seed, "mixing_layers": layers, "contrastive_weight": weight,
                                     "n_layers": args.n_layers, "learning_rate": rate, "random_state": r,
-                                    "source": args.source, "n_components": args.n_components, "optimizer": opt}
+                                    "source": args.source, "n_components": args.n_components, "optimizer": opt,
+                                    "averaging": avg}
                         if cell_key(settings) in done:
                             continue
                         cell = measure(seed, layers, weight, args.n_layers, rate, r, args.source,
-                                       args.n_components, opt)
+                                       args.n_components, opt, avg)
                         print(json.dumps(cell), flush=True)
                         cells.append(cell)
                         with open(PARTIAL, "a") as f:

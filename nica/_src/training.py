@@ -320,6 +320,7 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
     mesh = _check_mesh(mesh)
     contrastive_weight = check_contrastive_weight(contrastive_weight, prior)
     hybrid = {"contrastive_weight": contrastive_weight} if contrastive_weight > 0 else {}
+    averaged = isinstance(optimizer, _RateScaledAveraged)  # fit_to_data(averaging > 0)
 
     def step(state: TrainState, X, u=None):
         X = _check_step_inputs(state, X, u, prior)
@@ -336,6 +337,8 @@ def make_train_step(optimizer, *, activation="smooth_leaky_relu", prior="laplace
         if equivariant:
             updates = (transport(updates[0], state.params), updates[1])
         params, prior_params = optax.apply_updates(trainable, updates)
+        if averaged:  # after the update as applied (the equivariant transport included)
+            opt_state = _advance_average(opt_state, (params, prior_params))
         new_state = TrainState(params, prior_params, opt_state)
         if mesh is not None:
             new_state = _constrain(new_state, _param_shardings(new_state, mesh))
@@ -427,12 +430,62 @@ def _scale_transform():
     return optax.inject_hyperparams(optax.scale)(step_size=1.0)
 
 
+class _RateScaledAveraged(_RateScaled):
+    """A :class:`_RateScaled` optimizer whose state also holds a running average of the
+    parameters (:class:`_ParamAverage`): ``(inner_state, scale_state, average_state)``.  The
+    training step advances the average after each update (:func:`_advance_average`)."""
+
+    __slots__ = ()
+
+
+class _ParamAverage(NamedTuple):
+    """An exponential moving average of ``(params, prior_params)`` over the training steps.
+
+    ``decay`` is the long-run per-step decay (``0``: the average is the parameters); over the
+    first steps after a (re)start the decay is ``min(decay, (1 + t) / (10 + t))`` at step ``t``,
+    so that the average forgets its starting point quickly."""
+
+    count: jax.Array
+    decay: jax.Array
+    average: Any
+
+
+def _average_transform():
+    """The slot of the parameter average in a chained optimizer state: it leaves the updates as
+    they are; the step advances it from the parameters as updated."""
+
+    def init(params):
+        dtype = jax.tree_util.tree_leaves(params)[0].dtype
+        return _ParamAverage(jnp.zeros([], jnp.int32), jnp.zeros([], dtype), _device_copy(params))
+
+    def update(updates, state, params=None):
+        del params
+        return updates, state
+
+    return optax.GradientTransformation(init, update)
+
+
+def _advance_average(opt_state, new_params):
+    slot = opt_state[2]
+    count = slot.count + 1
+    t = count.astype(slot.decay.dtype)
+    decay = jnp.minimum(slot.decay, (1 + t) / (10 + t))
+    average = jax.tree_util.tree_map(lambda a, p: a + (1 - decay) * (p - a), slot.average, new_params)
+    return (*opt_state[:2], _ParamAverage(count, slot.decay, average))
+
+
 @functools.lru_cache(maxsize=64)
-def _with_rate_scale(optimizer):
+def _with_rate_scale(optimizer, averaged=False):
     """``optimizer`` followed by a scale kept in the optimizer state, so that the fit loop can
-    lower the rate between epochs (plateaus, spikes) without recompiling anything."""
+    lower the rate between epochs (plateaus, spikes) without recompiling anything; with
+    ``averaged``, also the slot of a running average of the parameters."""
     if isinstance(optimizer, _RateScaled):
+        if isinstance(optimizer, _RateScaledAveraged) != averaged:
+            raise ValueError("the optimizer's chained state does not match the averaging asked for")
         return optimizer
+    if averaged:
+        chained = optax.chain(optimizer, _scale_transform(), _average_transform())
+        return _RateScaledAveraged(chained.init, chained.update)
     chained = optax.chain(optimizer, _scale_transform())
     return _RateScaled(chained.init, chained.update)
 
@@ -445,7 +498,47 @@ def _set_rate_scale(opt_state, value):
     inner = opt_state[1]
     old = inner.hyperparams["step_size"]
     hyper = {**inner.hyperparams, "step_size": jnp.full_like(old, value)}
-    return (opt_state[0], inner._replace(hyperparams=hyper))
+    return (opt_state[0], inner._replace(hyperparams=hyper), *opt_state[2:])
+
+
+def _averaged_params(state):
+    """The parameters the fit loop monitors: the running average when the state has one."""
+    if len(state.opt_state) > 2 and isinstance(state.opt_state[2], _ParamAverage):
+        return state.opt_state[2].average
+    return (state.params, state.prior_params)
+
+
+def _set_average_decay(opt_state, decay):
+    if len(opt_state) < 3:
+        return opt_state
+    slot = opt_state[2]
+    return (*opt_state[:2], slot._replace(decay=jnp.full_like(slot.decay, decay)))
+
+
+def _restart_average(opt_state, params):
+    """The average restarted at ``params`` (a copy), keeping its decay."""
+    if len(opt_state) < 3:
+        return opt_state
+    slot = opt_state[2]
+    return (*opt_state[:2], _ParamAverage(jnp.zeros_like(slot.count), slot.decay, _device_copy(params)))
+
+
+def _match_average_slot(opt_state, params, averaged):
+    """A chained optimizer state with the average's slot added (at ``params``) or removed, as
+    ``averaged`` asks (a warm start after ``averaging`` changed)."""
+    if averaged and len(opt_state) < 3:
+        return (*opt_state, _average_transform().init(params))
+    if not averaged and len(opt_state) > 2:
+        return tuple(opt_state[:2])
+    return opt_state
+
+
+def _average_decay(averaging, n_train, batch_size):
+    """The per-step decay of an average whose time constant is ``averaging`` epochs."""
+    if averaging <= 0:
+        return 0.0
+    steps = max(1, n_train // max(1, min(batch_size, n_train)))
+    return 1.0 - 1.0 / max(1.0, averaging * steps)
 
 
 @jax.jit
@@ -459,9 +552,15 @@ def _device_copy(tree):
     return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
 
 
+@jax.jit
+def _finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+                              if jnp.issubdtype(leaf.dtype, jnp.inexact)]))
+
+
 def _all_finite(tree) -> bool:
-    # Checked on the device: no host copy of the state each epoch.
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
+    # Checked on the device, in one call: no host copy of the state each epoch.
+    return bool(_finite(tree))
 
 
 def _place(tree, mesh):
@@ -652,8 +751,8 @@ def _check_validation(validation, validation_fraction, n_features, dtype, prior,
 def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_relu", prior="laplace",
                 gradient="relative", batch_size=256, max_epochs=100, validation_fraction=0.1,
                 validation=None, patience=10, tol=1e-4, schedule="plateau", contrastive_weight=0.0,
-                log_det_offset=0.0, rate_scale=1.0, mesh=None, show_progress=False, callback=None,
-                resume=None):
+                log_det_offset=0.0, rate_scale=1.0, averaging=0.0, mesh=None, show_progress=False,
+                callback=None, resume=None):
     """Train by exact maximum likelihood: epochs, validation, early stopping, a rate schedule.
 
     The loop of :class:`~nica.NonlinearICA` and :class:`~nica.ConditionalNonlinearICA` over the
@@ -722,6 +821,12 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
     rate_scale : float, default=1.0
         The rate multiplier the fit starts with (``history.rate_scale`` of an earlier call
         continues at its rate).
+    averaging : float, default=0.0
+        ``τ >= 0``: with ``τ > 0`` the loop keeps an exponential moving average of the
+        parameters over the steps (Polyak averaging) with a time constant of ``τ`` epochs
+        (per-step decay ``1 − 1/(τ · steps per epoch)``, shorter over the first steps after a
+        start), and validates, keeps and returns that average instead of the last iterate.
+        The step's noise then no longer reaches the monitored score.  ``0``: the last iterate.
     mesh : jax.sharding.Mesh, optional
         Train on several devices (:func:`make_train_step`); the state, the data and the best
         parameters are placed on it.
@@ -781,6 +886,7 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
     tol = _check_real(tol, "tol", minimum=0)
     log_det_offset = _check_real(log_det_offset, "log_det_offset")
     rate_scale = _check_real(rate_scale, "rate_scale")
+    averaging = _check_real(averaging, "averaging", minimum=0)
     if not rate_scale > 0:
         raise ValueError(f"rate_scale must be > 0; got {rate_scale!r}.")
     if not (isinstance(schedule, str) and schedule in _SCHEDULE_OPTIONS):
@@ -802,6 +908,9 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
                        hint=" and pass them to init_train_state")
     val, n_val = _check_validation(validation, validation_fraction, n_features, dtype, prior, X.shape[0])
     chained = isinstance(optimizer, _RateScaled)  # the estimators' form: the state has the scale
+    if chained and isinstance(optimizer, _RateScaledAveraged) != (averaging > 0):
+        raise ValueError(f"averaging={averaging} does not match the chained optimizer (built "
+                         f"{'with' if isinstance(optimizer, _RateScaledAveraged) else 'without'} the average).")
     if not chained and not optimizer_state_fits(optimizer, state):
         raise ValueError("state.opt_state does not fit optimizer: build the state with "
                          "init_train_state(optimizer, params, prior_params) and the same optimizer.")
@@ -814,11 +923,15 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
     train = (_place_rows(X, mesh), _place_rows(u, mesh))
     val = None if val is None else (_place_rows(val[0], mesh), _place_rows(val[1], mesh))
 
-    scaled = _with_rate_scale(optimizer)
+    scaled = _with_rate_scale(optimizer, averaging > 0)
     if not chained:
         trainable = (state.params, state.prior_params)
-        scale_state = _scale_transform().init(trainable)
-        state = TrainState(*trainable, _set_rate_scale((state.opt_state, scale_state), rate_scale))
+        slots = (_scale_transform().init(trainable),)
+        if averaging > 0:
+            slots += (_average_transform().init(trainable),)
+        state = TrainState(*trainable, _set_rate_scale((state.opt_state, *slots), rate_scale))
+    decay = _average_decay(averaging, train[0].shape[0], batch_size)
+    state = state._replace(opt_state=_set_average_decay(state.opt_state, decay))
     state = _place(state, mesh)
     epoch_fn = make_epoch(scaled, activation, prior, gradient, batch_size, mesh, contrastive_weight)
     state, history = _fit_loop(
@@ -844,10 +957,12 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
     monitor_validation = val is not None
     loss_curve, validation_scores, validation_log_likelihoods = [], [], []
     best_score, best_epoch, n_epochs = -np.inf, 0, 0
-    best = _device_copy((state.params, state.prior_params))
+    best = _device_copy(_averaged_params(state))
     no_change, converged, diverged = 0, False, False
     reductions = 0
     rate = _rate_scale(state.opt_state)
+    averaged = len(state.opt_state) > 2  # the state carries a running average of the parameters
+    decay = float(state.opt_state[2].decay) if averaged else 0.0
     label = show_progress if isinstance(show_progress, str) else "fit_to_data"
     bar = tqdm(range(epochs), desc=label, disable=not show_progress, leave=False)
     if resume is not None:  # an interrupted fit's loop state
@@ -865,7 +980,8 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
 
     def restart_at(params, rate):
         # a copy: the next epoch donates the state, and ``best`` must outlive it
-        return _place(TrainState(*_device_copy(params), _set_rate_scale(optimizer.init(params), rate)), mesh)
+        opt_state = _set_average_decay(_set_rate_scale(optimizer.init(params), rate), decay)
+        return _place(TrainState(*_device_copy(params), opt_state), mesh)
 
     try:
         for _ in bar:
@@ -880,14 +996,15 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
                 break
             loss_curve.append(loss)
             postfix = {"train_nll": f"{loss:.4f}"}
+            monitored = _averaged_params(state)
             if monitor_validation:
-                val_ll = _batched_log_likelihood(state.params, state.prior_params, *val, activation, prior,
-                                                 log_det)
+                if averaged:
+                    log_det = float(_log_abs_det(monitored[0]))
+                val_ll = _batched_log_likelihood(*monitored, *val, activation, prior, log_det)
                 score = float(jnp.mean(val_ll)) + log_det_offset
                 log_likelihood = score
                 if contrastive_weight > 0:  # the hybrid objective: monitor what is optimised
-                    score -= _contrastive_penalty(state.params, state.prior_params, *val, activation, prior,
-                                                  contrastive_weight)
+                    score -= _contrastive_penalty(*monitored, *val, activation, prior, contrastive_weight)
                 if not np.isfinite(score):
                     diverged = True
                     break
@@ -908,7 +1025,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
                 if score > best_score:
                     best_score, best_epoch = score, n_epochs
                     best = None  # free the old copy first: at most one extra copy of the parameters
-                    best = _device_copy((state.params, state.prior_params))
+                    best = _device_copy(monitored)
                 if no_change >= patience:
                     if schedule == "plateau" and reductions < _MAX_RATE_REDUCTIONS:
                         reductions += 1
@@ -931,6 +1048,7 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
 
     if diverged:
         state = restart_at(best, rate)
-    elif monitor_validation:
-        state = TrainState(*best, state.opt_state)
+    elif monitor_validation or averaged:
+        # the kept parameters; an average continues from them
+        state = TrainState(*best, _restart_average(state.opt_state, best))
     return state, history()
