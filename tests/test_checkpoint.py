@@ -64,6 +64,7 @@ def assert_same_fit(a, b):
 @pytest.mark.parametrize("kw", [
     dict(),                                              # logistic-mixture prior, early stopping, plateau
     dict(prior="gaussian", early_stopping=False, n_iter_no_change=2, tol=1e9),  # rate cuts, train loss
+    dict(averaging=0.5),                                 # the running average in the optimizer state
 ])
 def test_interrupted_and_resumed_fit_equals_the_uninterrupted_fit(X, tmp_path, monkeypatch, kw):
     path = tmp_path / "fit.joblib"
