@@ -661,11 +661,13 @@ class FitProgress(NamedTuple):
         The current training state (for ``"interrupted"``: the best parameters with a restarted
         optimizer, the state the fit leaves).  Its arrays are donated to the next epoch: copy
         them (``np.asarray``) to keep them.  With the rate scale chained after the optimizer
-        (``opt_state = (optimizer's state, scale state)``).
+        (``opt_state = (optimizer's state, scale state)``, and with ``averaging > 0`` a third
+        slot holding the running average of the parameters).
     key : jax.Array
         The key the next epoch's shuffle is split from.
     best : tuple
-        ``(params, prior_params)`` of the best score so far.
+        ``(params, prior_params)`` of the best score so far (with ``averaging > 0``, the
+        averaged parameters that were scored).
     best_score : float
         The best monitored score so far.
     no_change : int
@@ -847,8 +849,9 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
     Returns
     -------
     state : TrainState
-        The best parameters (by the monitored score) with the last optimizer state; after a
-        divergence, the best parameters with a restarted optimizer.
+        The best parameters (by the monitored score; with ``averaging > 0`` the best average)
+        with the last optimizer state; after a divergence, the best parameters with a restarted
+        optimizer.
     history : FitHistory
         Losses, scores, the best epoch, and why the fit stopped.
 
