@@ -2,7 +2,9 @@
 
 The recipe is written out in docs/theory.rst, section 'The benchmark recipe'.
 
-For each source family (Laplace, Gaussian), D sources, L mixing layers and data seed, every
+For each source family (Laplace, Gaussian; ``ivae``: Gaussian sources through the
+identifiable-VAE experiments' mixing, xtanh with slope 0.1 and one matrix repeated in every
+layer), D sources, L mixing layers and data seed, every
 contender is fitted on the same 40 segments × 1000 points and scored by the held-out Pearson MCC
 on a fresh set of the same size from the same mixing (one fitted model per seed, no FastICA
 post-processing, no best-of-several; every contender gets ``random_state`` = the data seed).
@@ -60,7 +62,10 @@ LIKELIHOOD = ("mle", "hybrid", "tuned")
 # The hybrid objective's settings for ``ConditionalNonlinearICA``: its defaults (the hybrid
 # objective with contrastive_weight="auto", i.e. alpha = 2 for segment labels, and 6 layers).
 HYBRID_SETTINGS = {}
-SOURCES = ("laplace", "gaussian")
+SOURCES = ("laplace", "gaussian", "ivae")
+# make_segmented_mixture's arguments for each source family
+RECIPES = {"laplace": {"source": "laplace"}, "gaussian": {"source": "gaussian"},
+           "ivae": {"source": "gaussian", "activation": "xtanh", "slope": 0.1, "repeat_matrix": True}}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 PARTIAL = os.path.join(RESULTS, "identifiability_partial.jsonl")
 
@@ -153,7 +158,7 @@ def make_data(source, n_components, n_layers, seed, n_per_segment):
     from nica.datasets import make_segmented_mixture
 
     return make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=n_components,
-                                  n_layers=n_layers, source=source, random_state=seed)
+                                  n_layers=n_layers, random_state=seed, **RECIPES[source])
 
 
 def fit_contender(name, settings, data, seed):

@@ -42,11 +42,11 @@ def test_shapes_dtypes_and_fields(default):
     assert default.scales.shape == (40, d)
     assert len(default.mixing) == 2
     assert all(A.shape == (d, d) and A.dtype == np.float64 for A in default.mixing)
-    assert default.slope == 0.2
+    assert default.slope == 0.2 and default.activation == "leaky_relu"
     assert isinstance(default.DESCR, str) and "Segment" in default.DESCR
     assert set(default) == {
         "X_train", "S_train", "u_train", "X_test", "S_test", "u_test",
-        "mixing", "scales", "condition_threshold", "slope", "DESCR",
+        "mixing", "scales", "condition_threshold", "slope", "activation", "DESCR",
     }  # fmt: skip
 
 
@@ -203,11 +203,33 @@ def test_one_component():
         (dict(scale_range=("a", "b")), ValueError, "pair of numbers"),
         (dict(slope=0.0), ValueError, "slope must be a finite positive number"),
         (dict(slope=-0.2), ValueError, "slope must be a finite positive number"),
+        (dict(activation="tanh"), ValueError, r"activation must be one of \('leaky_relu', 'xtanh'\), got 'tanh'"),
+        (dict(repeat_matrix=1), TypeError, "repeat_matrix must be a bool, got 1"),
     ],
 )
 def test_make_segmented_mixture_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         make_segmented_mixture(**kwargs)
+
+
+def test_the_identifiable_vae_recipe_xtanh_with_one_matrix_repeated():
+    data = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, source="gaussian",
+                                  activation="xtanh", slope=0.1, repeat_matrix=True, random_state=4)
+    A = data.mixing[0]
+    assert len(data.mixing) == 3 and data.activation == "xtanh" and "xtanh" in data.DESCR
+    for M in data.mixing[1:]:
+        np.testing.assert_array_equal(M, A)
+        assert M is not A   # copies: changing one leaves the others alone
+    xtanh = lambda h: np.tanh(h) + 0.1 * h  # noqa: E731
+    by_hand = xtanh(xtanh(data.S_train @ A.T) @ A.T) @ A.T
+    np.testing.assert_allclose(data.X_train, by_hand, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(apply_mixing(data.S_test, data.mixing, 0.1, "xtanh"), data.X_test, rtol=1e-12)
+    # the default recipe draws independent matrices (and is unchanged by the new options)
+    default = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, random_state=4)
+    explicit = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, random_state=4,
+                                      activation="leaky_relu", repeat_matrix=False)
+    np.testing.assert_array_equal(default.X_train, explicit.X_train)
+    assert not np.allclose(default.mixing[0], default.mixing[1])
 
 
 # --- apply_mixing
@@ -243,6 +265,8 @@ def test_apply_mixing_rejects_bare_matrix_and_bad_slope():
         apply_mixing(np.ones((4, 3)), np.eye(3))
     with pytest.raises(ValueError, match="slope"):
         apply_mixing(np.ones((4, 3)), [np.eye(3)], slope=0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        apply_mixing(np.ones((4, 3)), [np.eye(3)], activation="relu")
 
 
 # --- make_toy_density

@@ -117,13 +117,15 @@ def _well_conditioned_matrix(rng, dim, threshold):
             return A
 
 
-def apply_mixing(S, mixing, slope=0.2):
-    r"""Apply a leaky-ReLU mixing network to sources.
+def apply_mixing(S, mixing, slope=0.2, activation="leaky_relu"):
+    r"""Apply a leaky-ReLU (or xtanh) mixing network to sources.
 
     Computes :math:`x = A_L\,\sigma(\dots \sigma(A_1 s))` for every row ``s`` of ``S``: the
     first matrix acts before any nonlinearity and there is no nonlinearity after the last
-    one, with :math:`\sigma(h) = h` for :math:`h \ge 0` and ``slope * h`` otherwise. With a
-    single matrix the mixing is linear, ``X = S @ A.T``.
+    one, with :math:`\sigma(h) = h` for :math:`h \ge 0` and ``slope * h`` otherwise
+    (``activation="leaky_relu"``), or :math:`\sigma(h) = \tanh(h) + \text{slope}\cdot h`
+    (``activation="xtanh"``, the mixing of the identifiable-VAE experiments). With a single
+    matrix the mixing is linear, ``X = S @ A.T``.
 
     Parameters
     ----------
@@ -133,7 +135,10 @@ def apply_mixing(S, mixing, slope=0.2):
         The matrices ``A_1, ..., A_L`` in the order they are applied, e.g. the ``mixing``
         field returned by :func:`make_segmented_mixture`.
     slope : float, default=0.2
-        Slope of the leaky ReLU for negative inputs; must be positive.
+        Slope of the leaky ReLU for negative inputs, or the linear term of xtanh; must be
+        positive (the nonlinearity is then invertible).
+    activation : {"leaky_relu", "xtanh"}, default="leaky_relu"
+        The nonlinearity between the matrices.
 
     Returns
     -------
@@ -150,6 +155,7 @@ def apply_mixing(S, mixing, slope=0.2):
     array([[ 0.6, -0.4]])
     """
     slope = _check_slope(slope)
+    activation = _check_mixing_activation(activation)
     H = _as_real_array(S, "S")
     if H.ndim != 2:
         raise ValueError(
@@ -175,15 +181,24 @@ def apply_mixing(S, mixing, slope=0.2):
     for index, A in enumerate(matrices):
         H = H @ A.T
         if index < len(matrices) - 1:
-            H = _leaky_relu(H, slope)
+            H = _leaky_relu(H, slope) if activation == "leaky_relu" else np.tanh(H) + slope * H
     return H
+
+
+_MIXING_ACTIVATIONS = ("leaky_relu", "xtanh")
+
+
+def _check_mixing_activation(activation):
+    if not isinstance(activation, str) or activation not in _MIXING_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_MIXING_ACTIVATIONS}, got {activation!r}.")
+    return activation
 
 
 _SEGMENTED_DESCR = """\
 Segment-modulated nonlinear ICA benchmark (Hyvarinen & Morioka, TCL; nica docs/theory.rst).
 
 Segments: {n_segments} x {n_per_segment} samples. Components: {n_components}.
-Mixing layers: {n_layers}, leaky-ReLU slope {slope}. Sources: {source}.
+Mixing layers: {n_layers}, {activation} with slope {slope}{repeat}. Sources: {source}.
 In segment m, source i is scales[m, i] times unit-variance {source} noise, and
 X = A_L sigma(... sigma(A_1 s)). Rows are ordered by segment; u_train and u_test hold
 the labels. The held-out set (X_test, S_test, u_test) has fresh sources with the same
@@ -200,6 +215,8 @@ def make_segmented_mixture(
     source="laplace",
     scale_range=(0.5, 3.0),
     slope=0.2,
+    activation="leaky_relu",
+    repeat_matrix=False,
     random_state=None,
 ):
     r"""Generate the segment-modulated nonlinear ICA benchmark (see :ref:`theory-benchmark`).
@@ -210,7 +227,8 @@ def make_segmented_mixture(
        :math:`\varepsilon_i` unit-variance Laplace (scale :math:`1/\sqrt{2}`) or standard
        Gaussian.
     3. Mixing :math:`x = A_L\,\sigma(\dots \sigma(A_1 s))` with ``L = n_layers`` matrices and
-       ``L - 1`` leaky ReLUs of slope ``slope`` (:func:`apply_mixing`).
+       ``L - 1`` leaky ReLUs of slope ``slope`` (:func:`apply_mixing`; ``activation="xtanh"``:
+       :math:`\sigma(h) = \tanh(h) + \text{slope}\cdot h` instead).
     4. Each :math:`A_l` has entries :math:`U(-1, 1)` and columns scaled to unit L2 norm, and
        is redrawn until its condition number is at most the 25th percentile of the condition
        numbers of 10,000 matrices drawn the same way. That threshold is computed once per call
@@ -236,7 +254,14 @@ def make_segmented_mixture(
     scale_range : tuple of float (low, high), default=(0.5, 3.0)
         Range of the uniform segment scales, ``0 < low < high``.
     slope : float, default=0.2
-        Negative-side slope of the leaky ReLU between mixing layers.
+        Negative-side slope of the leaky ReLU between mixing layers (the linear term of xtanh).
+    activation : {"leaky_relu", "xtanh"}, default="leaky_relu"
+        The nonlinearity between mixing layers.  The identifiable-VAE experiments (Khemakhem
+        et al., 2020) use Gaussian sources, ``"xtanh"`` with slope 0.1 and one matrix repeated
+        in every layer: ``make_segmented_mixture(..., source="gaussian", activation="xtanh",
+        slope=0.1, repeat_matrix=True)``.
+    repeat_matrix : bool, default=False
+        Use one mixing matrix in every layer (drawn once) instead of ``L`` independent ones.
     random_state : int, RandomState instance or None, default=None
         Seed or generator, converted with :func:`sklearn.utils.check_random_state`.
 
@@ -259,7 +284,10 @@ def make_segmented_mixture(
         condition_threshold : float
             The condition-number threshold every mixing matrix satisfies.
         slope : float
-            The leaky-ReLU slope used.
+            The slope used.
+        activation : str
+            The nonlinearity used; ``apply_mixing(S_train, mixing, slope, activation)``
+            reproduces ``X_train``.
         DESCR : str
             A description of the data set.
 
@@ -289,11 +317,18 @@ def make_segmented_mixture(
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         raise ValueError(f"scale_range must satisfy 0 < low < high (finite), got {scale_range!r}.")
     slope = _check_slope(slope)
+    activation = _check_mixing_activation(activation)
+    if not isinstance(repeat_matrix, (bool, np.bool_)):
+        raise TypeError(f"repeat_matrix must be a bool, got {repeat_matrix!r}.")
     rng = check_random_state(random_state)
 
     scales = rng.uniform(low, high, size=(n_segments, n_components))
     threshold = _condition_threshold(rng, n_components)
-    mixing = [_well_conditioned_matrix(rng, n_components, threshold) for _ in range(n_layers)]
+    if repeat_matrix:
+        A = _well_conditioned_matrix(rng, n_components, threshold)
+        mixing = [A.copy() for _ in range(n_layers)]
+    else:
+        mixing = [_well_conditioned_matrix(rng, n_components, threshold) for _ in range(n_layers)]
 
     u = np.repeat(np.arange(n_segments), n_per_segment)
 
@@ -308,16 +343,17 @@ def make_segmented_mixture(
     S_train = draw_sources()
     S_test = draw_sources()
     return Bunch(
-        X_train=apply_mixing(S_train, mixing, slope),
+        X_train=apply_mixing(S_train, mixing, slope, activation),
         S_train=S_train,
         u_train=u.copy(),
-        X_test=apply_mixing(S_test, mixing, slope),
+        X_test=apply_mixing(S_test, mixing, slope, activation),
         S_test=S_test,
         u_test=u.copy(),
         mixing=mixing,
         scales=scales,
         condition_threshold=threshold,
         slope=slope,
+        activation=activation,
         DESCR=_SEGMENTED_DESCR.format(
             n_segments=n_segments,
             n_per_segment=n_per_segment,
@@ -325,6 +361,8 @@ def make_segmented_mixture(
             n_layers=n_layers,
             source=source,
             slope=slope,
+            activation="leaky ReLU" if activation == "leaky_relu" else "xtanh",
+            repeat=", one matrix repeated" if repeat_matrix else "",
         ),
     )
 
