@@ -731,7 +731,7 @@ def cmd_fit(args):
         n_layers=args.n_layers, activation=args.activation, prior=args.prior,
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_iter=args.max_iter,
         whiten=False if args.whiten == "none" else args.whiten, gradient=args.gradient,
-        init=args.init, n_init=args.n_init, schedule=args.schedule,
+        init=args.init, n_init=args.n_init, schedule=args.schedule, averaging=args.averaging,
         random_state=args.random_state, verbose=args.verbose,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
@@ -995,6 +995,10 @@ def build_parser():
                      help="starting point of the first layer (auto: FastICA's rotation for linear ICA)")
     fit.add_argument("--n-init", type=int, help="number of initialisations; the most likely is kept")
     fit.add_argument("--schedule", choices=["plateau", "constant"])
+    fit.add_argument("--averaging", type=float, metavar="TAU",
+                     help="validate and keep a running average of the parameters over TAU epochs "
+                          "(default 'auto': 0.5 with --aux and more than one layer, else 0: the "
+                          "last iterate)")
     fit.add_argument("--random-state", type=_seed, default=None)
     fit.add_argument("--verbose", type=int)
     fit.add_argument("--checkpoint", metavar="FILE",

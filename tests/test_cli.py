@@ -83,6 +83,21 @@ def test_fit_passes_the_gradient_option(files, capsys):
     assert np.max(np.abs(model.transform(data.X_train) - relative.transform(data.X_train))) > 1e-6
 
 
+def test_fit_passes_the_averaging(files, capsys):
+    d, data = files
+    model_path = d / "model_averaged.joblib"
+    code, out, _ = run(["fit", d / "X.npy", "--model", model_path, "--max-iter", 3, "--n-layers", 2,
+                        "--random-state", 0, "--averaging", 5], capsys)
+    assert code == 0 and "fitted" in out
+    model = load_model(model_path)
+    assert model.averaging == 5   # over 5 epochs of 2 steps: averaging=0.5 would be the last step itself
+    kw = dict(n_layers=2, max_iter=3, random_state=0)
+    direct = nica.NonlinearICA(averaging=5.0, **kw).fit(data.X_train)
+    last = nica.NonlinearICA(**kw).fit(data.X_train)   # "auto": the last iterate for NonlinearICA
+    np.testing.assert_allclose(model.transform(data.X_train), direct.transform(data.X_train), rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(model.transform(data.X_train) - last.transform(data.X_train))) > 1e-6
+
+
 def test_fit_passes_the_contrastive_weight(files, capsys):
     d, data = files
     model_path = d / "model_mle.joblib"
