@@ -479,9 +479,7 @@ def _with_rate_scale(optimizer, averaged=False):
     """``optimizer`` followed by a scale kept in the optimizer state, so that the fit loop can
     lower the rate between epochs (plateaus, spikes) without recompiling anything; with
     ``averaged``, also the slot of a running average of the parameters."""
-    if isinstance(optimizer, _RateScaled):
-        if isinstance(optimizer, _RateScaledAveraged) != averaged:
-            raise ValueError("the optimizer's chained state does not match the averaging asked for")
+    if isinstance(optimizer, _RateScaled):  # already chained (fit_to_data checked ``averaged``)
         return optimizer
     if averaged:
         chained = optax.chain(optimizer, _scale_transform(), _average_transform())
@@ -501,34 +499,41 @@ def _set_rate_scale(opt_state, value):
     return (opt_state[0], inner._replace(hyperparams=hyper), *opt_state[2:])
 
 
+def _average_slot(opt_state):
+    """The :class:`_ParamAverage` slot of a chained optimizer state, or ``None`` without one."""
+    if len(opt_state) > 2 and isinstance(opt_state[2], _ParamAverage):
+        return opt_state[2]
+    return None
+
+
 def _averaged_params(state):
     """The parameters the fit loop monitors: the running average when the state has one."""
-    if len(state.opt_state) > 2 and isinstance(state.opt_state[2], _ParamAverage):
-        return state.opt_state[2].average
-    return (state.params, state.prior_params)
+    slot = _average_slot(state.opt_state)
+    return (state.params, state.prior_params) if slot is None else slot.average
 
 
 def _set_average_decay(opt_state, decay):
-    if len(opt_state) < 3:
+    slot = _average_slot(opt_state)
+    if slot is None:
         return opt_state
-    slot = opt_state[2]
     return (*opt_state[:2], slot._replace(decay=jnp.full_like(slot.decay, decay)))
 
 
 def _restart_average(opt_state, params):
     """The average restarted at ``params`` (a copy), keeping its decay."""
-    if len(opt_state) < 3:
+    slot = _average_slot(opt_state)
+    if slot is None:
         return opt_state
-    slot = opt_state[2]
     return (*opt_state[:2], _ParamAverage(jnp.zeros_like(slot.count), slot.decay, _device_copy(params)))
 
 
 def _match_average_slot(opt_state, params, averaged):
     """A chained optimizer state with the average's slot added (at ``params``) or removed, as
-    ``averaged`` asks (a warm start after ``averaging`` changed)."""
-    if averaged and len(opt_state) < 3:
+    ``averaged`` asks (a warm start after ``averaging`` changed, or a new chain)."""
+    has_average = _average_slot(opt_state) is not None
+    if averaged and not has_average:
         return (*opt_state, _average_transform().init(params))
-    if not averaged and len(opt_state) > 2:
+    if not averaged and has_average:
         return tuple(opt_state[:2])
     return opt_state
 
@@ -929,10 +934,9 @@ def fit_to_data(state, X, u=None, *, optimizer, key, activation="smooth_leaky_re
     scaled = _with_rate_scale(optimizer, averaging > 0)
     if not chained:
         trainable = (state.params, state.prior_params)
-        slots = (_scale_transform().init(trainable),)
-        if averaging > 0:
-            slots += (_average_transform().init(trainable),)
-        state = TrainState(*trainable, _set_rate_scale((state.opt_state, *slots), rate_scale))
+        opt_state = _match_average_slot((state.opt_state, _scale_transform().init(trainable)), trainable,
+                                        averaging > 0)
+        state = TrainState(*trainable, _set_rate_scale(opt_state, rate_scale))
     decay = _average_decay(averaging, train[0].shape[0], batch_size)
     state = state._replace(opt_state=_set_average_decay(state.opt_state, decay))
     state = _place(state, mesh)
@@ -953,7 +957,8 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
 
     Memory: the state (parameters and optimizer state) lives on the device and is donated to
     each epoch; besides it only the best epoch's parameters are kept, as a device copy (no host
-    copy, no copy of the optimizer state).  The optimizer state kept is the last one, as
+    copy, no copy of the optimizer state).  With averaging the optimizer state holds one more
+    copy of the parameters, the running average (the one monitored and kept).  The optimizer state kept is the last one, as
     scikit-learn's MLP keeps its solver state when it restores the best coefficients; a fit that
     diverged, or was interrupted, restarts the optimizer at the best parameters.
     """
@@ -964,8 +969,9 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
     no_change, converged, diverged = 0, False, False
     reductions = 0
     rate = _rate_scale(state.opt_state)
-    averaged = len(state.opt_state) > 2  # the state carries a running average of the parameters
-    decay = float(state.opt_state[2].decay) if averaged else 0.0
+    slot = _average_slot(state.opt_state)  # a running average of the parameters, or None
+    averaged = slot is not None
+    decay = float(slot.decay) if averaged else 0.0
     label = show_progress if isinstance(show_progress, str) else "fit_to_data"
     bar = tqdm(range(epochs), desc=label, disable=not show_progress, leave=False)
     if resume is not None:  # an interrupted fit's loop state
