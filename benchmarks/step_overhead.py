@@ -13,16 +13,28 @@ the machine affects all of them alike), with ``OPENBLAS_NUM_THREADS=1`` set befo
   Each product is fenced (``jax.lax.optimization_barrier``) and ``δ_kᵀ`` is materialised, so
   XLA runs every product in its fastest form: left to itself it rewrites a chain of products
   into transposed forms that its CPU backend runs through a slower kernel, which made the
-  unfenced chain (``chain_plain``, also timed) slower than the gradient it is the floor of;
+  unfenced chain (``chain_plain``, also timed) slower than the gradient it is the floor of.
+  The last layer's error is a stand-in computed from the output but a distinct array, and the
+  script stops unless XLA's own flop count of the compiled chain is ``4L − 1`` products: with
+  the output itself as the stand-in (as in earlier versions of this script) ``δ_L W_L`` and ``Y_L W_L`` were one
+  expression, computed once, and the chain was one product short of the floor;
 * ``authors``: the same errors with the grouping of the authors' code, ``G = δᵀ Z`` first and
   then ``G (Wᵀ W) − W`` (``B·D² + 2·D³`` per layer), bias terms as in ``relative``;
-* ``euclidean``: ``nica.euclidean_gradient`` (back-propagation and an explicit inverse).
+* ``euclidean``: ``nica.euclidean_gradient`` (back-propagation and an explicit inverse);
+* ``inverses``: the ``L`` explicit inverses ``jnp.linalg.inv(W_k)`` alone.  An ordinary
+  gradient does ``3L − 1`` of the chain's products plus these inverses, so ``(inverses +
+  (3L − 1)/(4L − 1) · chain) / chain`` is the ratio ``euclidean / relative`` would reach with a
+  relative gradient exactly at its floor: the most the ``10 ×`` target can get on this machine
+  (``(3L − 1)/(4L − 1) + 4LD / (3(4L − 1)B)`` when the inverse's ``8D³/3`` flops run as fast
+  as the products').
 
 The contenders share the weight arrays; each round calls them in a new random order, so that no
 contender always finds the weights in cache (or evicted) because of the one before it.
 
 Every function is compiled ahead of time and called once before timing; the script prints and
-stores every sample, the medians, the minima and the ratios of medians, and the checks (PASS /
+stores every sample, the medians, the minima, the ratios of medians (and the median of the
+per-round ratios relative / chain), XLA's flop count of each program in products, the minor
+page faults per call (fresh output buffers), and the checks (PASS /
 MISS, never asserted): ``relative ≤ 1.1 × chain`` (and, for reference, ``× chain_plain``),
 ``authors ≥ 1.2 × relative``, ``euclidean ≥ 10 × relative``.  ``taskset -c 0`` in front of the
 command measures one core.
@@ -44,6 +56,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (module
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from functools import partial  # noqa: E402
@@ -78,7 +91,11 @@ def chain(weights, X, fence=jax.lax.optimization_barrier):
         inputs.append(Z)
         Z = fence(Z @ W.T)
     preacts = inputs[1:] + [Z]
-    delta, deltas = Z, [Z]  # the last layer's error: a stand-in of the right shape
+    # The last layer's error: a stand-in of the right shape, computed from Z but a distinct
+    # array (with ``δ_L = Z`` the products ``δ_L W_L`` and ``Y_L W_L`` would be one expression,
+    # which XLA computes once: a chain one product short of the floor).
+    delta = fence(jnp.sign(Z) / Z.shape[0])
+    deltas = [delta]
     for W in weights[:0:-1]:
         delta = fence(delta @ W)
         deltas.insert(0, delta)
@@ -107,6 +124,7 @@ FUNCTIONS = {
     "chain_plain": chain_plain,
     "authors": authors,
     "euclidean": partial(nica.euclidean_gradient, activation=ACTIVATION, prior=PRIOR),
+    "inverses": lambda weights, X: tuple(jnp.linalg.inv(W) for W in weights),
 }
 
 
@@ -128,13 +146,24 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(RESULTS, "step_overhead.json"))
     args = parser.parse_args(argv)
     weights, params, X = inputs(args.dim, args.batch, args.layers)
-    calls = {}
+    product_flops = 2 * args.batch * args.dim ** 2  # one (B×D)·(D×D) product
+    calls, products = {}, {}
     for name, fn in FUNCTIONS.items():
-        call_args = (weights, X) if name.startswith("chain") else (params, X)
+        call_args = (weights, X) if name.startswith("chain") or name == "inverses" else (params, X)
         compiled = jax.jit(fn).lower(*call_args).compile()
         jax.block_until_ready(compiled(*call_args))  # warm-up
         calls[name] = (compiled, call_args)
+        # XLA's own count of the compiled program's flops (a LAPACK call counts as none)
+        cost = compiled.cost_analysis() or {}
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        products[name] = float(cost["flops"]) / product_flops if "flops" in cost else None
+    floor = 4 * args.layers - 1
+    if products["chain"] is not None and abs(products["chain"] - floor) > 0.05:
+        # e.g. two identical products merged by XLA: the chain would not be the floor it claims
+        raise RuntimeError(f"the compiled chain does {products['chain']:.3f} products' worth of flops, "
+                           f"not the {floor} of the floor")
     samples = {name: [] for name in calls}
+    faults = {name: 0 for name in calls}
     gc.collect()
     gc.disable()
     try:
@@ -144,12 +173,18 @@ def main(argv=None):
             # leaves the shared weights in cache for the next, or evicts them)
             for name in order.permutation(list(calls)):
                 compiled, call_args = calls[name]
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 start = time.perf_counter()
                 jax.block_until_ready(compiled(*call_args))
                 samples[name].append(time.perf_counter() - start)
+                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     finally:
         gc.enable()
     medians = {name: float(np.median(s)) for name, s in samples.items()}
+    # the same ratio paired by round (both calls a few hundred ms apart): robust to slow drifts
+    paired = float(np.median(np.asarray(samples["relative"]) / np.asarray(samples["chain"])))
+    # what euclidean / relative would be with the relative gradient exactly at its floor
+    euclidean_bound = (medians["inverses"] + (3 * args.layers - 1) / floor * medians["chain"]) / medians["chain"]
     checks = []
     for label, num, den, op, bound in TARGETS:
         ratio = medians[num] / medians[den]
@@ -163,12 +198,18 @@ def main(argv=None):
         "command": "python benchmarks/step_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "median_seconds": medians, "min_seconds": {name: float(min(s)) for name, s in samples.items()},
         "chain_gflop_per_s": flops / medians["chain"] / 1e9,
+        "products": products, "paired_relative_over_chain": paired,
+        "euclidean_over_relative_at_the_floor": euclidean_bound,
+        "page_faults_per_call": {name: n / args.repeats for name, n in faults.items()},
         "checks": checks, "samples": samples,
     }
     print(f"D = {args.dim}, B = {args.batch}, L = {args.layers}, float32, {args.repeats} interleaved calls each")
     for name, m in medians.items():
+        count = "" if products[name] is None else f", {products[name]:5.2f} products' flops"
         print(f"  {name:11s} median {1e3 * m:9.2f} ms  ({m / medians['chain']:.3f} × chain), "
-              f"min {1e3 * min(samples[name]):9.2f} ms")
+              f"min {1e3 * min(samples[name]):9.2f} ms{count}, {faults[name] / args.repeats:6.0f} page faults/call")
+    print(f"  relative / chain, median of the ratios paired by round: {paired:.3f}")
+    print(f"  euclidean / relative with the relative gradient at its floor: {euclidean_bound:.2f}")
     for c in checks:
         print(f"  {c['check']:32s} {c['ratio']:7.3f}  {'PASS' if c['passed'] else 'MISS'}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
