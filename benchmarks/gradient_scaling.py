@@ -32,8 +32,13 @@ with ``N(0, 1/D)`` weights, ``smooth_leaky_relu`` and ``laplace``; each function
 ahead of time (``jax.jit(...).lower(...).compile()``, compile time recorded but not timed),
 called once to warm up (unless a call is predicted to take over a second), then called ``n``
 times with ``block_until_ready`` and Python's garbage collector off; the JSON keeps every
-sample, the median and the minimum.  Slow points get fewer repeats (never fewer than 5 at the
-headline points, ``D = 512`` for every method and ``D = 2048`` for the others), and a point is
+sample, the median and the minimum.  At each ``D`` the floor, the relative and the euclidean
+gradient are timed interleaved: one call of each per round, in a new random order each round
+(a method with fewer repeats leaves the rounds early), so that a change of load on the machine
+falls on all three alike; autodiff is timed on its own afterwards.  The three get 30 calls at
+their headline points (``D = 512`` and ``D = 2048``, where the targets compare medians), 7
+elsewhere.  Slow points get fewer repeats (never fewer than 5 at the headline points), and a
+point is
 skipped, with the reason recorded, when its predicted memory (XLA's memory analysis) exceeds
 ``--memory-limit-gb`` (default half the RAM) or, for autodiff only, its predicted single-call
 time (the last measured time extrapolated as ``D³``) exceeds ``--max-call-seconds``.
@@ -91,6 +96,7 @@ HEADLINE = {"floor": (512, 2048), "relative": (512, 2048), "euclidean": (512, 20
 # The authors' relative-gradient times with their JAX code on a 2-core CPU machine (ms).
 AUTHORS_REFERENCE_MS = {1000: 9.5, 2000: 43.0}
 WARM_UP_BELOW_S = 1.0
+INTERLEAVED = ("floor", "relative", "euclidean")  # timed in shared rounds at each D
 TIME_SKIPPABLE = ("autodiff",)
 RSS_METHODS = ("relative", "euclidean", "autodiff")
 ACTIVATION = "smooth_leaky_relu"
@@ -221,19 +227,27 @@ def xla_memory(compiled):
         return None
 
 
-def time_calls(compiled, args, n_calls, warm_up=True):
-    """Time ``n_calls`` blocking calls (garbage collector off), after one untimed warm-up call
-    when ``warm_up``; return the samples in seconds."""
-    if warm_up:
-        jax.block_until_ready(compiled(*args))
-    samples = []
+def time_interleaved(entries, seed=0):
+    """Time several compiled functions in rounds, one call of each per round in a new random
+    order, so that a change of load on the machine (or of the allocator's state) falls on all
+    of them alike.  ``entries`` maps a name to ``(compiled, args, n_calls, warm_up)``; a name
+    leaves the rounds after its ``n_calls``.  Returns ``{name: samples in seconds}``."""
+    for compiled, args, _, warm_up in entries.values():
+        if warm_up:
+            jax.block_until_ready(compiled(*args))
+    samples = {name: [] for name in entries}
+    order = np.random.default_rng(seed)
     gc.collect()
     gc.disable()
     try:
-        for _ in range(n_calls):
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(*args))
-            samples.append(time.perf_counter() - start)
+        for round_ in range(max(entry[2] for entry in entries.values())):
+            for name in order.permutation(sorted(entries)):
+                compiled, args, n_calls, _ = entries[name]
+                if round_ >= n_calls:
+                    continue
+                start = time.perf_counter()
+                jax.block_until_ready(compiled(*args))
+                samples[name].append(time.perf_counter() - start)
     finally:
         gc.enable()
     return samples
@@ -246,20 +260,25 @@ def time_calls(compiled, args, n_calls, warm_up=True):
 def plan_repeats(method, dim, predicted_s, settings):
     """Number of timed calls, or a reason to skip the point.
 
-    ``settings["repeats"]`` calls when they fit in ``settings["point_budget_s"]``, fewer
-    (down to 5 at headline points, 3 elsewhere) when they do not.  Only autodiff points are
-    skipped for time, when the predicted single call is longer than ``settings["max_call_s"]``;
-    relative and euclidean run at every ``D`` (the figure's point).
+    ``settings["repeats"]`` calls (``settings["headline_repeats"]`` for the interleaved methods
+    at their headline points, where the targets compare their medians: with the run-to-run
+    noise of a shared machine, ±30 % a call, seven calls do not settle a ratio) when they fit in
+    ``settings["point_budget_s"]``, fewer (down to 5 at headline points, 3 elsewhere) when they
+    do not.  Only autodiff points are skipped for time, when the predicted single call is longer
+    than ``settings["max_call_s"]``; relative and euclidean run at every ``D`` (the figure's point).
     """
-    minimum = 5 if dim in HEADLINE[method] else 3
-    minimum = min(minimum, settings["repeats"])
+    headline = dim in HEADLINE[method]
+    repeats = settings["repeats"]
+    if headline and method in INTERLEAVED:
+        repeats = max(repeats, settings["headline_repeats"])
+    minimum = min(5 if headline else 3, repeats)
     if predicted_s is None:
-        return settings["repeats"], None
+        return repeats, None
     if method in TIME_SKIPPABLE and predicted_s > settings["max_call_s"]:
         return 0, (f"skipped: predicted {predicted_s:.3g} s per call > "
                    f"{settings['max_call_s']:g} s limit (--max-call-seconds)")
     fitting = int(settings["point_budget_s"] // max(predicted_s, 1e-9))
-    return max(minimum, min(settings["repeats"], fitting)), None
+    return max(minimum, min(repeats, fitting)), None
 
 
 def predict_seconds(method, dim, measured):
@@ -281,6 +300,7 @@ def run_timings(dims, settings, log):
     fastest = {method: {} for method in METHODS}  # D -> fastest call, basis of predictions
     batch, n_layers = settings["batch"], settings["n_layers"]
     for dim in dims:
+        planned = {}  # method -> (point, compiled, n_calls, warm_up): timed below
         for method in METHODS:
             point = {"dim": dim, "status": "ok"}
             results[method].append(point)
@@ -305,20 +325,32 @@ def run_timings(dims, settings, log):
                 point["status"] = reason
                 log(f"  D={dim:6d} {method:9s} {reason}")
                 continue
-            args = make_inputs(method, dim, batch, n_layers)
             # one-time costs are negligible next to calls predicted to take over a second
             warm_up = point["predicted_s"] is None or point["predicted_s"] < WARM_UP_BELOW_S
-            samples = time_calls(compiled, args, n_calls, warm_up)
-            del args, compiled
-            point.update(times_s=samples, warm_up_call=warm_up, n_repeats=len(samples),
-                         median_s=float(np.median(samples)), min_s=float(np.min(samples)))
-            # the floor's 2·(4L − 1)·B·D² flops over the median time: the rate at which the
-            # method gets the unavoidable work done
-            point["floor_gflop_per_s"] = floor_flops(dim, batch, n_layers) / point["median_s"] / 1e9
-            fastest[method][dim] = point["min_s"]
-            log(f"  D={dim:6d} {method:9s} median {point['median_s'] * 1e3:10.3f} ms "
-                f"(min {point['min_s'] * 1e3:.3f}, n={n_calls}, "
-                f"compile {point['compile_s']:.2f} s)")
+            planned[method] = (point, compiled, n_calls, warm_up)
+        # floor, relative and euclidean interleaved (their ratios are the targets); autodiff,
+        # up to a thousand times slower, on its own afterwards
+        together = [m for m in INTERLEAVED if m in planned]
+        groups = [together] + [[m] for m in planned if m not in together]
+        for group in groups:
+            if not group:
+                continue
+            args = {m: make_inputs(m, dim, batch, n_layers) for m in group}
+            samples = time_interleaved({m: (planned[m][1], args[m], *planned[m][2:]) for m in group})
+            del args
+            for method in group:
+                point, _, n_calls, warm_up = planned.pop(method)
+                point.update(times_s=samples[method], warm_up_call=warm_up, n_repeats=n_calls,
+                             interleaved_with=[m for m in group if m != method],
+                             median_s=float(np.median(samples[method])),
+                             min_s=float(np.min(samples[method])))
+                # the floor's 2·(4L − 1)·B·D² flops over the median time: the rate at which
+                # the method gets the unavoidable work done
+                point["floor_gflop_per_s"] = floor_flops(dim, batch, n_layers) / point["median_s"] / 1e9
+                fastest[method][dim] = point["min_s"]
+                log(f"  D={dim:6d} {method:9s} median {point['median_s'] * 1e3:10.3f} ms "
+                    f"(min {point['min_s'] * 1e3:.3f}, n={n_calls}, "
+                    f"compile {point['compile_s']:.2f} s)")
     return results
 
 
@@ -845,6 +877,7 @@ def build_settings(args):
         "dtype": "float32",
         "data": "X ~ N(0, 1) (B×D), W ~ N(0, 1/D) entrywise, b = 0, float32, NumPy seed 0",
         "repeats": args.repeats if args.repeats is not None else (3 if quick else 7),
+        "headline_repeats": 3 if quick else 30,
         "point_budget_s": args.point_budget if args.point_budget is not None else (
             2.0 if quick else 60.0),
         "max_call_s": args.max_call_seconds if args.max_call_seconds is not None else (
