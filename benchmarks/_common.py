@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import json
 import subprocess
 
@@ -21,6 +22,28 @@ def max_rise(scores):
             rise = max(rise, best - score)
         best = score if best is None else max(best, score)
     return float(rise)
+
+
+def defaults_fingerprint():
+    """A short hash of what nica's defaults resolve to: both estimators' default parameters, the
+    module constants that ``"auto"`` settings and the fit loop's schedule read (``_AUTO_RATE``,
+    ``_SPIKE_NATS``, ...) and nica's version.  Part of the resume keys of the benchmarks that
+    cache cells, so that a changed default (an ``"auto"`` that now means something else
+    included) measures the cells again instead of reusing them."""
+    import nica
+    from nica._src import estimator, training
+
+    def constants(module):
+        return {name: value for name, value in vars(module).items()
+                if name.startswith("_") and name[1:2].isupper() and name.upper() == name
+                and isinstance(value, (bool, int, float, str, tuple))}
+
+    state = {"version": nica.__version__,
+             "NonlinearICA": nica.NonlinearICA().get_params(),
+             "ConditionalNonlinearICA": nica.ConditionalNonlinearICA().get_params(),
+             "estimator": constants(estimator), "training": constants(training)}
+    text = json.dumps(state, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def cpu_model(default=None):

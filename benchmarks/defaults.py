@@ -30,12 +30,16 @@ Usage::
     python benchmarks/defaults.py --quick         # D = 4 only, one seed: about a minute
 
 Each measured cell is appended to ``results/defaults_partial.jsonl`` as it finishes, so an
-interrupted run resumes where it stopped; delete that file to measure afresh.
+interrupted run resumes where it stopped; delete that file to measure afresh.  A cell records
+a fingerprint of nica's defaults (``_common.defaults_fingerprint``: the estimators' default
+parameters and the constants their ``"auto"`` settings resolve with), and a cell measured under
+other defaults is measured again.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -47,7 +51,7 @@ from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, max_rise  # noqa: E402
+from _common import cpu_model, defaults_fingerprint, max_rise  # noqa: E402
 
 import nica  # noqa: E402
 from nica.datasets import make_segmented_mixture  # noqa: E402
@@ -182,6 +186,11 @@ def n_init_summary(rows):
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults_fingerprint():
+    return defaults_fingerprint()
+
+
 def _cached(path):
     """Rows already measured by an interrupted run (one JSON object per line), by cell key."""
     rows = {}
@@ -195,9 +204,11 @@ def _cached(path):
 
 
 def _measure(cache, path, key, compute):
-    if key in cache:
+    """The cached row of ``key`` when it was measured under today's defaults, else a new one."""
+    fingerprint = _defaults_fingerprint()
+    if key in cache and cache[key].get("library_defaults") == fingerprint:
         return cache[key]
-    row = {"key": key, **compute()}
+    row = {"key": key, "library_defaults": fingerprint, **compute()}
     with open(path, "a") as fh:
         fh.write(json.dumps(row) + "\n")
     return row

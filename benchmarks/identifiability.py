@@ -34,8 +34,10 @@ Commands::
 A full run is resumable: each (source, D, L, seed, contender) cell is appended to
 ``benchmarks/results/identifiability_partial.jsonl`` as it finishes and is skipped when the run
 is repeated with the same settings (a cell records every keyword of its contender, library
-defaults included: a contender whose settings changed, e.g. ``HYBRID_SETTINGS`` or a default of
-nica's estimators, is measured again; delete that file to measure everything afresh).
+defaults included, and for nica's contenders a fingerprint of what their ``"auto"`` settings
+resolve to (``_common.defaults_fingerprint``): a contender whose settings changed, e.g.
+``HYBRID_SETTINGS``, a default of nica's estimators or the meaning of an ``"auto"``, is measured
+again; delete that file to measure everything afresh).
 ``--quick`` neither reads nor writes it.  Writes ``benchmarks/results/identifiability[_quick].json`` (every cell of the partial
 file with the current settings, and their summary) and ``docs/images/identifiability[_quick].png``,
 and prints a table with the targets of the issue (PASS/MISS, never asserted).
@@ -54,7 +56,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model  # shared helpers
+from _common import cpu_model, defaults_fingerprint  # shared helpers
 
 CONTENDERS = ("mle", "hybrid", "tuned", "factorized", "fastica", "tcl", "ivae")
 # The likelihood contenders, scored against TARGETS.
@@ -143,6 +145,8 @@ def resolved_settings(name, settings):
                "tuned": nica.ConditionalNonlinearICA, "factorized": nica.NonlinearICA, "fastica": FastICA}[name]
         full = cls(**settings).get_params()
         full.pop("random_state", None)
+        if name != "fastica":  # what nica's "auto" settings resolve to is not in get_params
+            full["library_defaults"] = defaults_fingerprint()
     return json.loads(json.dumps(full, sort_keys=True, default=repr))
 
 
