@@ -958,9 +958,10 @@ def _fit_loop(epoch_fn, optimizer, state, train, val, key, epochs, *, activation
     Memory: the state (parameters and optimizer state) lives on the device and is donated to
     each epoch; besides it only the best epoch's parameters are kept, as a device copy (no host
     copy, no copy of the optimizer state).  With averaging the optimizer state holds one more
-    copy of the parameters, the running average (the one monitored and kept).  The optimizer state kept is the last one, as
-    scikit-learn's MLP keeps its solver state when it restores the best coefficients; a fit that
-    diverged, or was interrupted, restarts the optimizer at the best parameters.
+    copy of the parameters, the running average (the one monitored and kept).  The optimizer
+    state kept is the last one, as scikit-learn's MLP keeps its solver state when it restores
+    the best coefficients; a fit that diverged, or was interrupted, restarts the optimizer at
+    the best parameters.
     """
     monitor_validation = val is not None
     loss_curve, validation_scores, validation_log_likelihoods = [], [], []
