@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import functools
 import hashlib
 import json
+import resource
 import subprocess
+import time
 
 
 def max_rise(scores):
@@ -24,6 +27,7 @@ def max_rise(scores):
     return float(rise)
 
 
+@functools.lru_cache(maxsize=1)
 def defaults_fingerprint():
     """A short hash of what nica's defaults resolve to: both estimators' default parameters, the
     module constants that ``"auto"`` settings and the fit loop's schedule read (``_AUTO_RATE``,
@@ -44,6 +48,47 @@ def defaults_fingerprint():
              "estimator": constants(estimator), "training": constants(training)}
     text = json.dumps(state, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def flop_count(compiled):
+    """XLA's own count of a compiled program's floating-point operations (a LAPACK call counts
+    as none), or ``None`` where the backend reports none."""
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def time_interleaved(entries, names, seed=0):
+    """Time compiled functions in rounds, one blocking call of each per round in a new random
+    order (a permutation of ``names``, drawn with ``seed``), so that a change of load on the
+    machine or of the allocator's state falls on all of them alike and no function always runs
+    right after another.  ``entries`` maps a name to ``(compiled, args, n_calls)``; a name
+    leaves the rounds after its ``n_calls``.  Garbage collection is off while timing.
+
+    Returns ``(samples, faults)``: per name the seconds of each call, and the minor page
+    faults of its calls in all (read outside the timed span)."""
+    import jax
+    import numpy as np
+
+    samples = {name: [] for name in entries}
+    faults = {name: 0 for name in entries}
+    order = np.random.default_rng(seed)
+    gc.collect()
+    gc.disable()
+    try:
+        for round_ in range(max(entry[2] for entry in entries.values())):
+            for name in order.permutation(names):
+                compiled, args, n_calls = entries[name]
+                if round_ >= n_calls:
+                    continue
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                start = time.perf_counter()
+                jax.block_until_ready(compiled(*args))
+                samples[name].append(time.perf_counter() - start)
+                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    finally:
+        gc.enable()
+    return samples, faults
 
 
 def cpu_model(default=None):

@@ -39,7 +39,6 @@ other defaults is measured again.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -186,11 +185,6 @@ def n_init_summary(rows):
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _defaults_fingerprint():
-    return defaults_fingerprint()
-
-
 def _cached(path):
     """Rows already measured by an interrupted run (one JSON object per line), by cell key."""
     rows = {}
@@ -205,7 +199,7 @@ def _cached(path):
 
 def _measure(cache, path, key, compute):
     """The cached row of ``key`` when it was measured under today's defaults, else a new one."""
-    fingerprint = _defaults_fingerprint()
+    fingerprint = defaults_fingerprint()  # computed once (cached)
     if key in cache and cache[key].get("library_defaults") == fingerprint:
         return cache[key]
     row = {"key": key, "library_defaults": fingerprint, **compute()}

@@ -52,7 +52,6 @@ with the measured values; it never asserts anything about timings.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
@@ -77,7 +76,7 @@ from _common import cpu_model  # shared /proc and XLA helpers
 from _common import proc_status_bytes as _proc_status_bytes
 from _common import release_free_memory as _release_free_memory
 from _common import reset_peak_rss as _reset_peak_rss
-from _common import run_json_child
+from _common import run_json_child, time_interleaved
 from _common import xla_memory as _xla_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -229,32 +228,6 @@ def xla_memory(compiled):
         return None
 
 
-def time_interleaved(entries, seed=0):
-    """Time several compiled functions in rounds, one call of each per round in a new random
-    order, so that a change of load on the machine (or of the allocator's state) falls on all
-    of them alike.  ``entries`` maps a name to ``(compiled, args, n_calls, warm_up)``; a name
-    leaves the rounds after its ``n_calls``.  Returns ``{name: samples in seconds}``."""
-    for compiled, args, _, warm_up in entries.values():
-        if warm_up:
-            jax.block_until_ready(compiled(*args))
-    samples = {name: [] for name in entries}
-    order = np.random.default_rng(seed)
-    gc.collect()
-    gc.disable()
-    try:
-        for round_ in range(max(entry[2] for entry in entries.values())):
-            for name in order.permutation(sorted(entries)):
-                compiled, args, n_calls, _ = entries[name]
-                if round_ >= n_calls:
-                    continue
-                start = time.perf_counter()
-                jax.block_until_ready(compiled(*args))
-                samples[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return samples
-
-
 # --------------------------------------------------------------------------------------------
 # timing sweep
 
@@ -338,7 +311,11 @@ def run_timings(dims, settings, log):
             if not group:
                 continue
             args = {m: make_inputs(m, dim, batch, n_layers) for m in group}
-            samples = time_interleaved({m: (planned[m][1], args[m], *planned[m][2:]) for m in group})
+            for m in group:  # one-time costs are negligible next to calls of over a second
+                if planned[m][3]:
+                    jax.block_until_ready(planned[m][1](*args[m]))
+            samples, _ = time_interleaved({m: (planned[m][1], args[m], planned[m][2]) for m in group},
+                                          sorted(group))
             del args
             for method in group:
                 point, _, n_calls, warm_up = planned.pop(method)

@@ -54,11 +54,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (module docstring)
 
 import argparse  # noqa: E402
-import gc  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -67,7 +64,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model  # noqa: E402
+from _common import cpu_model, flop_count, time_interleaved  # noqa: E402
 
 import nica  # noqa: E402
 from nica import Layer  # noqa: E402
@@ -153,33 +150,16 @@ def main(argv=None):
         compiled = jax.jit(fn).lower(*call_args).compile()
         jax.block_until_ready(compiled(*call_args))  # warm-up
         calls[name] = (compiled, call_args)
-        # XLA's own count of the compiled program's flops (a LAPACK call counts as none)
-        cost = compiled.cost_analysis() or {}
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        products[name] = float(cost["flops"]) / product_flops if "flops" in cost else None
+        flops = flop_count(compiled)  # XLA's own count (a LAPACK call counts as none)
+        products[name] = None if flops is None else flops / product_flops
     floor = 4 * args.layers - 1
     if products["chain"] is not None and abs(products["chain"] - floor) > 0.05:
         # e.g. two identical products merged by XLA: the chain would not be the floor it claims
         raise RuntimeError(f"the compiled chain does {products['chain']:.3f} products' worth of flops, "
                            f"not the {floor} of the floor")
-    samples = {name: [] for name in calls}
-    faults = {name: 0 for name in calls}
-    gc.collect()
-    gc.disable()
-    try:
-        order = np.random.default_rng(0)
-        for _ in range(args.repeats):
-            # a fresh order each round: no contender always runs right after another (which
-            # leaves the shared weights in cache for the next, or evicts them)
-            for name in order.permutation(list(calls)):
-                compiled, call_args = calls[name]
-                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                start = time.perf_counter()
-                jax.block_until_ready(compiled(*call_args))
-                samples[name].append(time.perf_counter() - start)
-                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    finally:
-        gc.enable()
+    # a fresh order each round: no contender always runs right after another (which leaves the
+    # shared weights in cache for the next, or evicts them)
+    samples, faults = time_interleaved({name: (*calls[name], args.repeats) for name in calls}, list(calls))
     medians = {name: float(np.median(s)) for name, s in samples.items()}
     # the same ratio paired by round (both calls a few hundred ms apart): robust to slow drifts
     paired = float(np.median(np.asarray(samples["relative"]) / np.asarray(samples["chain"])))

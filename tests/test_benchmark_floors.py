@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import gradient_scaling  # noqa: E402
+from _common import flop_count  # noqa: E402
 import step_overhead  # noqa: E402
 
 DIM, BATCH = 256, 20
@@ -22,11 +23,10 @@ DIM, BATCH = 256, 20
 
 def products(fn, *args):
     """XLA's flop count of ``jit(fn)`` compiled for ``args``, in ``(B×D)·(D×D)`` products."""
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    if not cost or "flops" not in cost:
+    flops = flop_count(jax.jit(fn).lower(*args).compile())
+    if flops is None:
         pytest.skip("this backend reports no flop count")
-    return float(cost["flops"]) / (2 * BATCH * DIM ** 2)
+    return flops / (2 * BATCH * DIM ** 2)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
