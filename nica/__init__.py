@@ -6,15 +6,26 @@ Conventions used everywhere in nica: rows are samples (``X`` has shape
 ``Y = Z @ W.T + b``.
 """
 
-from nica import activations, priors
+from nica import (
+    activations,
+    datasets,
+    gradients,
+    metrics,
+    objectives,
+    plotting,
+    priors,
+    transforms,
+)
+from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
+from nica._src.fitting import FitHistory, FitProgress, fit_to_data
 from nica._src.gradients import (
+    Backprop,
     autodiff_gradient,
+    backpropagated_errors,
     equivariant_gradient,
     euclidean_gradient,
     relative_gradient,
-    transport,
 )
-from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
 from nica._src.network import (
     Layer,
     forward,
@@ -24,18 +35,12 @@ from nica._src.network import (
     inverse_and_log_det,
     log_likelihood,
 )
-from nica._src.training import (
-    FitHistory,
-    FitProgress,
-    TrainState,
-    fit_to_data,
-    init_train_state,
-    make_mesh,
-    make_train_step,
-    shard_params,
-)
+from nica._src.sharding import make_mesh, shard_params
+from nica._src.stopping import Decision, EarlyStopping, StoppingStatus
+from nica._src.training import TrainState, init_train_state, make_epoch, make_train_step
+from nica._src.transforms import transport
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Layer",
@@ -50,23 +55,28 @@ __all__ = [
     "transport",
     "euclidean_gradient",
     "autodiff_gradient",
+    "backpropagated_errors",
+    "Backprop",
     "TrainState",
     "init_train_state",
     "make_train_step",
+    "make_epoch",
     "fit_to_data",
     "FitHistory",
     "FitProgress",
+    "EarlyStopping",
+    "StoppingStatus",
+    "Decision",
     "make_mesh",
     "shard_params",
     "NonlinearICA",
     "ConditionalNonlinearICA",
     "activations",
     "priors",
+    "objectives",
+    "gradients",
+    "transforms",
+    "datasets",
+    "metrics",
+    "plotting",
 ]
-
-try:  # standalone NumPy/SciPy modules; present once written
-    from nica import datasets, metrics, plotting  # noqa: F401
-
-    __all__ += ["datasets", "metrics", "plotting"]
-except ImportError:  # pragma: no cover
-    pass

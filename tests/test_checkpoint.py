@@ -223,9 +223,14 @@ def test_a_scheduled_optimizer_factory_resumes_exactly(X, tmp_path, monkeypatch)
 def test_repeated_spike_restarts_keep_the_best_parameters(X, monkeypatch):
     """Every epoch a 'spike' (the guard's threshold made negative): each restart at the best
     parameters must not hand the next epoch (which donates its input) the kept best copy."""
-    from nica._src import training as _training  # the fit loop (nica.fit_to_data)
+    update = nica.EarlyStopping.update
 
-    monkeypatch.setattr(_training, "_SPIKE_NATS", -1.0)
+    def a_spike_after_the_first_epoch(self, status, score, epoch):
+        if status.best_epoch == 0:
+            return update(self, status, score, epoch)
+        return status._replace(no_change=status.no_change + 1), nica.Decision(False, "spike")
+
+    monkeypatch.setattr(nica.EarlyStopping, "update", a_spike_after_the_first_epoch)
     fitted = model(max_iter=5).fit(X)
     assert fitted.best_iter_ == 1 and fitted.n_iter_ == 5
     assert np.isfinite(fitted.score(X))

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nica
-import nica.cli as cli
+import nica.cli._commands as cli_commands
+import nica.cli._main as cli_main
 from nica.cli import CLIError, load_model, main, read_array
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -289,8 +290,10 @@ def make_bad_model(d, case):
     if case == "garbage_after_header":
         return write_bytes(p, good[:120] + b"\xff" * 200), "truncated or corrupt"
     if case == "newer_minor":
-        return model_payload(p, format="nica-model", format_version=1, version="0.2.0", estimator=fitted), \
-            "written by nica 0.2.0 but this is nica " + nica.__version__
+        major, minor = (int(part) for part in nica.__version__.split(".")[:2])
+        newer = f"{major}.{minor + 1}.0"
+        return model_payload(p, format="nica-model", format_version=1, version=newer, estimator=fitted), \
+            f"written by nica {newer} but this is nica " + nica.__version__
     if case == "older_minor":
         return model_payload(p, format="nica-model", version="0.0.3", estimator=fitted), "written by nica 0.0.3"
     if case == "newer_format":
@@ -359,9 +362,10 @@ def test_patch_version_difference_is_a_warning(env, capsys):
 
 
 def test_running_version_is_named(env, capsys, monkeypatch):
+    written = nica.__version__
     monkeypatch.setattr(nica, "__version__", "7.3.1")
     code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
-    assert_one_line_error(code, out, err, "written by nica 0.1.0 but this is nica 7.3.1",
+    assert_one_line_error(code, out, err, f"written by nica {written} but this is nica 7.3.1",
                           "refit the model with nica 7.3.1")
 
 
@@ -633,10 +637,10 @@ def test_sample_label_draws_from_that_segment(env, capsys, model, label, value):
 
 
 def test_sample_count_beyond_memory_is_refused_before_drawing(env, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_available_memory", lambda: 2**20)
+    monkeypatch.setattr(cli_commands, "_available_memory", lambda: 2**20)
     code, out, err = run(["sample", env / "m.nica", "-n", "100000", "-o", env / "out.npy"], capsys)
     assert_one_line_error(code, out, err, "out of memory", "GiB is available")
-    monkeypatch.setattr(cli, "_available_memory", lambda: None)  # unknown: no guess, the draw goes ahead
+    monkeypatch.setattr(cli_commands, "_available_memory", lambda: None)  # unknown: no guess, the draw goes ahead
     code, _, err = run(["sample", env / "m.nica", "-n", "5", "-o", env / "five.npy"], capsys)
     assert code == 0 and np.load(env / "five.npy").shape == (5, D), err
 
@@ -754,7 +758,7 @@ def test_unforeseen_failures_are_one_line(env, capsys, monkeypatch, exc, fragmen
     def failing(args):
         raise exc
 
-    monkeypatch.setattr(cli, "cmd_transform", failing)
+    monkeypatch.setattr(cli_main, "cmd_transform", failing)
     code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
     assert_one_line_error(code, out, err, fragment, status=status)
 
@@ -779,7 +783,7 @@ def test_interrupt_while_parsing_is_one_line(capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "build_parser", interrupted)
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
     code, out, err = run(["transform", "a", "b", "-o", "c"], capsys)
     assert_one_line_error(code, out, err, "interrupted", status=130)
 

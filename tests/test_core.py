@@ -134,7 +134,7 @@ def test_inverse_and_log_det_is_the_slogdet_of_the_inverse_jacobian(n_features, 
                                                                     activation, seed):
     """Per row, ``log|det ∂g⁻¹/∂s|`` is ``slogdet`` of ``jax.jacfwd`` through the inverse network
     itself (autodiff of the solves and activation inverses), and ``X`` is ``inverse``'s output."""
-    from nica._src.network import _inverse
+    from nica._src.network import inverse_jit as _inverse
 
     params = random_params(seed, n_features=n_features, n_layers=n_layers, bias=bias)
     S = random_data(seed, n_samples=n_samples, n_features=n_features) * 2.0

@@ -186,10 +186,10 @@ def test_one_component():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(n_segments=0), ValueError, "n_segments must be an integer >= 1, got 0"),
+        (dict(n_segments=0), ValueError, "n_segments must be an integer >= 1; got 0"),
         (dict(n_per_segment=-5), ValueError, "n_per_segment must be an integer >= 1"),
-        (dict(n_components=2.5), TypeError, "n_components must be an integer, got 2.5"),
-        (dict(n_layers=0), ValueError, "n_layers must be an integer >= 1, got 0"),
+        (dict(n_components=2.5), TypeError, "n_components must be an integer >= 1; got 2.5"),
+        (dict(n_layers=0), ValueError, "n_layers must be an integer >= 1; got 0"),
         (dict(n_layers=True), TypeError, "n_layers must be an integer"),
         (
             dict(source="cauchy"),
@@ -201,8 +201,8 @@ def test_one_component():
         (dict(scale_range=(1.0, np.inf)), ValueError, "0 < low < high"),
         (dict(scale_range=(1.0,)), ValueError, "pair of numbers"),
         (dict(scale_range=("a", "b")), ValueError, "pair of numbers"),
-        (dict(slope=0.0), ValueError, "slope must be a finite positive number"),
-        (dict(slope=-0.2), ValueError, "slope must be a finite positive number"),
+        (dict(slope=0.0), ValueError, "slope must be a finite number > 0"),
+        (dict(slope=-0.2), ValueError, "slope must be a finite number > 0"),
         (dict(activation="tanh"), ValueError, r"activation must be one of \('leaky_relu', 'xtanh'\), got 'tanh'"),
         (dict(repeat_matrix=1), TypeError, "repeat_matrix must be a bool, got 1"),
     ],
@@ -321,7 +321,7 @@ def test_two_moons_noise_is_used():
             {},
             r"name must be one of \('two_moons', 'mixture_of_gaussians', 'sine'\), got 'swiss",
         ),
-        (("sine",), dict(n_samples=1), "n_samples must be an integer >= 2, got 1"),
+        (("sine",), dict(n_samples=1), "n_samples must be an integer >= 2; got 1"),
         (("sine",), dict(noise=-0.1), "noise must be a finite non-negative number"),
         (("sine",), dict(noise=np.nan), "noise must be a finite non-negative number"),
     ],

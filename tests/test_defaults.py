@@ -241,7 +241,7 @@ def test_fastica_start_keeps_the_start_with_the_largest_contrast(monkeypatch):
     """Of its several FastICA starts, init="fastica" keeps the fixed point with the largest
     log-cosh contrast Σᵢ (E log cosh yᵢ − E log cosh ν)², here recomputed naively with the
     Gaussian reference value by quadrature."""
-    import nica._src.estimator as est_module
+    import nica._src.estimator.preprocessing as est_module
 
     fitted = []
 
@@ -313,7 +313,7 @@ def test_spike_guard_restores_the_best_parameters_and_lowers_the_rate():
                                   random_state=0).fit(X_train)
     scores = np.asarray(model.validation_scores_)
     running_best = np.maximum.accumulate(scores)
-    from nica._src.training import _SPIKE_NATS
+    _SPIKE_NATS = nica.EarlyStopping().spike_nats
 
     spikes = np.flatnonzero(scores[1:] < running_best[:-1] - _SPIKE_NATS) + 1
     assert spikes.size > 0  # the rate is large enough to spike: the test exercises the guard

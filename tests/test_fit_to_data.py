@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import nica
-from nica._src import training as _training
+from nica._src import fitting as _fitting
 
 MIX = jnp.array([[1.0, 0.4], [0.2, 1.0]])
 ADAM = optax.adam(1e-2)   # module-level optimizers: the fits share their compiled epochs
@@ -130,18 +130,18 @@ def test_validation_fraction_holds_out_rows_drawn_with_the_key():
     (dict(validation=(np.zeros((4, 2), np.float32), np.zeros(4), None)), ValueError, "a tuple of 3 items"),
     (dict(optimizer="adam"), TypeError, "optax.adam"),
     (dict(optimizer=optax.sgd(1e-2)), ValueError, "state.opt_state does not fit optimizer"),
-    (dict(key=0), TypeError, "key must be a JAX random key"),
+    (dict(key=0), TypeError, "key must be one JAX random key"),
     (dict(callback="print"), TypeError, "callback must be callable"),
     (dict(gradient="natural"), ValueError, "gradient must be one of"),
     (dict(log_det_offset=np.nan), ValueError, "log_det_offset must be a finite number"),
-    (dict(rate_scale=0.0), ValueError, "rate_scale must be > 0"),
+    (dict(rate_scale=0.0), ValueError, "rate_scale must be a finite number > 0"),
     (dict(u=np.zeros(256, np.int32)), ValueError, "u is only used by a conditional prior"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_compiled(monkeypatch, kw, error, match):
     def no_epoch(*args, **kwargs):
         raise AssertionError("an epoch was built before the arguments were checked")
 
-    monkeypatch.setattr(_training, "make_epoch", no_epoch)
+    monkeypatch.setattr(_fitting, "compile_epoch", no_epoch)
     args = dict(optimizer=ADAM, key=jax.random.key(2), batch_size=64, max_epochs=3)
     args.update(kw)
     u = args.pop("u", None)

@@ -20,8 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import nica
 from nica import priors
-from nica._src.contrastive import segment_log_posterior
-from nica._src.gradients import VALUE_AND_GRADIENT
+from nica import gradients, objectives
 from nica.datasets import make_segmented_mixture
 
 from test_conditional import brute_sources_and_log_det
@@ -60,8 +59,10 @@ brute_joint_grad = jax.jit(jax.value_and_grad(brute_joint, argnums=(0, 1)), stat
 
 
 def library(method, *args, contrastive_weight):
-    fn = jax.jit(VALUE_AND_GRADIENT[method], static_argnums=(2, 3), static_argnames="contrastive_weight")
-    return fn(*args, contrastive_weight=contrastive_weight)
+    """The gradient form ``method`` of the hybrid objective ``likelihood + α · cross-entropy``."""
+    objective = objectives.likelihood() + contrastive_weight * objectives.label_cross_entropy()
+    fn = jax.jit(gradients.get(method).value_and_gradient, static_argnums=(2, 3, 6))
+    return fn(*args, objective)
 
 
 @pytest.mark.parametrize("method", ["relative", "equivariant", "euclidean"])
@@ -95,22 +96,33 @@ def test_train_step_weight_zero_is_the_likelihood_step_and_checks_the_weight():
     opt = optax.adam(0.05)
     state = nica.init_train_state(opt, params, theta)
     plain = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior))(state, X, u)
-    zero = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior, contrastive_weight=0.0))(state, X, u)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, plain, zero)
-    hybrid = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior, contrastive_weight=2.0))(state, X, u)
+    hybrid_objective = objectives.likelihood() + 2.0 * objectives.label_cross_entropy()
+    hybrid = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior, objective=hybrid_objective))(
+        state, X, u)
     assert float(hybrid[1]) > float(plain[1])  # the loss adds α · cross-entropy (> 0)
     with pytest.raises(ValueError, match="segment-conditional prior"):
-        nica.make_train_step(opt, prior="laplace", contrastive_weight=1.0)
+        nica.make_train_step(opt, prior="laplace", objective=hybrid_objective)
+    # the deprecated contrastive_weight=α still builds the same step, with a FutureWarning
+    with pytest.warns(FutureWarning, match="contrastive_weight is deprecated"):
+        zero = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior, contrastive_weight=0.0))(
+            state, X, u)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, plain, zero)
+    with pytest.warns(FutureWarning):
+        old = jax.jit(nica.make_train_step(opt, activation="tanh_linear", prior=prior, contrastive_weight=2.0))(
+            state, X, u)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, hybrid, old)
     for bad in (-1.0, float("nan"), "5", True):
-        with pytest.raises(ValueError, match="contrastive_weight"):
+        with pytest.raises(ValueError, match="contrastive_weight"), pytest.warns(FutureWarning):
             nica.make_train_step(opt, prior=prior, contrastive_weight=bad)
+    with pytest.raises(ValueError, match="an objective's weight"):
+        objectives.likelihood() + (-1.0) * objectives.label_cross_entropy()
 
 
-def test_segment_log_posterior_matches_scipy():
+def test_label_log_posterior_matches_scipy():
     _, _, _, theta = problem(2)
     S = np.random.default_rng(3).laplace(size=(6, 3))
     prior = priors.segment_conditional("laplace", N_SEGMENTS)
-    got = segment_log_posterior(prior, theta, jnp.asarray(S))
+    got = prior.label_log_posterior(theta, jnp.asarray(S))
     scale, loc = np.exp(np.asarray(theta["log_scale"])), np.asarray(theta["loc"])
     per_segment = np.stack([stats.laplace.logpdf(S, loc[m], scale[m] / np.sqrt(2)).sum(axis=1) for m in range(N_SEGMENTS)], axis=1)
     np.testing.assert_allclose(got, log_softmax(per_segment, axis=1), rtol=1e-10, atol=1e-12)
@@ -188,7 +200,7 @@ def test_contrastive_weight_auto_is_two_for_labels_and_zero_for_continuous_u():
     assert continuous.aux_type_ == "continuous"
     np.testing.assert_array_equal(auto.transform(data.X_test), two.transform(data.X_test))
     assert np.max(np.abs(auto.transform(data.X_test) - zero.transform(data.X_test))) > 1e-6
-    with pytest.raises(ValueError, match="'auto' or a finite real number"):
+    with pytest.raises(ValueError, match="contrastive_weight must be a finite number >= 0 or 'auto'"):
         nica.ConditionalNonlinearICA(contrastive_weight="big").fit(data.X_train, data.u_train)
     # a warm start cannot switch a continuous-u model to the hybrid objective
     continuous.set_params(warm_start=True, contrastive_weight=1.0)

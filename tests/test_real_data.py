@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from nica._src import datasets as datasets_impl
+from nica._src import real_data as datasets_impl
 from nica.datasets import load_digits_density, load_power
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

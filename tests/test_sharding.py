@@ -366,8 +366,9 @@ def test_partial_fit_streams_a_memory_mapped_file(tmp_path):
     kw = dict(n_layers=2, batch_size=200, learning_rate=1e-2, random_state=0)
 
     streamed = nica.NonlinearICA(**kw).partial_fit(mapped[:chunk])  # compiles; fits the whitening
+    streamed.partial_fit(mapped[chunk:2 * chunk])  # compiles what a continued fit adds (not streaming memory)
     tracemalloc.start()
-    for start in range(chunk, len(mapped), chunk):
+    for start in range(2 * chunk, len(mapped), chunk):
         streamed.partial_fit(mapped[start:start + chunk])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -4,6 +4,11 @@
     The ``--help`` text of ``nica`` (or of ``nica COMMAND``), rendered from
     :func:`nica.cli.build_parser` at build time.
 
+``.. nica-registry:: MODULE``
+    The names registered in ``nica.MODULE`` (``activations``, ``priors``, ``objectives``,
+    ``gradients``), each with the first line of its class's docstring: the docs' lists of names
+    read the registry, as the command line's choices do.
+
 The examples gallery (sphinx-gallery, configured in ``conf.py``)
     :func:`gallery_argv` runs every script with ``--quick --out-dir FOLDER``,
     :func:`written_png_scraper` shows the PNGs it wrote there, :class:`ExampleOrder` orders the
@@ -69,6 +74,38 @@ class NicaCliHelp(SphinxDirective):
         block = nodes.literal_block(text, text)
         block["language"] = "text"
         return [block]
+
+
+# ---------------------------------------------------------------------------------------------
+# nica-registry
+
+REGISTRIES = ("activations", "priors", "objectives", "gradients")
+
+
+class NicaRegistry(SphinxDirective):
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        import importlib
+
+        from docutils.statemachine import StringList
+
+        name = self.arguments[0]
+        if name not in REGISTRIES:
+            raise self.error(f"nica-registry takes one of {REGISTRIES}; got {name!r}.")
+        module = importlib.import_module(f"nica.{name}")
+        lines = []
+        for registered in module.names():
+            if registered.endswith("_example"):  # registered by a docstring example of the same build
+                continue
+            component = module.get(registered)
+            cls = type(component)
+            summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            lines.append(f"* ``{registered!r}``: :class:`~nica.{name}.{cls.__name__}` -- {summary}")
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source=f"nica-registry {name}"), self.content_offset, container)
+        return container.children
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +241,7 @@ def add_example_links(app, what, name, obj, options, lines):
 
 def setup(app):
     app.add_directive("nica-cli-help", NicaCliHelp)
+    app.add_directive("nica-registry", NicaRegistry)
     app.connect("autodoc-process-docstring", add_example_links, priority=600)  # after numpydoc
     app.connect("build-finished", _stamp_gallery_args)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -10,17 +10,24 @@ Each activation is a small frozen (hashable, picklable) object with three pure f
 All three are strictly increasing maps of ℝ onto ℝ, so a network built from square invertible
 matrices and these activations is invertible. Objects are hashable so they can be passed as
 static arguments to :func:`jax.jit`.
+
+A new activation is one class (a frozen dataclass deriving from :class:`Activation`) and one
+line, ``register("name", factory)``: the estimators, the command line's ``--activation`` and the
+tests' parametrisation read the registry.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from nica._src.validation import check_implements, check_real, check_static, refuse_unusable
+from nica._src._checks import check_real
+from nica._src._registry import Registry
 
 __all__ = [
     "Activation",
@@ -31,6 +38,8 @@ __all__ = [
     "tanh_linear",
     "leaky_relu",
     "get",
+    "register",
+    "names",
 ]
 
 # Cap on the safeguarded Newton iteration.  Convergence is tested at every step, so the cap is
@@ -90,15 +99,17 @@ def _with_inverse_jvp(activation, solve):
     return inverse
 
 
-class Activation:
+class Activation(abc.ABC):
     """Base class of nica's elementwise invertible activations.
 
-    Subclasses are frozen dataclasses that implement :meth:`fn`, :meth:`inverse` and
-    :meth:`log_derivative`.
+    A subclass is a frozen dataclass (hashable: it is a static argument of :func:`jax.jit`)
+    that provides :meth:`fn`, :meth:`inverse` and :meth:`log_derivative`, strictly increasing
+    maps of ℝ onto ℝ; a class that leaves one out cannot be instantiated.
     """
 
-    name: str = "activation"
+    name: ClassVar[str] = "activation"
 
+    @abc.abstractmethod
     def fn(self, x):  # pragma: no cover - abstract
         """The activation ``σ(x)``, elementwise.
 
@@ -112,6 +123,7 @@ class Activation:
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def inverse(self, y):  # pragma: no cover - abstract
         """The exact inverse ``σ⁻¹(y)``, elementwise (differentiable).
 
@@ -125,6 +137,7 @@ class Activation:
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def log_derivative(self, x):  # pragma: no cover - abstract
         """``log σ'(x)``, elementwise, computed in a numerically stable way.
 
@@ -159,10 +172,10 @@ class SmoothLeakyReLU(Activation):
     """
 
     alpha: float = 0.3
-    name = "smooth_leaky_relu"
+    name: ClassVar[str] = "smooth_leaky_relu"
 
     def __post_init__(self):
-        check_real(self.alpha, "alpha", owner="smooth_leaky_relu", low=0.0, high=1.0)
+        check_real(self.alpha, "alpha", 0.0, 1.0, owner="smooth_leaky_relu")
 
     def fn(self, x):
         return self.alpha * x + (1.0 - self.alpha) * jax.nn.softplus(x)
@@ -194,10 +207,10 @@ class TanhLinear(Activation):
     """
 
     beta: float = 0.1
-    name = "tanh_linear"
+    name: ClassVar[str] = "tanh_linear"
 
     def __post_init__(self):
-        check_real(self.beta, "beta", owner="tanh_linear", low=0.0)
+        check_real(self.beta, "beta", 0.0, owner="tanh_linear")
 
     def fn(self, x):
         return jnp.tanh(x) + self.beta * x
@@ -230,10 +243,10 @@ class LeakyReLU(Activation):
     """
 
     slope: float = 0.2
-    name = "leaky_relu"
+    name: ClassVar[str] = "leaky_relu"
 
     def __post_init__(self):
-        check_real(self.slope, "slope", owner="leaky_relu (invertible only with a positive slope)", low=0.0)
+        check_real(self.slope, "slope", 0.0, owner="leaky_relu (invertible only with a positive slope)")
 
     def fn(self, x):
         return jnp.where(x >= 0, x, self.slope * x)
@@ -319,21 +332,21 @@ def leaky_relu(slope: float = 0.2) -> LeakyReLU:
     return LeakyReLU(slope=slope)
 
 
-_REGISTRY = {
-    "smooth_leaky_relu": smooth_leaky_relu,
-    "tanh_linear": tanh_linear,
-    "leaky_relu": leaky_relu,
-}
+_REGISTRY = Registry("activation", Activation)
+_REGISTRY.register("smooth_leaky_relu", smooth_leaky_relu)
+_REGISTRY.register("tanh_linear", tanh_linear)
+_REGISTRY.register("leaky_relu", leaky_relu)
 
 
 def get(activation) -> Activation:
-    """Return an :class:`Activation` from an object or one of the names in :ref:`theory-activations`.
+    """Return an :class:`Activation` from an object or one of the registered names.
 
     Parameters
     ----------
     activation : str or Activation
-        ``"smooth_leaky_relu"``, ``"tanh_linear"``, ``"leaky_relu"`` (default
-        hyperparameters) or an activation object, which is returned unchanged.
+        A registered name (:func:`names`: ``"smooth_leaky_relu"``, ``"tanh_linear"``,
+        ``"leaky_relu"``, with their default hyperparameters) or an activation object, which is
+        returned unchanged.
 
     Returns
     -------
@@ -345,16 +358,59 @@ def get(activation) -> Activation:
     >>> activations.get("tanh_linear")
     TanhLinear(beta=0.1)
     """
-    if isinstance(activation, Activation):
-        check_static(activation, "activation")
-        return check_implements(activation, Activation, "activation",
-                                [("fn",), ("inverse",), ("log_derivative",)])
-    if isinstance(activation, str):
-        try:
-            return _REGISTRY[activation]()
-        except KeyError:
-            raise ValueError(
-                f"Unknown activation {activation!r}; expected one of {sorted(_REGISTRY)} "
-                "or an nica.activations object."
-            ) from None
-    raise refuse_unusable(activation, "activation", Activation, _REGISTRY)
+    return _REGISTRY.get(activation)
+
+
+def register(name: str, factory, *, overwrite: bool = False):
+    """Make ``name`` stand for ``factory()`` wherever an activation is named.
+
+    The estimators' ``activation``, the command line's ``--activation`` and :func:`get` then
+    accept it.
+
+    Parameters
+    ----------
+    name : str
+        An identifier not registered yet (unless ``overwrite``).
+    factory : callable
+        Called without arguments, returns an :class:`Activation` (a subclass, or a function
+        that builds one with its default hyperparameters).
+    overwrite : bool, default=False
+        Replace a registered name.
+
+    Returns
+    -------
+    callable
+        ``factory`` itself, so that ``register`` can decorate a class.
+
+    Examples
+    --------
+    >>> import dataclasses, jax.numpy as jnp
+    >>> from nica import activations
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Cubic(activations.Activation):      # x + x³/3 is strictly increasing onto ℝ
+    ...     def fn(self, x): return x + x**3 / 3
+    ...     def log_derivative(self, x): return jnp.log1p(x**2)
+    ...     def inverse(self, y):                   # Cardano: the one real root
+    ...         r = jnp.sqrt(2.25 * y**2 + 1.0)
+    ...         return jnp.cbrt(1.5 * y + r) + jnp.cbrt(1.5 * y - r)
+    >>> _ = activations.register("cubic_example", Cubic)
+    >>> activations.get("cubic_example")
+    Cubic()
+    """
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
+
+
+def names() -> list[str]:
+    """The registered activation names, sorted.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from nica import activations
+    >>> [n for n in activations.names() if n in ("leaky_relu", "smooth_leaky_relu", "tanh_linear")]
+    ['leaky_relu', 'smooth_leaky_relu', 'tanh_linear']
+    """
+    return _REGISTRY.names()

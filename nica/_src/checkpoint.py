@@ -23,11 +23,16 @@ from __future__ import annotations
 import datetime
 import numbers
 import os
-import tempfile
+import pickle
 import time
+import warnings
 
 import jax
+import joblib
 import numpy as np
+
+from nica._src.io import write_atomically
+from nica._src.training import TrainState
 
 __all__ = ["check_checkpoint_params", "Checkpointer", "resume_state", "data_fingerprint"]
 
@@ -59,8 +64,6 @@ def check_checkpoint_params(estimator):
         raise TypeError("checkpoint_every must be an int (epochs) or a datetime.timedelta (time "
                         f"between checkpoints); got {every!r} of type {type(every).__name__}.")
     if path is not None:
-        import pickle
-
         try:
             pickle.dumps(estimator.optimizer)
         except Exception as error:
@@ -87,8 +90,6 @@ def data_fingerprint(X):
 def resume_state(estimator, X, U=None):
     """The ``_resume`` record of a loaded checkpoint, or None (with a warning when it is
     unusable).  The record is removed from the estimator either way."""
-    import warnings
-
     resume = estimator.__dict__.pop("_resume", None)
     if resume is None:
         return None
@@ -139,8 +140,6 @@ class Checkpointer:
         ``best`` the best ``(params, prior_params)`` so far."""
         if not self.due(estimator.n_iter_):
             return
-        from nica._src.training import TrainState
-
         resume = {
             "format": _RESUME_FORMAT,
             "params": _as_numpy(state.params), "prior_params": _as_numpy(state.prior_params),
@@ -160,15 +159,5 @@ class Checkpointer:
         self.last_iter, self.last_time = estimator.n_iter_, time.monotonic()
 
     def write(self, estimator):
-        import joblib
-
-        folder = os.path.dirname(os.path.abspath(self.path))
-        handle, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                joblib.dump(estimator, stream)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Save ``estimator`` to the checkpoint file (atomically)."""
+        write_atomically(self.path, lambda stream: joblib.dump(estimator, stream), make_dirs=False)

@@ -7,16 +7,21 @@ section 'Metrics'.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
+
+from nica._src._checks import check_option
 
 __all__ = ["amari_distance", "make_mcc_scorer", "mean_corr_coef"]
 
 _CORR_METHODS = ("pearson", "spearman")
 
 
-def _as_float_array(x, name):
+def _as_float_array(x, name) -> np.ndarray:
     """Convert ``x`` to a float64 NumPy array, or raise a TypeError naming ``name``."""
     if x is None:
         raise TypeError(f"{name} must be an array of real numbers, got None.")
@@ -39,7 +44,7 @@ def _check_finite(arr, name):
         )
 
 
-def _check_sources(S, name):
+def _check_sources(S, name) -> np.ndarray:
     """Validate one ``(n_samples, n_components)`` array of sources."""
     arr = _as_float_array(S, name)
     if arr.ndim != 2:
@@ -75,11 +80,6 @@ def _power_of_two_scaled(arr, axis=None):
     return np.ldexp(arr, -exponent)
 
 
-def _check_method(method):
-    if not isinstance(method, str) or method not in _CORR_METHODS:
-        raise ValueError(f"method must be one of {_CORR_METHODS}, got {method!r}.")
-
-
 def _abs_cross_correlation(A, B):
     """``C[i, j] = |corr(A[:, i], B[:, j])|``, with 0 wherever a column is constant."""
     A = A - A.mean(axis=0)
@@ -94,7 +94,7 @@ def _abs_cross_correlation(A, B):
     return np.clip(C, 0.0, 1.0)
 
 
-def mean_corr_coef(S_true, S_est, method="pearson"):
+def mean_corr_coef(S_true: ArrayLike, S_est: ArrayLike, method: str = "pearson") -> float:
     r"""Mean correlation coefficient (MCC) between true and estimated sources.
 
     With :math:`C_{ij} = |\operatorname{corr}(s_i, \hat s_j)|`, the components are matched
@@ -161,7 +161,7 @@ def _match_components(S_true, S_est, method="pearson"):
     matched : ndarray of float, same shape
         The matched absolute correlations ``C[rows, cols]``; their mean is the MCC.
     """
-    _check_method(method)
+    check_option(method, "method", _CORR_METHODS)
     S_true = _check_sources(S_true, "S_true")
     S_est = _check_sources(S_est, "S_est")
     if S_true.shape[0] != S_est.shape[0]:
@@ -177,7 +177,7 @@ def _match_components(S_true, S_est, method="pearson"):
     return rows, cols, C[rows, cols]
 
 
-def _check_square(M, name):
+def _check_square(M, name) -> np.ndarray:
     arr = _as_float_array(M, name)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
         raise ValueError(
@@ -187,7 +187,7 @@ def _check_square(M, name):
     return arr
 
 
-def amari_distance(W, A):
+def amari_distance(W: ArrayLike, A: ArrayLike) -> float:
     r"""Normalised Amari distance between an unmixing matrix and the true mixing.
 
     With :math:`P = W A` of size :math:`d \times d`,
@@ -256,7 +256,7 @@ def amari_distance(W, A):
     return float((rows + cols) / (2.0 * d * (d - 1)))
 
 
-def make_mcc_scorer(method="pearson"):
+def make_mcc_scorer(method: str = "pearson") -> Callable:
     """Scikit-learn scorer of the mean correlation coefficient, for model selection.
 
     The returned scorer is called as ``scorer(estimator, X, S_true)`` and computes
@@ -294,7 +294,7 @@ def make_mcc_scorer(method="pearson"):
     >>> bool(np.all(scores > 0.99))
     True
     """
-    _check_method(method)
+    check_option(method, "method", _CORR_METHODS)
 
     def mcc_scorer(estimator, X, y):
         if not callable(getattr(estimator, "transform", None)):

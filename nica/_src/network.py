@@ -10,20 +10,25 @@ Conventions, fixed once for all of nica:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple, Optional
-
-import numbers
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from nica._src import activations as _activations
 from nica._src import priors as _priors
-from nica._src import validation as _validation
+from nica._src._checks import check_bool, check_int
+from nica._src.activations import Activation
+from nica._src.priors import Prior
 
-__all__ = ["Layer", "init_params", "forward", "inverse", "forward_and_log_det", "log_likelihood"]
+__all__ = ["Layer", "init_params", "forward", "inverse", "forward_and_log_det", "inverse_and_log_det",
+           "log_likelihood", "check_params", "check_data", "check_key", "params_dtype", "validated",
+           "prior_arguments", "forward_trace", "inverse_trace", "log_abs_det_weights", "log_abs_det",
+           "forward_jit", "inverse_jit", "log_likelihood_without_det", "marginal_log_likelihood_without_det"]
 
 
 class Layer(NamedTuple):
@@ -79,7 +84,7 @@ def check_params(params) -> tuple[int, int]:
     dtypes = {_leaf_dtype(leaf) for leaf in jax.tree_util.tree_leaves(params)}
     if len(dtypes) != 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
         raise TypeError(f"params must all share one floating dtype; got {sorted(map(str, dtypes))}.")
-    return n_features, len(params)
+    return int(jnp.shape(params[0].W)[0]), len(params)
 
 
 def _leaf_dtype(leaf):
@@ -88,7 +93,7 @@ def _leaf_dtype(leaf):
     return np.dtype(dtype) if dtype is not None else np.asarray(leaf).dtype
 
 
-def _as_numeric_array(X, name):
+def _as_numeric_array(X, name) -> jax.Array:
     """``X`` as an array: JAX arrays and tracers as they are, anything else through NumPy first,
     so that text, objects and ragged lists are refused with a message naming ``name`` (and not
     with an error from inside JAX)."""
@@ -104,7 +109,7 @@ def _as_numeric_array(X, name):
     return jnp.asarray(arr)
 
 
-def check_data(X, n_features: int, dtype, name: str = "X"):
+def check_data(X, n_features: int, dtype, name: str = "X") -> jax.Array:
     """Validate a data batch against the parameters; return it as a JAX array.
 
     Shapes and dtypes only: the values are not inspected (no host synchronisation, and the same
@@ -140,10 +145,10 @@ def prior_arguments(prior, prior_params, u, params, X, where):
     prior)."""
     prior = _priors.get(prior)
     n_features = jnp.shape(params[0].W)[0]
-    dtype = _params_dtype(params)
-    conditional = isinstance(prior, _priors._LocationScaleConditional)
+    dtype = params_dtype(params)
+    conditional = prior.conditional
     if prior_params is None:
-        if jax.tree_util.tree_leaves(_validation.prior_params_template(prior, n_features, np.dtype(dtype))):
+        if jax.tree_util.tree_leaves(_priors.prior_params_template(prior, n_features, np.dtype(dtype))):
             what = "depends on u and has learned parameters" if conditional else "has learned parameters"
             raise ValueError(
                 f"{where} needs prior_params for prior {type(prior).__name__}, which {what}: pass "
@@ -151,22 +156,24 @@ def prior_arguments(prior, prior_params, u, params, X, where):
                 f"prior_params_){' and the auxiliary variable u' if conditional else ''}."
             )
         prior_params = ()
-    _validation.check_prior_params(prior, prior_params, n_features, dtype, check_dtype=True,
-                                   hint=" (or take a fitted estimator's prior_params_)")
-    u = _validation.check_aux(prior, u, X.shape[0], where)
+    _priors.check_prior_params(prior, prior_params, n_features, dtype, check_dtype=True,
+                               hint=" (or take a fitted estimator's prior_params_)")
+    u = _priors.check_aux(prior, u, X.shape[0], where)
     return prior, prior_params, u
 
 
-def _params_dtype(params):
+def params_dtype(params):
+    """The floating dtype of a network's parameters."""
     return jnp.result_type(params[0].W)
 
 
-def _validated(params, X, name="X"):
+def validated(params, X, name="X") -> jax.Array:
+    """``X`` checked against the network ``params`` (both checked), as a JAX array."""
     n_features, _ = check_params(params)
-    return check_data(X, n_features, _params_dtype(params), name)
+    return check_data(X, n_features, params_dtype(params), name)
 
 
-def _check_key(key):
+def check_key(key):
     """A JAX PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` one (``PRNGKey``)."""
     dtype = getattr(key, "dtype", None)
     if dtype is None:
@@ -178,6 +185,7 @@ def _check_key(key):
     if not ok:
         got = type(key).__name__ if dtype is None else f"an array of dtype {dtype} and shape {jnp.shape(key)}"
         raise TypeError(f"key must be one JAX random key, e.g. jax.random.key(0); got {got}.")
+    return key
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +216,8 @@ def _random_orthogonal(key, n, dtype):
         jnp.concatenate(v), unique_indices=True)
 
 
-def init_params(key, n_features: int, n_layers: int, *, bias: bool = True, dtype=None):
+def init_params(key: jax.Array, n_features: int, n_layers: int, *, bias: bool = True,
+                dtype: DTypeLike | None = None) -> tuple[Layer, ...]:
     """Well-conditioned initial parameters: random orthogonal ``W`` and zero ``b``.
 
     Up to 4,096 features each ``W`` is Haar-distributed (the QR decomposition of a Gaussian
@@ -243,15 +252,9 @@ def init_params(key, n_features: int, n_layers: int, *, bias: bool = True, dtype
     >>> len(params), params[0].W.shape, params[0].b.shape
     (2, (3, 3), (3,))
     """
-    for name, value in (("n_features", n_features), ("n_layers", n_layers)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a positive integer; got {value!r} of type {type(value).__name__}.")
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value}.")
-    n_features, n_layers = int(n_features), int(n_layers)
-    if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"bias must be a bool; got {bias!r}.")
-    _check_key(key)
+    n_features, n_layers = check_int(n_features, "n_features"), check_int(n_layers, "n_layers")
+    check_bool(bias, "bias")
+    check_key(key)
     if dtype is None:
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     try:
@@ -309,8 +312,15 @@ def log_abs_det_weights(params):
     return sum(jnp.linalg.slogdet(layer.W)[1] for layer in params)
 
 
+@jax.jit
+def log_abs_det(params):
+    """:func:`log_abs_det_weights`, jitted (one compilation per network shape)."""
+    return log_abs_det_weights(params)
+
+
 @partial(jax.jit, static_argnames=("activation",))
-def _forward(params, X, activation):
+def forward_jit(params, X, activation):
+    """:func:`forward` on checked arguments (``activation`` an object), jitted."""
     return forward_trace(params, X, activation)[0]
 
 
@@ -332,19 +342,20 @@ def inverse_trace(params, S, activation):
 
 
 @partial(jax.jit, static_argnames=("activation",))
-def _inverse(params, S, activation):
+def inverse_jit(params, S, activation):
+    """:func:`inverse` on checked arguments (``activation`` an object), jitted."""
     return inverse_trace(params, S, activation)[0]
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _log_likelihood_without_det(params, X, activation, prior, prior_params=(), u=None):
+def log_likelihood_without_det(params, X, activation, prior, prior_params=(), u=None):
     """Every term of the log-likelihood but ``Σ log|det W_k|`` (which does not depend on X)."""
     S, _, _, log_det_act = forward_trace(params, X, activation)
     return prior.conditional_log_prob(prior_params, S, u) + log_det_act  # eq. (3), or eq. (4) given u
 
 
 @partial(jax.jit, static_argnames=("activation", "prior"))
-def _marginal_log_likelihood_without_det(params, X, activation, prior, prior_params, log_weights):
+def marginal_log_likelihood_without_det(params, X, activation, prior, prior_params, log_weights):
     """The same for the marginal over segment labels: one forward pass, then the prior's segment
     mixture ``log Σ_u π_u p(s | u)`` (``prior`` a :class:`~nica.priors.SegmentConditional`)."""
     S, _, _, log_det_act = forward_trace(params, X, activation)
@@ -367,7 +378,7 @@ def _log_likelihood(params, X, activation, prior, prior_params=(), u=None):
     return prior.conditional_log_prob(prior_params, S, u) + log_det  # eq. (3), or eq. (4) given u
 
 
-def forward(params, X, *, activation="smooth_leaky_relu"):
+def forward(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu") -> jax.Array:
     """Map observations to sources, ``S = g(X)`` (row-wise).
 
     Parameters
@@ -391,11 +402,11 @@ def forward(params, X, *, activation="smooth_leaky_relu"):
     >>> nica.forward(params, jnp.ones((4, 2)), activation="tanh_linear").shape
     (4, 2)
     """
-    X = _validated(params, X)
-    return _forward(tuple(params), X, _activations.get(activation))
+    X = validated(params, X)
+    return forward_jit(tuple(params), X, _activations.get(activation))
 
 
-def inverse(params, S, *, activation="smooth_leaky_relu"):
+def inverse(params: Sequence[Layer], S: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu") -> jax.Array:
     """Map sources back to observations, ``X = g⁻¹(S)``.
 
     Each layer is undone with a linear solve (``O(D³)`` once per call) and the exact inverse of
@@ -420,11 +431,12 @@ def inverse(params, S, *, activation="smooth_leaky_relu"):
     >>> bool(jnp.allclose(nica.inverse(params, nica.forward(params, X)), X, atol=1e-4))
     True
     """
-    S = _validated(params, S, name="S")
-    return _inverse(tuple(params), S, _activations.get(activation))
+    S = validated(params, S, name="S")
+    return inverse_jit(tuple(params), S, _activations.get(activation))
 
 
-def forward_and_log_det(params, X, *, activation="smooth_leaky_relu"):
+def forward_and_log_det(params: Sequence[Layer], X: ArrayLike, *,
+                        activation: str | Activation = "smooth_leaky_relu") -> tuple[jax.Array, jax.Array]:
     """Map observations to sources and return the log-determinant of the map's Jacobian, per row.
 
     The flow interface of distrax and flowjax (``bijector.forward_and_log_det``): ``S = g(X)``
@@ -463,7 +475,7 @@ def forward_and_log_det(params, X, *, activation="smooth_leaky_relu"):
     >>> S.shape, log_det.shape, bool(jnp.allclose(log_det, 0.0, atol=1e-5))
     ((3, 2), (3,), True)
     """
-    X = _validated(params, X)
+    X = validated(params, X)
     return _forward_and_log_det(tuple(params), X, _activations.get(activation))
 
 
@@ -474,7 +486,8 @@ def _inverse_and_log_det(params, S, activation):
     return X, -(log_det_act + log_abs_det_weights(params))
 
 
-def inverse_and_log_det(params, S, *, activation="smooth_leaky_relu"):
+def inverse_and_log_det(params: Sequence[Layer], S: ArrayLike, *,
+                        activation: str | Activation = "smooth_leaky_relu") -> tuple[jax.Array, jax.Array]:
     """Map sources to observations and return the log-determinant of that map's Jacobian, per row.
 
     The other direction of :func:`forward_and_log_det` (distrax's and flowjax's
@@ -509,12 +522,12 @@ def inverse_and_log_det(params, S, *, activation="smooth_leaky_relu"):
     >>> bool(jnp.allclose(log_det, -nica.forward_and_log_det(params, X)[1], atol=1e-5))
     True
     """
-    S = _validated(params, S, name="S")
+    S = validated(params, S, name="S")
     return _inverse_and_log_det(tuple(params), S, _activations.get(activation))
 
 
-def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace", prior_params=None,
-                   u=None):
+def log_likelihood(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
+                   prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None) -> jax.Array:
     """Exact per-sample log-likelihood: eq. (3), or eq. (4) given an auxiliary variable ``u``.
 
     ``log p(x | u) = Σ_i log p_i(s_i | u) + Σ_{k<L} Σ_i log σ'(y_{k,i}) + Σ_k log|det W_k|``
@@ -560,6 +573,6 @@ def log_likelihood(params, X, *, activation="smooth_leaky_relu", prior="laplace"
     ...                     u=jnp.array([0, 1, 2, 0])).shape
     (4,)
     """
-    X = _validated(params, X)
+    X = validated(params, X)
     prior, prior_params, u = prior_arguments(prior, prior_params, u, params, X, "log_likelihood")
     return _log_likelihood(tuple(params), X, _activations.get(activation), prior, prior_params, u)

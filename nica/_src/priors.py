@@ -1,51 +1,47 @@
 """Source priors (docs/theory.rst, "Priors" and "Learned source densities").
 
-A prior is a small frozen (hashable, picklable) object with pure functions:
+A prior is a small frozen (hashable, picklable) object; :class:`Prior` declares what every
+prior provides, so callers never branch:
 
-* ``log_density(s)``: elementwise ``log p(s)``,
-* ``log_prob(S)``: ``Σ_i log p(s_i)`` over the last axis, shape ``(n_samples,)``, the first
-  term of eq. (3),
-* ``score(s)``: elementwise ``d log p(s) / ds``,
-* ``sample(key, shape, dtype)``: independent draws.
+* ``conditional_log_prob(prior_params, S, u=None)``: ``Σ_i log p_i(s_i | u)`` per row, the first
+  term of eqs. (3) and (4);
+* ``conditional_sample(prior_params, key, u, n_components)``: draws, one row per row of ``u``;
+* ``init_params(key, n_components, dtype)``: the prior's own learned parameters (a pytree kept
+  outside the object and trained beside the network; ``()`` for a fixed density);
+* ``conditional``: whether the density depends on an auxiliary variable ``u``.
 
-A prior with learned parameters (:class:`LogisticMixture`, the conditional priors) keeps them
-outside the object, in a pytree ``prior_params`` made by ``init_params`` and trained beside the
-network: ``conditional_log_prob(prior_params, S, u=None)`` and
-``conditional_sample(prior_params, key, u, n_components)`` are the interface every prior
-implements, so callers never branch.
+A fixed factorized density (:class:`Gaussian`, ...) defines ``log_density(s)`` (elementwise)
+and, to sample, ``_standard_sample``; a learned one (:class:`LearnedPrior`:
+:class:`LogisticMixture`, and the conditional priors of :mod:`nica._src.conditional`) defines
+``init_params``, ``param_log_density`` and ``param_sample`` instead.  Every density is written in
+a numerically stable form (no overflow for large ``|s|``).
 
-Every density is written in a numerically stable form (no overflow for large ``|s|``).
+A new factorized prior is one class and one ``register("name", factory)`` line: the estimators'
+``prior``, the command line's ``--prior`` and the tests read the registry.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import functools
 import math
 import numbers
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nica._src.validation import check_implements, check_static, refuse_unusable
+from nica._src._checks import check_int
+from nica._src._registry import Registry
 
-__all__ = ["Prior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMixture",
-           "SegmentConditional", "MLPConditional", "gaussian", "laplace", "logistic", "hypsecant",
-           "logistic_mixture", "segment_conditional", "mlp_conditional", "get"]
+__all__ = ["Prior", "LearnedPrior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMixture",
+           "gaussian", "laplace", "logistic", "hypsecant", "logistic_mixture", "get", "register", "names",
+           "check_prior_params", "prior_params_template", "check_aux", "as_aux_array"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
-_LOG_WEIGHTS_TOLERANCE = 1e-4  # |log Σ exp(log_weights)| allowed: float32 rounding, not a mistake
-
-
-def _check_count(value, name):
-    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-
-
-def _check_flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {value!r}.")
 
 
 def _check_shape(shape):
@@ -58,7 +54,7 @@ def _check_shape(shape):
     return tuple(int(n) for n in shape)
 
 
-def _as_aux_array(u):
+def as_aux_array(u):
     """``u`` as an array (JAX arrays and tracers as they are; text or objects refused)."""
     if isinstance(u, jax.Array):
         return u
@@ -68,20 +64,27 @@ def _as_aux_array(u):
     return jnp.asarray(arr)
 
 
-def _check_base(base):
-    if not isinstance(base, Prior):
-        raise TypeError(f"base must be an nica.priors object; got {type(base).__name__} (use priors.get).")
-    if isinstance(base, _LocationScaleConditional):
-        raise ValueError(f"base must be a factorized prior family; got the conditional {type(base).__name__}.")
+class Prior(abc.ABC):
+    """Base class of nica's priors: a fixed factorized density, unless a subclass says otherwise.
 
+    A fixed density defines :meth:`log_density` (required) and, to be sampled,
+    ``_standard_sample(key, shape, dtype)``; :meth:`score` and the parametrised interface
+    (``param_log_density``, ``conditional_log_prob``, ...) follow from them.  Learned densities
+    derive from :class:`LearnedPrior`, conditional ones from ``nica.priors.ConditionalPrior``.
 
-class Prior:
-    """Base class of nica's factorized priors: subclasses define ``log_density``, ``score``,
-    ``_standard_sample`` and ``variance``."""
+    Attributes
+    ----------
+    conditional : bool
+        Whether the density depends on an auxiliary variable ``u`` (eq. 4); ``False`` here.
+    variance : float
+        The variance of each component.
+    """
 
-    name: str = "prior"
+    name: ClassVar[str] = "prior"
+    conditional: ClassVar[bool] = False
     variance: float = 1.0
 
+    @abc.abstractmethod
     def log_density(self, s):  # pragma: no cover - abstract
         """Elementwise ``log p(s)``.
 
@@ -93,10 +96,10 @@ class Prior:
         -------
         array of the same shape
         """
-        raise NotImplementedError
 
-    def score(self, s):  # pragma: no cover - abstract
-        """Elementwise score ``d log p(s) / ds``.
+    def score(self, s):
+        """Elementwise score ``d log p(s) / ds`` (by automatic differentiation unless a subclass
+        gives it in closed form).
 
         Parameters
         ----------
@@ -106,10 +109,12 @@ class Prior:
         -------
         array of the same shape
         """
-        raise NotImplementedError
+        s = jnp.asarray(s)
+        return jnp.vectorize(jax.grad(self.log_density))(s)
 
-    def _standard_sample(self, key, shape, dtype):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _standard_sample(self, key, shape, dtype):
+        raise NotImplementedError(f"{type(self).__name__} does not define _standard_sample(key, shape, dtype): "
+                                  "it cannot be sampled.")
 
     def log_prob(self, S):
         """Sum of :meth:`log_density` over the last axis (the components): shape ``S.shape[:-1]``."""
@@ -119,8 +124,8 @@ class Prior:
         """Independent draws of the given shape, as a JAX array of ``dtype``."""
         return self._standard_sample(key, _check_shape(shape), dtype)
 
-    # The conditional interface (eq. 4).  A factorized prior has no parameters of its own and
-    # ignores the auxiliary variable, so callers never need to branch.
+    # The parametrised and conditional interface (eq. 4).  A fixed factorized prior has no
+    # parameters of its own and ignores the auxiliary variable, so callers never branch.
 
     def init_params(self, key, n_components, dtype=jnp.float32):
         """The prior's own learnable parameters: none for a fixed factorized prior."""
@@ -144,12 +149,18 @@ class Prior:
         """Draws ``s ~ p(s | u)``, one row per row of ``u``."""
         return self.param_sample(prior_params, key, (jnp.shape(u)[0], n_components), dtype)
 
+    def check_aux(self, u):
+        """``u`` checked for this prior: a factorized prior takes none."""
+        if u is not None:
+            raise ValueError(f"u is only used by a conditional prior; prior={self!r} is factorized: pass u=None.")
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian(Prior):
     """Standard normal, ``p(s) = exp(−s²/2)/√(2π)``."""
 
-    name = "gaussian"
+    name: ClassVar[str] = "gaussian"
     variance = 1.0
 
     def log_density(self, s):
@@ -166,7 +177,7 @@ class Gaussian(Prior):
 class Laplace(Prior):
     """Unit-variance Laplace, ``p(s) = exp(−√2·|s|)/√2``."""
 
-    name = "laplace"
+    name: ClassVar[str] = "laplace"
     variance = 1.0
 
     def log_density(self, s):
@@ -189,7 +200,7 @@ def _logistic_log_density(z):
 class Logistic(Prior):
     """Standard logistic, ``p(s) = e^{−s}/(1 + e^{−s})²`` (scale 1, variance π²/3)."""
 
-    name = "logistic"
+    name: ClassVar[str] = "logistic"
     variance = math.pi**2 / 3.0
 
     def log_density(self, s):
@@ -206,7 +217,7 @@ class Logistic(Prior):
 class HypSecant(Prior):
     """Unit-variance hyperbolic secant, ``p(s) = ½ sech(πs/2)``."""
 
-    name = "hypsecant"
+    name: ClassVar[str] = "hypsecant"
     variance = 1.0
 
     def log_density(self, s):
@@ -223,9 +234,26 @@ class HypSecant(Prior):
         return (2.0 / math.pi) * jnp.log(jnp.tan(0.5 * math.pi * u))
 
 
-class _NeedsParams:
-    """Mixin for priors whose density depends on learned parameters (or on ``u``): the
-    parameter-free methods refuse clearly instead of evaluating some arbitrary shape."""
+class LearnedPrior(Prior):
+    """Base class of the priors with learned parameters (the prior's own pytree ``prior_params``).
+
+    A subclass defines :meth:`init_params`, :meth:`param_log_density` and
+    :meth:`param_sample` (and ``_required_keys``, the keys of its parameter dict); the
+    parameter-free methods (``log_density``, ``log_prob``, ``score``, ``sample``) refuse
+    clearly instead of evaluating some arbitrary shape.
+    """
+
+    @abc.abstractmethod
+    def init_params(self, key, n_components, dtype=jnp.float32):  # pragma: no cover - abstract
+        """The prior's initial parameters for ``n_components`` sources (a pytree of arrays)."""
+
+    @abc.abstractmethod
+    def param_log_density(self, prior_params, s):  # pragma: no cover - abstract
+        """Elementwise ``log p(s)`` with the prior's parameters (components on the last axis)."""
+
+    @abc.abstractmethod
+    def param_sample(self, prior_params, key, shape, dtype=jnp.float32):  # pragma: no cover - abstract
+        """Independent draws of ``shape`` (components on the last axis) with the prior's parameters."""
 
     def _required_keys(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -264,7 +292,7 @@ class _NeedsParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class LogisticMixture(_NeedsParams, Prior):
+class LogisticMixture(LearnedPrior):
     r"""A learned source density: per component, a mixture of ``n_mixtures`` logistics.
 
     .. math::
@@ -301,10 +329,10 @@ class LogisticMixture(_NeedsParams, Prior):
     """
 
     n_mixtures: int = 4
-    name = "logistic_mixture"
+    name: ClassVar[str] = "logistic_mixture"
 
     def __post_init__(self):
-        _check_count(self.n_mixtures, "n_mixtures")
+        check_int(self.n_mixtures, "n_mixtures")
 
     def init_params(self, key, n_components, dtype=jnp.float32):
         """``{"logits", "loc", "log_scale"}``, each of shape ``(n_components, n_mixtures)``.
@@ -387,8 +415,7 @@ def logistic_mixture(n_mixtures=4) -> LogisticMixture:
     >>> prior.conditional_log_prob(theta, jnp.zeros((5, 3))).shape
     (5,)
     """
-    _check_count(n_mixtures, "n_mixtures")
-    return LogisticMixture(int(n_mixtures))
+    return LogisticMixture(check_int(n_mixtures, "n_mixtures"))
 
 
 def gaussian() -> Gaussian:
@@ -459,329 +486,12 @@ def hypsecant() -> HypSecant:
     return HypSecant()
 
 
-# ---------------------------------------------------------------------------------------------
-# conditional priors, eq. (4): a base family whose per-component scale and location depend on u
-
-
-def _scaled_log_prob(base, base_params, S, log_scale, loc):
-    z = (S - loc) * jnp.exp(-log_scale)
-    return jnp.sum(base.param_log_density(base_params, z) - log_scale, axis=-1)
-
-
-class _LocationScaleConditional(_NeedsParams, Prior):
-    """Shared part of the conditional priors: ``base`` rescaled and shifted by parameters that
-    depend on ``u``; subclasses give ``_scale_and_loc(prior_params, u)``."""
-
-    base: Prior
-
-    @property
-    def variance(self):
-        return self.base.variance
-
-    def _scale_and_loc(self, prior_params, u):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _check_u(self, u):
-        """``u`` as an array, refused (``ValueError``) unless it suits this prior."""
-        return _as_aux_array(u)
-
-    def conditional_log_prob(self, prior_params, S, u=None):
-        """``Σ_i log p_i(s_i | u)`` with the scales and locations given by ``u``."""
-        if u is None:
-            raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
-        log_scale, loc = self._scale_and_loc(self._check_prior_params(prior_params), u)
-        if jnp.ndim(S) != 2 or jnp.shape(S) != jnp.shape(log_scale):
-            raise ValueError(f"S must have shape (n_samples, n_components) = {jnp.shape(log_scale)} "
-                             f"to match u and prior_params; got shape {jnp.shape(S)}.")
-        return _scaled_log_prob(self.base, prior_params.get("base", ()), S, log_scale, loc)
-
-    def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
-        """Draws ``s ~ p(s | u)``, one row per row of ``u``."""
-        log_scale, loc = self._scale_and_loc(self._check_prior_params(prior_params), u)
-        eps = self.base.param_sample(prior_params.get("base", ()), key, log_scale.shape, dtype)
-        return eps * jnp.exp(log_scale) + loc
-
-    def _with_base_params(self, params, key, n_components, dtype):
-        """Add the base family's own learned parameters (its shape), shared by every ``u``."""
-        base_params = self.base.init_params(key, n_components, dtype)
-        if jax.tree_util.tree_leaves(base_params):
-            params["base"] = base_params
-        return params
-
-    def _refuse(self, what):
-        raise TypeError(
-            f"{type(self).__name__} depends on u: {what} is not defined; use "
-            "conditional_log_prob(prior_params, S, u) / conditional_sample(prior_params, key, u, n)."
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentConditional(_LocationScaleConditional):
-    """``p(s_i | u) = p_base((s_i − μ_{u,i}) / σ_{u,i}) / σ_{u,i}`` for a segment label ``u``.
-
-    Learned parameters: ``log_scale`` (and ``loc`` when ``learn_location``), each of shape
-    ``(n_segments, n_components)``, initialised at zero (the base density).  ``u`` holds
-    integer labels in ``[0, n_segments)``.  Build it with :func:`segment_conditional`.
-
-    Parameters
-    ----------
-    base : Prior
-        The family: each component is ``base`` rescaled and shifted per segment.
-    n_segments : int
-        Number of segment labels.
-    learn_location : bool, default=True
-        Learn ``loc`` as well as ``log_scale``.
-    """
-
-    base: Prior
-    n_segments: int
-    learn_location: bool = True
-    name = "segment_conditional"
-
-    def __post_init__(self):
-        _check_base(self.base)
-        _check_count(self.n_segments, "n_segments")
-        _check_flag(self.learn_location, "learn_location")
-
-    def _required_keys(self):
-        return ("log_scale", "loc") if self.learn_location else ("log_scale",)
-
-    def init_params(self, key, n_components, dtype=jnp.float32):
-        shape = (self.n_segments, n_components)
-        params = {"log_scale": jnp.zeros(shape, dtype)}
-        if self.learn_location:
-            params["loc"] = jnp.zeros(shape, dtype)
-        return self._with_base_params(params, key, n_components, dtype)
-
-    def _scale_and_loc(self, prior_params, u):
-        u = self._check_u(u)
-        # An id outside [0, n_segments) reads NaN (a NaN loss, never another segment's
-        # parameters): out-of-range gathers would otherwise be clamped, negative ids wrapped.
-        u = jnp.where((u >= 0) & (u < self.n_segments), u, self.n_segments)
-
-        def gather(table):
-            return table.at[u].get(mode="fill", fill_value=jnp.nan)
-
-        log_scale = gather(prior_params["log_scale"])
-        loc = gather(prior_params["loc"]) if self.learn_location else jnp.zeros_like(log_scale)
-        return log_scale, loc
-
-    def _check_u(self, u):
-        """Segment ids: a 1-D integer array; values in ``[0, n_segments)`` when concrete."""
-        u = _as_aux_array(u)
-        if u.ndim != 1 or not jnp.issubdtype(u.dtype, jnp.integer):
-            raise ValueError(
-                f"{type(self).__name__} needs u as a 1-D array of integer segment ids in "
-                f"[0, {self.n_segments}); got shape {u.shape} and dtype {u.dtype}."
-            )
-        if not isinstance(u, jax.core.Tracer) and u.size:
-            low, high = int(jnp.min(u)), int(jnp.max(u))
-            if low < 0 or high >= self.n_segments:
-                raise ValueError(f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
-                                 f"for this {type(self).__name__} with n_segments={self.n_segments}.")
-        return u
-
-    def marginal_log_prob(self, prior_params, S, log_weights=None):
-        r"""The segment mixture: ``log Σ_u π_u p(s | u)`` per row, the prior term of the marginal
-        likelihood over the segment labels.
-
-        .. math::
-
-            \log p(s) = \operatorname{logsumexp}_u \Big(\log \pi_u
-                         + \sum_i \log p_i(s_i \mid u)\Big)
-
-        Only this term depends on ``u``: the marginal log-likelihood of observations is
-        ``marginal_log_prob(prior_params, S, log_weights) + log_det`` with ``S, log_det`` from
-        one run of :func:`nica.forward_and_log_det`.  Every segment is scored at once (memory
-        ``n_segments × n_samples × n_components``).
-
-        Parameters
-        ----------
-        prior_params : dict
-            This prior's parameters (``init_params`` or a fitted estimator's ``prior_params_``).
-        S : array of shape (n_samples, n_components)
-            Sources.
-        log_weights : array of shape (n_segments,), optional
-            ``log π_u``, the segments' log-probabilities (a fitted
-            :class:`~nica.ConditionalNonlinearICA`'s ``segment_log_weights_``); they must sum
-            to one after exponentiation (checked when the values are known, ``-inf`` allowed).
-            Default: equal weights, ``−log n_segments``.
-
-        Returns
-        -------
-        jax.Array of shape (n_samples,)
-
-        Examples
-        --------
-        >>> import jax, jax.numpy as jnp
-        >>> from nica import priors
-        >>> prior = priors.segment_conditional("laplace", n_segments=3)
-        >>> theta = prior.init_params(jax.random.key(0), n_components=2)
-        >>> prior.marginal_log_prob(theta, jnp.zeros((5, 2)), jnp.log(jnp.array([0.5, 0.25, 0.25]))).shape
-        (5,)
-        """
-        prior_params = self._check_prior_params(prior_params)
-        log_scale = prior_params["log_scale"]
-        n_components = jnp.shape(log_scale)[1]
-        if jnp.ndim(S) != 2 or jnp.shape(S)[1] != n_components:
-            raise ValueError(f"S must have shape (n_samples, {n_components}) to match prior_params; "
-                             f"got shape {jnp.shape(S)}.")
-        S = jnp.asarray(S)
-        if log_weights is None:
-            log_weights = jnp.full((self.n_segments,), -math.log(self.n_segments), S.dtype)
-        log_weights = self._check_log_weights(log_weights).astype(S.dtype)
-        loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
-        per_segment = _scaled_log_prob(self.base, prior_params.get("base", ()), S[None, :, :],
-                                       log_scale[:, None, :], loc[:, None, :])  # (n_segments, n_samples)
-        return jax.nn.logsumexp(per_segment + log_weights[:, None], axis=0)
-
-    def _check_log_weights(self, log_weights):
-        """A real vector of ``n_segments`` log-probabilities (normalised when concrete)."""
-        if not isinstance(log_weights, jax.Array):
-            arr = np.asarray(log_weights)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"log_weights must be a float array of shape ({self.n_segments},); got dtype "
-                                f"{arr.dtype}.")
-            log_weights = jnp.asarray(arr)
-        if jnp.shape(log_weights) != (self.n_segments,) or not jnp.issubdtype(log_weights.dtype, jnp.floating):
-            raise ValueError(f"log_weights must be a float array of shape ({self.n_segments},), one "
-                             f"log-probability per segment; got shape {jnp.shape(log_weights)} and "
-                             f"dtype {log_weights.dtype}.")
-        if not isinstance(log_weights, jax.core.Tracer):
-            total = float(jax.nn.logsumexp(log_weights))
-            if not abs(total) <= _LOG_WEIGHTS_TOLERANCE:
-                raise ValueError(f"log_weights must be log-probabilities: exp(log_weights) sums to "
-                                 f"{math.exp(total) if total < 700 else math.inf:.6g}, not 1.")
-        return log_weights
-
-
-@dataclasses.dataclass(frozen=True)
-class MLPConditional(_LocationScaleConditional):
-    """Like :class:`SegmentConditional` for a continuous ``u`` of shape ``(n, n_aux)``: the
-    log-scales and locations are a one-hidden-layer tanh network of ``u``.
-
-    The output layer starts at zero, so training starts from the base density.  Build it with
-    :func:`mlp_conditional`.
-
-    Parameters
-    ----------
-    base : Prior
-        The family of each component.
-    n_aux : int
-        Dimension of ``u``.
-    hidden_units : int, default=32
-        Width of the hidden layer.
-    learn_location : bool, default=True
-        Learn locations as well as log-scales.
-    """
-
-    base: Prior
-    n_aux: int
-    hidden_units: int = 32
-    learn_location: bool = True
-    name = "mlp_conditional"
-
-    def __post_init__(self):
-        _check_base(self.base)
-        _check_count(self.n_aux, "n_aux")
-        _check_count(self.hidden_units, "hidden_units")
-        _check_flag(self.learn_location, "learn_location")
-
-    def _required_keys(self):
-        return ("W1", "b1", "W2", "b2")
-
-    def init_params(self, key, n_components, dtype=jnp.float32):
-        n_out = 2 * n_components if self.learn_location else n_components
-        key, base_key = jax.random.split(key)
-        params = {
-            "W1": jax.random.normal(key, (self.n_aux, self.hidden_units), dtype) / math.sqrt(self.n_aux),
-            "b1": jnp.zeros((self.hidden_units,), dtype),
-            "W2": jnp.zeros((self.hidden_units, n_out), dtype),
-            "b2": jnp.zeros((n_out,), dtype),
-        }
-        return self._with_base_params(params, base_key, n_components, dtype)
-
-    def _check_u(self, u):
-        """A real array of shape ``(n_samples, n_aux)``."""
-        u = _as_aux_array(u)
-        if u.ndim != 2 or u.shape[1] != self.n_aux or not jnp.issubdtype(u.dtype, jnp.number) \
-                or jnp.issubdtype(u.dtype, jnp.complexfloating):
-            raise ValueError(f"{type(self).__name__} needs u as a real array of shape (n_samples, "
-                             f"{self.n_aux}); got shape {u.shape} and dtype {u.dtype}.")
-        return u
-
-    def _scale_and_loc(self, prior_params, u):
-        u = self._check_u(u)
-        p = prior_params
-        hidden = jnp.tanh(u @ p["W1"] + p["b1"][None, :])
-        out = hidden @ p["W2"] + p["b2"][None, :]
-        if not self.learn_location:
-            return out, jnp.zeros_like(out)
-        log_scale, loc = jnp.split(out, 2, axis=-1)
-        return log_scale, loc
-
-
-
-def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) -> SegmentConditional:
-    """Conditional prior for segment labels (eq. 4): learned per-segment scales and locations.
-
-    Parameters
-    ----------
-    base : str or Prior, default="laplace"
-        The family: each component is ``base`` rescaled and shifted per segment.
-    n_segments : int, default=2
-    learn_location : bool, default=True
-
-    Returns
-    -------
-    SegmentConditional
-
-    Examples
-    --------
-    >>> import jax, jax.numpy as jnp
-    >>> from nica import priors
-    >>> prior = priors.segment_conditional("laplace", n_segments=3)
-    >>> theta = prior.init_params(jax.random.key(0), n_components=2)
-    >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.array([0, 1, 2, 0])).shape
-    (4,)
-    """
-    _check_count(n_segments, "n_segments")
-    _check_flag(learn_location, "learn_location")
-    return SegmentConditional(get(base), int(n_segments), bool(learn_location))
-
-
-def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=True) -> MLPConditional:
-    """Conditional prior for a continuous auxiliary variable: scales and locations from a small MLP.
-
-    Parameters
-    ----------
-    base : str or Prior, default="laplace"
-    n_aux : int, default=1
-        Dimension of ``u``.
-    hidden_units : int, default=32
-    learn_location : bool, default=True
-
-    Returns
-    -------
-    MLPConditional
-
-    Examples
-    --------
-    >>> import jax, jax.numpy as jnp
-    >>> from nica import priors
-    >>> prior = priors.mlp_conditional("gaussian", n_aux=1)
-    >>> theta = prior.init_params(jax.random.key(0), n_components=2)
-    >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.ones((4, 1))).shape
-    (4,)
-    """
-    _check_count(n_aux, "n_aux")
-    _check_count(hidden_units, "hidden_units")
-    _check_flag(learn_location, "learn_location")
-    return MLPConditional(get(base), int(n_aux), int(hidden_units), bool(learn_location))
-
-
-_REGISTRY = {"gaussian": gaussian, "laplace": laplace, "logistic": logistic, "hypsecant": hypsecant,
-             "logistic_mixture": logistic_mixture}
+_REGISTRY = Registry("prior", Prior, factories=("segment_conditional", "mlp_conditional"))
+_REGISTRY.register("gaussian", gaussian)
+_REGISTRY.register("laplace", laplace)
+_REGISTRY.register("logistic", logistic)
+_REGISTRY.register("hypsecant", hypsecant)
+_REGISTRY.register("logistic_mixture", logistic_mixture)
 
 
 def get(prior) -> Prior:
@@ -790,8 +500,9 @@ def get(prior) -> Prior:
     Parameters
     ----------
     prior : str or Prior
-        ``"gaussian"``, ``"laplace"``, ``"logistic"``, ``"hypsecant"``, ``"logistic_mixture"``
-        (a learned density with the default number of mixture components) or a prior object.
+        A registered factorized family (:func:`names`: ``"gaussian"``, ``"laplace"``,
+        ``"logistic"``, ``"hypsecant"``, ``"logistic_mixture"``, a learned density with the
+        default number of mixture components) or a prior object, returned unchanged.
 
     Returns
     -------
@@ -803,16 +514,107 @@ def get(prior) -> Prior:
     >>> priors.get("laplace")
     Laplace()
     """
-    if isinstance(prior, Prior):
-        check_static(prior, "prior")
-        return check_implements(prior, Prior, "prior",
-                                [("log_density", "param_log_density", "conditional_log_prob")])
-    if isinstance(prior, str):
-        try:
-            return _REGISTRY[prior]()
-        except KeyError:
-            raise ValueError(
-                f"Unknown prior {prior!r}; expected one of {sorted(_REGISTRY)} "
-                "or an nica.priors object."
-            ) from None
-    raise refuse_unusable(prior, "prior", Prior, _REGISTRY, ("segment_conditional", "mlp_conditional"))
+    return _REGISTRY.get(prior)
+
+
+def register(name: str, factory, *, overwrite: bool = False):
+    """Make ``name`` stand for ``factory()`` wherever a factorized prior is named.
+
+    The estimators' ``prior``, the command line's ``--prior`` and :func:`get` then accept it.
+
+    Parameters
+    ----------
+    name : str
+        An identifier not registered yet (unless ``overwrite``).
+    factory : callable
+        Called without arguments, returns a factorized :class:`Prior`.
+    overwrite : bool, default=False
+        Replace a registered name.
+
+    Returns
+    -------
+    callable
+        ``factory`` itself, so that ``register`` can decorate a class.
+
+    Examples
+    --------
+    >>> import dataclasses, math, jax, jax.numpy as jnp
+    >>> from nica import priors
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class UnitLogistic(priors.Prior):              # logistic with unit variance
+    ...     def log_density(self, s):
+    ...         z = s * math.pi / math.sqrt(3.0)
+    ...         return -jnp.abs(z) - 2 * jnp.log1p(jnp.exp(-jnp.abs(z))) + math.log(math.pi / math.sqrt(3.0))
+    >>> _ = priors.register("unit_logistic_example", UnitLogistic)
+    >>> priors.get("unit_logistic_example")
+    UnitLogistic()
+    """
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
+
+
+def names() -> list[str]:
+    """The registered names of factorized priors, sorted.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from nica import priors
+    >>> "logistic_mixture" in priors.names()
+    True
+    """
+    return _REGISTRY.names()
+
+
+# ---------------------------------------------------------------------------------------------
+# checks of a prior's parameters and auxiliary variable
+
+
+@functools.lru_cache(maxsize=64)
+def prior_params_template(prior, n_features, dtype):
+    """The shapes and dtypes of ``prior.init_params(key, n_features, dtype)``, made once per
+    prior, size and dtype (eagerly, also while a step is being traced)."""
+    with jax.ensure_compile_time_eval():
+        params = prior.init_params(jax.random.key(0), n_features, dtype)
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
+
+
+def check_prior_params(prior, prior_params, n_features, dtype, *, name="prior_params", hint="",
+                       check_dtype=False):
+    """Refuse ``prior_params`` whose pytree structure or shapes (and, with ``check_dtype``,
+    dtypes) are not those of ``prior.init_params(key, n_features, dtype)``."""
+    expected = prior_params_template(prior, n_features, np.dtype(dtype))
+    got_leaves, got_tree = jax.tree_util.tree_flatten(prior_params)
+    want_leaves, want_tree = jax.tree_util.tree_flatten(expected)
+    if got_tree != want_tree or any(jnp.shape(a) != b.shape for a, b in zip(got_leaves, want_leaves)):
+        raise ValueError(
+            f"{name} do not match prior={type(prior).__name__} for {n_features} features: "
+            f"expected {jax.tree_util.tree_map(lambda a: a.shape, expected)}, got "
+            f"{jax.tree_util.tree_map(jnp.shape, prior_params)}; build them with "
+            f"prior.init_params(key, n_features){hint}."
+        )
+    if check_dtype:
+        dtypes = sorted({str(jnp.result_type(a)) for a in got_leaves} - {str(np.dtype(dtype))})
+        if dtypes:
+            raise TypeError(
+                f"{name} have dtype {', '.join(dtypes)} but the network's parameters are "
+                f"{np.dtype(dtype)}; build them with prior.init_params(key, n_features, dtype) "
+                "(nica never changes dtypes silently)."
+            )
+    return prior_params
+
+
+def check_aux(prior, u, n_samples, where) -> Any:
+    """``u`` checked against ``prior`` and the ``n_samples`` rows of ``X``: ``None`` for a
+    factorized prior, for a conditional one an array of one entry per row that suits it
+    (returned as an array; concrete segment ids are range-checked)."""
+    if not prior.conditional:
+        return prior.check_aux(u)
+    if u is None:
+        raise ValueError(f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
+                         f"(one entry per row of X) to {where}.")
+    if jnp.shape(u)[:1] != (n_samples,):
+        raise ValueError(f"u must have one entry per row of X ({n_samples}); got shape {jnp.shape(u)}.")
+    return prior.check_aux(u)

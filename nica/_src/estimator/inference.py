@@ -1,0 +1,251 @@
+"""The fitted state of nica's estimators and what is computed from it: the parameters as NumPy
+views, the pre-processing, transform, inverse_transform, the exact likelihood and sampling."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nica._src.fitting import SCORE_BATCH
+from nica._src.network import (
+    Layer,
+    forward_jit,
+    inverse_jit,
+    log_abs_det,
+    log_likelihood_without_det,
+    marginal_log_likelihood_without_det,
+)
+from nica._src.sharding import fetch, place_rows, to_numpy
+
+__all__ = ["FittedState", "precision"]
+
+
+def precision(dtype):
+    """Run JAX in float64 for float64 data (without touching the global configuration)."""
+    if np.dtype(dtype) == np.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+class FittedState:
+    """Mixin of the estimators: the fitted state ``_state`` (a :class:`~nica.TrainState` on the
+    device), the pre-processing ``mean_``/``whitening_`` and everything computed from them."""
+
+    # set by fit (declared for the type checker)
+    _state: Any
+    _dtype: Any
+    activation_: Any
+    prior_: Any
+    mean_: np.ndarray
+    whiten_: Any
+    _whitening_matrix: np.ndarray | None
+    _whitening_scale: np.ndarray | None
+    _log_det_whitening: float
+    n_features_in_: int
+
+    def __sklearn_is_fitted__(self):
+        # Cheap: never the params_ property, which would copy every parameter to the host.
+        return "_state" in self.__dict__
+
+    # ----------------------------------------------------------------------------------------
+    # pre-processing
+
+    @property
+    def whitening_(self):
+        """Pre-processing matrix ``P`` (the network sees ``(X - mean_) @ whitening_.T``); for the
+        diagonal options it is built on access, the estimator itself keeps only its diagonal."""
+        if self._whitening_matrix is not None:
+            return self._whitening_matrix
+        return np.diag(self._whitening_scale)
+
+    def _preprocess(self, X):
+        scale = getattr(self, "_whitening_scale", None)
+        if scale is not None:
+            return ((X - self.mean_) * scale).astype(self._dtype, copy=False)
+        return ((X - self.mean_) @ self._whitening_matrix.T).astype(self._dtype, copy=False)
+
+    def _postprocess(self, Z):
+        scale = getattr(self, "_whitening_scale", None)
+        if scale is not None:
+            return (Z / scale + self.mean_).astype(self._dtype, copy=False)
+        return (np.linalg.solve(self._whitening_matrix, Z.T).T + self.mean_).astype(self._dtype, copy=False)
+
+    # ----------------------------------------------------------------------------------------
+    # fitted parameters: views of the device state (no second copy in host memory on a CPU)
+
+    @property
+    def params_(self):
+        """The whole fitted map from raw inputs to sources, as the functional core takes it.
+
+        The layers of :attr:`network_params_` with the pre-processing ``x ↦ P (x − mean_)``
+        (``P = whitening_``) composed into the first layer: ``W₁P`` and ``b₁ − W₁P·mean_``.
+        So ``nica.log_likelihood(est.params_, X, activation=est.activation_, prior=est.prior_,
+        prior_params=est.prior_params_)`` is ``est.score_samples(X)`` (the conditional model
+        takes ``u`` as well) and ``nica.forward(est.params_, X, ...)`` is ``est.transform(X)``.
+        The first layer always has a bias here (the mean moves into it).  The first layer is
+        computed on access (an ``O(D²)`` host array, ``O(D³)`` with PCA whitening); the other
+        layers, and every layer when ``whiten=False``, are read-only views of the fitted state.
+        """
+        layers = self.network_params_
+        if not self.whiten_ and not np.any(self.mean_):  # no pre-processing (linear ICA may move its bias into mean_)
+            return layers
+        first = layers[0]
+        W = np.asarray(first.W)
+        scale = getattr(self, "_whitening_scale", None)
+        WP = W * scale[None, :] if scale is not None else W @ self._whitening_matrix
+        b = -(WP @ self.mean_.astype(W.dtype, copy=False))
+        if first.b is not None:
+            b = b + np.asarray(first.b)
+        return (Layer(WP.astype(W.dtype, copy=False), b.astype(W.dtype, copy=False)),) + tuple(layers[1:])
+
+    @property
+    def network_params_(self):
+        """The network's layers as NumPy arrays (read-only views of the fitted state): the map
+        from pre-processed inputs ``P (x − mean_)`` to sources, in the coordinates training
+        works in.  :attr:`params_` is the same network with the pre-processing folded in."""
+        return to_numpy(self._state.params)
+
+    @property
+    def prior_params_(self):
+        """The prior's own parameters as NumPy arrays (empty for a factorized prior)."""
+        return to_numpy(self._state.prior_params)
+
+    @property
+    def components_(self):
+        """Linear ICA (``n_layers=1``) only: the whole unmixing matrix, pre-processing included,
+        with scikit-learn FastICA's meaning: ``transform(X) == (X - mean_) @ components_.T``."""
+        return self._linear_unmixing()
+
+    @property
+    def mixing_(self):
+        """Linear ICA (``n_layers=1``) only: the pseudo-inverse of ``components_``, as in
+        FastICA: ``inverse_transform(S) == S @ mixing_.T + mean_``."""
+        return np.linalg.pinv(self._linear_unmixing())
+
+    def _linear_unmixing(self):
+        if "_state" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet; components_ "
+                                 "and mixing_ exist after fit.")
+        if len(self._state.params) != 1:
+            raise AttributeError(
+                "components_ and mixing_ are defined for linear ICA (n_layers=1) only; this model has "
+                f"{len(self._state.params)} layers and is not a matrix."
+            )
+        return np.asarray(self.network_params_[0].W) @ self.whitening_
+
+    def _to_device(self, A):
+        return place_rows(A, self._mesh())
+
+    def _device_state(self):
+        """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
+        self._state = self._on_device(self._state)
+        return self._state
+
+    def __getstate__(self):
+        # Pickle NumPy arrays, not device buffers: a float64 model then loads as float64 in a
+        # process that has not enabled JAX's 64-bit mode, and on any machine.
+        state = super().__getstate__()
+        if state.get("_state") is not None:
+            state = {**state, "_state": to_numpy(state["_state"])}
+        return state
+
+    # ----------------------------------------------------------------------------------------
+    # inference
+
+    def _log_likelihood_batched(self, params, prior_params, X, U, log_det=None, log_weights=None):
+        """Exact log-likelihood of pre-processed rows, in batches (without the whitening term);
+        with ``log_weights`` (segment log-probabilities) the marginal over the segment labels,
+        from one forward pass.
+
+        ``Σ log|det W_k|`` is computed once (an ``O(D³)`` LU per layer), not once per batch.
+        """
+        if log_det is None:
+            log_det = float(log_abs_det(params))
+        if log_weights is not None:
+            # every segment at once: rows per batch shrink with the segments (same memory)
+            step = max(256, SCORE_BATCH // int(log_weights.shape[0]))
+            parts = [
+                marginal_log_likelihood_without_det(params, X[i:i + step], self.activation_,
+                                                     self.prior_, prior_params, log_weights)
+                for i in range(0, X.shape[0], step)
+            ]
+            return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
+        parts = [
+            log_likelihood_without_det(params, X[i:i + SCORE_BATCH], self.activation_, self.prior_, prior_params,
+                                       None if U is None else U[i:i + SCORE_BATCH])
+            for i in range(0, X.shape[0], SCORE_BATCH)
+        ]
+        return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X, dtype=self._dtype)
+
+    def _jax_params(self):
+        state = self._device_state()
+        return state.params, state.prior_params
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Estimated sources ``S = g(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        S : ndarray of shape (n_samples, n_features)
+        """
+        X = self._preprocess(self._validated(X))
+        with precision(self._dtype):
+            return fetch(forward_jit(self._jax_params()[0], self._to_device(X), self.activation_))
+
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
+        """Observations ``g⁻¹(S)`` from sources.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sources, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        S = self._validated(X)
+        with precision(self._dtype):
+            Z = fetch(inverse_jit(self._jax_params()[0], self._to_device(S), self.activation_))
+        return self._postprocess(Z)
+
+    def _score_samples(self, X, U, log_weights=None):
+        X = self._preprocess(self._validated(X))
+        with precision(self._dtype):
+            params, prior_params = self._jax_params()
+            if log_weights is not None:
+                log_weights = jnp.asarray(log_weights, self._dtype)
+            ll = self._log_likelihood_batched(params, prior_params, self._to_device(X),
+                                              self._to_device(U), log_weights=log_weights)
+            return fetch(ll) + self._dtype.type(self._log_det_whitening)
+
+    def _sample(self, U, n_samples, random_state):
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        with precision(self._dtype):
+            params, prior_params = self._jax_params()
+            u = jnp.zeros((n_samples, 0)) if U is None else self._to_device(U)
+            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u,
+                                               self.n_features_in_, self._dtype)
+            Z = fetch(inverse_jit(params, self._to_device(S), self.activation_))
+        return self._postprocess(Z)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,261 @@
+"""The ``nica`` command's parser and entry point: every error one line on stderr, exit status 2
+(130 when interrupted), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import re
+import sys
+import warnings
+
+import nica
+from nica.cli._commands import (
+    cmd_demo,
+    cmd_fit,
+    cmd_inverse_transform,
+    cmd_sample,
+    cmd_score,
+    cmd_transform,
+)
+from nica.cli._files import CLIError, os_reason
+from nica.cli._models import strict_int
+
+__all__ = ["build_parser", "main", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+_DURATION_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+
+
+def checkpoint_every_option(text):
+    """``--checkpoint-every``: a number of epochs (``5``) or a duration (``30s``, ``10min``, ``2h``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", text)
+    if match and not match.group(2) and "." not in match.group(1) and int(match.group(1)) >= 1:
+        return int(match.group(1))
+    if match and match.group(2) in _DURATION_UNITS and float(match.group(1)) > 0:
+        return datetime.timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    raise argparse.ArgumentTypeError(f"expected a number of epochs (5) or a duration (30s, 10min, 2h); "
+                                     f"got {text!r}")
+
+
+class _UsageError(Exception):
+    """A bad command line (reported on one line, without argparse's usage block)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _int_option(minimum, maximum=None, name=None):
+    def parse(text):
+        value = strict_int(text)
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            if name is not None:
+                raise argparse.ArgumentTypeError(f"{name}; got {text!r}")
+            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer {bound}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+_seed = _int_option(0, 2**32 - 1)
+
+
+def _objective_term(text):
+    """``--objective-term NAME=WEIGHT``: ``(name, weight)`` with ``NAME`` a registered objective
+    term and ``WEIGHT`` a finite number >= 0 (default 1)."""
+    name, _, weight = text.partition("=")
+    name = name.strip()
+    if name not in nica.objectives.names():
+        raise argparse.ArgumentTypeError(f"unknown objective term {name!r}; expected one of "
+                                         f"{nica.objectives.names()}")
+    try:
+        value = float(weight) if weight.strip() else 1.0
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"the weight of {name!r} must be a finite number >= 0; got {weight!r}")
+    return name, value
+
+
+def build_parser():
+    """The argument parser of the ``nica`` command (also used to document it)."""
+    parser = _Parser(prog="nica", description="Nonlinear ICA with the relative gradient.")
+    parser.add_argument("--version", action="version", version=f"nica {nica.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="fit a built-in synthetic nonlinear mixture and report MCC")
+    demo.add_argument("--quick", action="store_true", help="smaller data and fewer epochs")
+    demo.add_argument("--figure", default="nica_demo.png", help="where to write the figure")
+    demo.add_argument("--seed", type=_seed, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    fit = sub.add_parser("fit", help="fit a model to DATA and save it",
+                         description="Fit a model to DATA and save it.  An option left out takes the "
+                                     "estimator's default.")
+    fit.add_argument("data")
+    fit.add_argument("--aux", help="auxiliary variable u (segment labels or values): fits ConditionalNonlinearICA")
+    fit.add_argument("--model", required=True, help="output model file")
+    fit.add_argument("--n-layers", type=int)
+    fit.add_argument("--contrastive-weight", type=float, metavar="ALPHA",
+                     help="with --aux: weight of the label posterior's cross-entropy in the hybrid "
+                          "objective (default 'auto': 2 for segment labels, 0 for a continuous u; "
+                          "0: exact maximum likelihood)")
+    fit.add_argument("--objective-term", type=_objective_term, action="append", metavar="NAME=WEIGHT",
+                     help="add WEIGHT times the objective term NAME to the likelihood (repeatable; one of "
+                          f"{', '.join(nica.objectives.names())}); the objective is then the likelihood plus "
+                          "these terms (with --aux, instead of the default hybrid objective)")
+    fit.add_argument("--activation", choices=nica.activations.names())
+    fit.add_argument("--prior", choices=nica.priors.names())
+    fit.add_argument("--learning-rate", type=float,
+                     help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise")
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--max-iter", type=int)
+    fit.add_argument("--whiten", choices=["auto", "standardize", "unit-variance", "none"])
+    fit.add_argument("--gradient", choices=["auto", *nica.gradients.names()],
+                     help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
+                          "equivariant: the optimizer in the group's coordinates, "
+                          "usually better with Adam while n_features <= batch size (docs/benchmarks.md)")
+    fit.add_argument("--init", choices=["auto", "fastica", "random"],
+                     help="starting point of the first layer (auto: FastICA's rotation for linear ICA)")
+    fit.add_argument("--n-init", type=int, help="number of initialisations; the most likely is kept")
+    fit.add_argument("--schedule", choices=["plateau", "constant"])
+    fit.add_argument("--averaging", type=float, metavar="TAU",
+                     help="validate and keep a running average of the parameters over TAU epochs "
+                          "(default 'auto': 0.5 with --aux and more than one layer, else 0: the "
+                          "last iterate)")
+    fit.add_argument("--random-state", type=_seed, default=None)
+    fit.add_argument("--verbose", type=int)
+    fit.add_argument("--checkpoint", metavar="FILE",
+                     help="save the fit in progress here (joblib) every --checkpoint-every; "
+                          "'nica fit DATA --resume FILE --model OUT' continues it")
+    fit.add_argument("--checkpoint-every", type=checkpoint_every_option, metavar="EVERY",
+                     help="epochs (5, default 1) or time (30s, 10min, 2h) between checkpoints")
+    fit.add_argument("--resume", metavar="FILE",
+                     help="continue the fit saved in FILE (a --checkpoint file, or a --model file) on DATA; "
+                          "an interrupted fit runs its epochs left and ends as it would have")
+    fit.set_defaults(func=cmd_fit)
+
+    for name, func, help_text in [("transform", cmd_transform, "sources of DATA"),
+                                  ("inverse-transform", cmd_inverse_transform, "observations from sources")]:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("model")
+        p.add_argument("data")
+        p.add_argument("-o", "--output", required=True)
+        p.set_defaults(func=func)
+
+    score = sub.add_parser("score", help="exact log-likelihood of DATA")
+    score.add_argument("model")
+    score.add_argument("data")
+    score.add_argument("--aux")
+    score.add_argument("-o", "--output", help="write per-sample log-likelihoods here")
+    score.set_defaults(func=cmd_score)
+
+    sample = sub.add_parser("sample", help="draw samples from a fitted model")
+    sample.add_argument("model")
+    sample.add_argument("-n", "--n-samples", type=_int_option(1, name="n_samples must be a positive integer"), default=None,
+                        help="how many samples (default 1; with --aux, one per row of U)")
+    sample.add_argument("-o", "--output", required=True)
+    given_u = sample.add_mutually_exclusive_group()
+    given_u.add_argument("--aux", help="one auxiliary value per sample")
+    given_u.add_argument("--label", help="one segment label (or value) for all samples")
+    sample.add_argument("--random-state", type=_seed, default=None)
+    sample.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``nica`` console script; returns the exit status.
+
+    0 on success; 2 on any error, reported as one line ``nica: error: ...`` on stderr (never
+    a traceback); 130 when interrupted (Ctrl-C).  ``--help`` and ``--version`` return 0.
+    """
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except _UsageError as exc:
+            return _fail(str(exc))
+        except SystemExit as exc:  # --help and --version print, then exit
+            return exc.code if isinstance(exc.code, int) else 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return _run(args)
+    except KeyboardInterrupt:
+        return _interrupted()
+
+
+def _one_line(text, limit=600):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _say(line):
+    with contextlib.suppress(OSError, ValueError):  # stderr itself closed
+        print(line, file=sys.stderr)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    _say(f"nica: warning: {_one_line(message)}")
+
+
+def _fail(message):
+    _say(f"nica: error: {_one_line(message)}")
+    return EXIT_ERROR
+
+
+def _interrupted():
+    _say("nica: interrupted")
+    return EXIT_INTERRUPTED
+
+
+def _is_out_of_memory(exc):
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def _silence_stdout():
+    # After a closed pipe, the interpreter's last flush of stdout would fail again at exit.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fileno = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fileno)
+        os.close(devnull)
+
+
+def _run(args):
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except CLIError as exc:
+        return _fail(str(exc))
+    except BrokenPipeError:
+        _silence_stdout()
+        return _fail("the output pipe was closed before nica finished writing")
+    except MemoryError:
+        return _fail("out of memory: the data or model do not fit (try fewer samples, a smaller "
+                     "--batch-size, or float32 data)")
+    except (ValueError, TypeError) as exc:  # the estimators' own clear messages, on one line
+        return _fail(str(exc))
+    except OSError as exc:
+        where = f"{exc.filename!r}: " if exc.filename else ""
+        return _fail(f"{where}{os_reason(exc)}")
+    except Exception as exc:  # the last resort: still one line, naming what went wrong
+        if _is_out_of_memory(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _fail(f"out of memory ({_one_line(first, 200)}): try fewer samples, a smaller "
+                         "--batch-size, or float32 data")
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
