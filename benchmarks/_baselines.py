@@ -22,8 +22,6 @@ import numpy as np
 import optax
 
 import nica
-from nica._src.contrastive import label_cross_entropy
-from nica._src.network import forward_trace
 
 __all__ = ["fit_tcl", "fit_ivae", "TCLFit", "IVAEFit", "ivae_elbo"]
 
@@ -122,7 +120,8 @@ class TCLFit:
 def _tcl_loss(params, X, u, key, *, prior, activation):
     """Mean cross-entropy ``−mean_b log p(u_b | x_b)`` of the label posterior (``key`` unused)."""
     net, prior_params = params
-    return label_cross_entropy(prior, prior_params, forward_trace(net, X, activation)[0], u)
+    S = nica.forward(net, X, activation=activation)
+    return nica.objectives.label_cross_entropy().mean_loss(prior, prior_params, S, None, u)
 
 
 def fit_tcl(X, u, *, n_layers, random_state, n_segments=None, prior="laplace",

@@ -1,6 +1,8 @@
-"""Helpers shared by the benchmark scripts: machine description and process memory.
+"""Measuring tools shared by the benchmark scripts: interleaved timing, XLA's flop count and
+memory analysis, process memory from ``/proc``, measuring children, the stability statistic.
 
-Standard library only (no NumPy or JAX at import time), so a parent process that only spawns
+(The plumbing every script shares, command line, machine, JSON and targets, is ``_harness.py``.)
+Standard library only at import time (no NumPy or JAX), so a parent process that only spawns
 measuring children stays small.
 """
 
@@ -8,8 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import functools
-import hashlib
 import json
 import resource
 import subprocess
@@ -25,29 +25,6 @@ def max_rise(scores):
             rise = max(rise, best - score)
         best = score if best is None else max(best, score)
     return float(rise)
-
-
-@functools.lru_cache(maxsize=1)
-def defaults_fingerprint():
-    """A short hash of what nica's defaults resolve to: both estimators' default parameters, the
-    module constants that ``"auto"`` settings and the fit loop's schedule read (``_AUTO_RATE``,
-    ``_SPIKE_NATS``, ...) and nica's version.  Part of the resume keys of the benchmarks that
-    cache cells, so that a changed default (an ``"auto"`` that now means something else
-    included) measures the cells again instead of reusing them."""
-    import nica
-    from nica._src import estimator, training
-
-    def constants(module):
-        return {name: value for name, value in vars(module).items()
-                if name.startswith("_") and name[1:2].isupper() and name.upper() == name
-                and isinstance(value, (bool, int, float, str, tuple))}
-
-    state = {"version": nica.__version__,
-             "NonlinearICA": nica.NonlinearICA().get_params(),
-             "ConditionalNonlinearICA": nica.ConditionalNonlinearICA().get_params(),
-             "estimator": constants(estimator), "training": constants(training)}
-    text = json.dumps(state, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def flop_count(compiled):
@@ -89,18 +66,6 @@ def time_interleaved(entries, names, seed=0):
     finally:
         gc.enable()
     return samples, faults
-
-
-def cpu_model(default=None):
-    """The CPU's model name from ``/proc/cpuinfo``, or ``default`` where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return default
 
 
 def _kb_field(path, field):
@@ -161,15 +126,16 @@ def xla_memory(compiled):
     return memory
 
 
-def run_json_child(command, timeout_s, stderr_chars):
-    """Run ``command`` (a measuring child) and parse the JSON object on its last stdout line.
+def run_json_child(command, timeout_s, stderr_chars, env=None):
+    """Run ``command`` (a measuring child, in ``env`` if given) and parse the JSON object on its
+    last stdout line.
 
     A child that times out or fails gives ``{"error": ...}`` (with the last ``stderr_chars``
     characters of its stderr) instead of raising, so one bad point does not end a sweep.
     """
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
+                              check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}
     if done.returncode != 0:

@@ -19,26 +19,24 @@ statistics.  Nothing is asserted; the script prints a table (read in ``docs/benc
 Command (from the repository root; about 150 s on 2 cores)::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/conditioning.py
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conditioning.py --quick   # 20 epochs: about 30 s
 
-Output: ``benchmarks/results/conditioning.json``.
+Output: ``benchmarks/results/conditioning[_quick].json`` (``--out``: elsewhere).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+if __package__ in (None, ""):  # run as ``python benchmarks/conditioning.py``
+    import _bootstrap  # noqa: F401
+
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import estimator as estimator_benchmark  # (benchmarks/estimator.py: data, machine)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import _harness
+from benchmarks import estimator as estimator_benchmark  # the same data (and threads) as estimator.py
 
 # (name, gradient, optimizer name or (optax factory name, kwargs), learning rate, whiten)
 RUNS = [
@@ -58,13 +56,17 @@ RUNS = [
     ("equivariant adam 1e-2", "equivariant", "adam", 1e-2, "standardize"),
     ("equivariant adam 3e-3 unit-variance", "equivariant", "adam", 3e-3, "unit-variance"),
 ]
+TARGETS = ()  # a diagnosis, with nothing to pass or miss
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT)
+    parser = _harness.parser(__doc__, "20 epochs a run unless --epochs is given",
+                             "OUT/benchmarks/results/conditioning[_quick].json")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 300, quick 20)")
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
+                        help="root of the outputs: the JSON under OUT/benchmarks/results")
     args = parser.parse_args(argv)
+    epochs = args.epochs or (20 if args.quick else 300)
 
     import optax
 
@@ -72,18 +74,16 @@ def main(argv=None):
 
     data = estimator_benchmark.make_data(64, 10000, 0)
     X = data["X_train"]
-    record = {"benchmark": "conditioning", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": "OPENBLAS_NUM_THREADS=1 python benchmarks/conditioning.py",
-              "machine": estimator_benchmark.machine_info(),
-              "settings": {"dim": 64, "n_samples": 10000, "epochs": args.epochs, "n_layers": 2, "batch_size": 256,
+    record = {"settings": {"dim": 64, "n_samples": 10000, "epochs": epochs, "n_layers": 2, "batch_size": 256,
                            "seed": 0, "dtype": "float32"},
               "runs": []}
+    machine = _harness.machine_info()
     print(f"{'run':36s} {'best held-out ll':>16s}  {'cond(W_1)':>9s} {'cond(W_2)':>9s}  every 50 epochs")
     for name, gradient, opt, lr, whiten in RUNS:
         optimizer = optax.sgd(lr, momentum=0.9) if opt == "momentum" else opt
         model = nica.NonlinearICA(n_layers=2, gradient=gradient, optimizer=optimizer, learning_rate=lr,
-                                  whiten=whiten, batch_size=256, max_iter=args.epochs,
-                                  n_iter_no_change=args.epochs + 1, random_state=0)
+                                  whiten=whiten, batch_size=256, max_iter=epochs,
+                                  n_iter_no_change=epochs + 1, random_state=0)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -97,10 +97,39 @@ def main(argv=None):
         record["runs"].append(run)
         every = " ".join(f"{scores[i]:.1f}" for i in range(49, len(scores), 50))
         print(f"{name:36s} {max(scores):16.2f}  {conds[0]:9.1f} {conds[1]:9.1f}  {every}", flush=True)
-    out = args.out_dir / "benchmarks" / "results" / "conditioning.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = _harness.write_result(_harness.output_path(args, args.out_dir / "benchmarks" / "results", "conditioning"),
+                                record, benchmark="conditioning", argv=argv, machine=machine)
     print(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's table (docs/benchmarks.md)
+
+_OPTIMIZER_NAMES = {"adam": "Adam", "momentum": "SGD + momentum 0.9"}
+_NOTES = {"relative adam 1e-2": " (oscillates)"}  # what the page adds to a run's best score
+
+
+def tables(load):
+    """Best held-out log-likelihood and condition numbers of each run, the gradients of one
+    optimizer setting together; bold: the best of each setting (SGD's runs each have their own
+    rate, and form one setting)."""
+    groups = {}
+    for run in load("conditioning")["runs"]:
+        rate = None if run["optimizer"] == "momentum" else run["learning_rate"]
+        groups.setdefault((run["optimizer"], rate, run["whiten"]), []).append(run)
+    order = {"relative": 0, "euclidean": 1, "equivariant": 2}
+    rows = []
+    for (optimizer, _, whiten), runs in groups.items():
+        best = max(run["best_validation_score"] for run in runs)
+        for run in sorted(runs, key=lambda run: order[run["gradient"]]):
+            rate = f"{run['learning_rate']:.0e}".replace("e-0", "e-")
+            label = (f"{run['gradient']}, {_OPTIMIZER_NAMES[optimizer]}{',' if optimizer == 'momentum' else ''} {rate}"
+                     + (f', `whiten="{whiten}"`' if whiten != "standardize" else ""))
+            score = _harness.signed(f"{run['best_validation_score']:.2f}")
+            score = f"**{score}**" if run["best_validation_score"] == best else score
+            rows.append([label, score + _NOTES.get(run["name"], ""),
+                         *(f"{c:.1f}" for c in run["condition_numbers"])])
+    return {"conditioning/runs": _harness.markdown_table(["run", "best held-out ll", "cond(W₁)", "cond(W₂)"], rows)}
 
 
 if __name__ == "__main__":

@@ -29,41 +29,39 @@ Usage::
     python benchmarks/defaults.py --only linear   # one half (writes defaults_linear.json)
     python benchmarks/defaults.py --quick         # D = 4 only, one seed: about a minute
 
-Each measured cell is appended to ``results/defaults_partial.jsonl`` as it finishes, so an
-interrupted run resumes where it stopped; delete that file to measure afresh.  A cell records
-a fingerprint of nica's defaults (``_common.defaults_fingerprint``: the estimators' default
-parameters and the constants their ``"auto"`` settings resolve with), and a cell measured under
-other defaults is measured again.
+Each measured cell is appended to ``results/defaults_partial.jsonl`` (beside ``--out``'s file,
+when given) as it finishes, so an interrupted run resumes where it stopped; delete that file to
+measure afresh.  A cell records a fingerprint of nica's defaults
+(``_harness.defaults_fingerprint``: the estimators' default parameters and nica's code), and a
+cell measured under other defaults is measured again.
 """
 
 from __future__ import annotations
 
-import argparse
+if __package__ in (None, ""):  # run as ``python benchmarks/defaults.py``
+    import _bootstrap  # noqa: F401
+
 import json
-import os
-import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, defaults_fingerprint, max_rise  # noqa: E402
+import nica
+from nica.datasets import make_segmented_mixture
+from nica.metrics import amari_distance, mean_corr_coef
 
-import nica  # noqa: E402
-from nica.datasets import make_segmented_mixture  # noqa: E402
-from nica.metrics import amari_distance, mean_corr_coef  # noqa: E402
+from benchmarks import _harness
+from benchmarks._common import max_rise
+from benchmarks._harness import Target
 
 try:  # an optional contender
     from picard import Picard
 except ImportError:  # pragma: no cover
     Picard = None
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
-IMAGES = os.path.join(HERE, "..", "docs", "images")
 
 KINDS = ("laplace", "logistic", "student_t5", "uniform", "bimodal", "half_sub_half_super")
 
@@ -187,49 +185,129 @@ def n_init_summary(rows):
 
 def _cached(path):
     """Rows already measured by an interrupted run (one JSON object per line), by cell key."""
-    rows = {}
-    if path and os.path.exists(path):
-        with open(path) as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row["key"]] = row
-    return rows
+    return {row["key"]: row for row in _harness.read_jsonl(path)}
 
 
 def _measure(cache, path, key, compute):
     """The cached row of ``key`` when it was measured under today's defaults, else a new one."""
-    fingerprint = defaults_fingerprint()  # computed once (cached)
+    fingerprint = _harness.defaults_fingerprint()  # computed once (cached)
     if key in cache and cache[key].get("library_defaults") == fingerprint:
         return cache[key]
     row = {"key": key, "library_defaults": fingerprint, **compute()}
-    with open(path, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    _harness.append_jsonl(path, row)
     return row
 
 
+# ---------------------------------------------------------------------------------------------
+# targets, and the tables of the page (docs/benchmarks.md)
+
+
+def _linear_cells(linear):
+    """The linear fits by cell (rows, D, cond(A), kind): one fit per seed."""
+    cells = {}
+    for r in linear:
+        cells.setdefault((r["n_samples"], r["n_features"], r["condition_number"], r["kind"]), []).append(r)
+    return cells
+
+
+def _below_fastica(rows):
+    """nica's mean held-out MCC more than 0.005 below FastICA's (a MISS)."""
+    a, b = (float(np.mean([r[k] for r in rows])) for k in ("mcc_nica", "mcc_fastica"))
+    return a < b - 0.005
+
+
+def _linear_misses(result):
+    cells = _linear_cells(result["linear"])
+    return sum(_below_fastica(rows) for rows in cells.values()) if cells else None
+
+
+def _largest_rise(result):
+    """The largest rise of an epoch's validation score above the best so far, of any fit."""
+    rises = [r["max_val_nll_rise"] for r in result["linear"]]
+    for r in result["nonlinear"]:
+        rises += [r[k] for k in ("max_val_nll_rise_conditional", "max_val_nll_rise_factorized") if k in r]
+    return max(rises) if rises else None
+
+
+def _per_seed(rows):
+    """The conditional fits' MCC of each data seed: ``{seed: array over random_state}``."""
+    return {seed: np.array([r["mcc_conditional"] for r in rows if r["seed"] == seed])
+            for seed in sorted({r["seed"] for r in rows})}
+
+
+def _largest_spread(result):
+    """The largest standard deviation over ``random_state`` of one data set, at ≤ 3 mixing layers."""
+    spreads = [v.std(ddof=1) for rows in _nonlinear_groups(result["nonlinear"]).values()
+               for v in _per_seed(rows).values() if v.size > 1 and rows[0]["mixing_layers"] <= 3]
+    return float(max(spreads)) if spreads else None
+
+
+TARGETS = (
+    Target("linear ICA: cells where nica's held-out MCC is more than 0.005 below FastICA's", _linear_misses,
+           "<=", 0),
+    Target("largest rise of an epoch's validation score above the best so far, nats", _largest_rise, "<=", 0.5),
+    Target("nonlinear, at most 3 mixing layers: largest sd of the MCC over random_state on one data set",
+           _largest_spread, "<=", 0.05),
+)
+
+
+def _linear_table(linear):
+    """nica / FastICA, mean of the seeds, per cell; **MISS** where nica is more than 0.005 below."""
+    cells = _linear_cells(linear)
+    rows = []
+    for n, d, c in sorted({k[:3] for k in cells}):
+        row = [str(d), str(c), f"{n:,}"]
+        for kind in KINDS:
+            rs = cells.get((n, d, c, kind))
+            if not rs:  # not measured (yet)
+                row.append("—")
+                continue
+            a, b = (float(np.mean([r[k] for r in rs])) for k in ("mcc_nica", "mcc_fastica"))
+            row.append(f"{a:.3f} / {b:.3f}" + (" **MISS**" if _below_fastica(rs) else ""))
+        rows.append(row)
+    return _harness.markdown_table(["D", "cond(A)", "rows", *KINDS], rows)
+
+
+def _nonlinear_groups(nonlin):
+    groups = {}
+    for r in nonlin:
+        groups.setdefault((r.get("source", "laplace"), r["n_features"], r["mixing_layers"]), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def _nonlinear_table(nonlin):
+    """The conditional fits over all seeds and per seed, beside the factorized model and FastICA."""
+    rows = []
+    for (source, d, L), rs in _nonlinear_groups(nonlin).items():
+        cond = np.array([r["mcc_conditional"] for r in rs])
+        per_seed = [f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}" for v in _per_seed(rs).values()]
+        first = [r for r in rs if r.get("random_state", 0) == 0]
+        fact = np.mean([r["mcc_factorized"] for r in first])
+        fast = np.mean([r["mcc_fastica"] for r in first])
+        rise_c = max(r["max_val_nll_rise_conditional"] for r in rs)
+        rise_f = max(r["max_val_nll_rise_factorized"] for r in first)
+        rows.append([source, d, L, f"{cond.mean():.3f} ± {cond.std(ddof=1):.3f}", " / ".join(per_seed),
+                     f"{fact:.3f}", f"{fast:.3f}", f"{rise_c:.2f} / {rise_f:.2f}"])
+    header = ["source", "D", "mixing layers", "conditional: mean ± sd over all fits",
+              "per seed: mean ± sd over random_state", "factorized", "FastICA", "largest rise (cond. / fact.)"]
+    return _harness.markdown_table(header, rows)
+
+
+def tables(load):
+    """The linear and the nonlinear halves of the defaults grid."""
+    result = load("defaults")
+    return {"defaults/linear": _linear_table(result["linear"]),
+            "defaults/nonlinear": _nonlinear_table(result["nonlinear"])}
+
+
 def report(result):
-    """Markdown tables (as in docs/benchmarks.md) and summary lines from a result dict."""
+    """The page's tables and summary lines from a result dict."""
     lines = []
     linear = result["linear"]
     if linear:
-        cells = {}
-        for r in linear:
-            cells.setdefault((r["n_samples"], r["n_features"], r["condition_number"], r["kind"]), []).append(r)
-        lines += ["| D | cond(A) | rows | " + " | ".join(KINDS) + " |", "|---" * (3 + len(KINDS)) + "|"]
-        misses = 0
-        for n, d, c in sorted({k[:3] for k in cells}):
-            row = [str(d), str(c), f"{n:,}"]
-            for kind in KINDS:
-                rs = cells.get((n, d, c, kind))
-                if not rs:  # not measured (yet)
-                    row.append("—")
-                    continue
-                a, b = (float(np.mean([r[k] for r in rs])) for k in ("mcc_nica", "mcc_fastica"))
-                miss = a < b - 0.005
-                misses += miss
-                row.append(f"{a:.3f} / {b:.3f}" + (" **MISS**" if miss else ""))
-            lines.append("| " + " | ".join(row) + " |")
+        cells = _linear_cells(linear)
+        misses = _linear_misses(result)
+        lines.append(_linear_table(linear))
         single = [r for r in linear if r["mcc_nica"] < r["mcc_fastica"] - 0.005]
         lines.append("")
         lines.append(f"cells meeting the target: {len(cells) - misses} of {len(cells)}; single fits more "
@@ -256,25 +334,7 @@ def report(result):
                          f"({t('epochs'):.0f} epochs), FastICA {t('time_fastica_s'):.2f} s{pic}")
     nonlin = result["nonlinear"]
     if nonlin:
-        lines += ["", "| source | D | mixing layers | conditional: mean ± sd over all fits | per seed: "
-                  "mean ± sd over random_state | factorized | FastICA | largest rise (cond. / fact.) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        groups = {}
-        for r in nonlin:
-            groups.setdefault((r.get("source", "laplace"), r["n_features"], r["mixing_layers"]), []).append(r)
-        for (source, d, L), rs in sorted(groups.items()):
-            cond = np.array([r["mcc_conditional"] for r in rs])
-            per_seed = []
-            for seed in sorted({r["seed"] for r in rs}):
-                v = np.array([r["mcc_conditional"] for r in rs if r["seed"] == seed])
-                per_seed.append(f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}")
-            first = [r for r in rs if r.get("random_state", 0) == 0]
-            fact = np.mean([r["mcc_factorized"] for r in first])
-            fast = np.mean([r["mcc_fastica"] for r in first])
-            rise_c = max(r["max_val_nll_rise_conditional"] for r in rs)
-            rise_f = max(r["max_val_nll_rise_factorized"] for r in first)
-            lines.append(f"| {source} | {d} | {L} | {cond.mean():.3f} ± {cond.std(ddof=1):.3f} | "
-                         f"{' / '.join(per_seed)} | {fact:.3f} | {fast:.3f} | {rise_c:.2f} / {rise_f:.2f} |")
+        lines += ["", _nonlinear_table(nonlin)]
         over = [r for r in nonlin if r["max_val_nll_rise_conditional"] > 0.5]
         over += [r for r in nonlin if r.get("max_val_nll_rise_factorized", 0) > 0.5]
         n_fits = len(nonlin) + sum(r.get("random_state", 0) == 0 for r in nonlin)
@@ -288,8 +348,8 @@ def report(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _harness.parser(__doc__, "D = 4 only, one seed, one segment-modulated fit: about a minute",
+                             "benchmarks/results/defaults[_quick][_linear|_nonlinear].json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
     parser.add_argument("--random-states", type=int, default=5,
                         help="nonlinear: fit ConditionalNonlinearICA with random_state 0..N-1 "
@@ -306,13 +366,13 @@ def main(argv=None):
                         help="only these nonlinear data sets, e.g. gaussian/10/3")
     args = parser.parse_args(argv)
     if args.n_init_study:
-        partial = os.path.join(RESULTS, "defaults_partial.jsonl")
+        out = Path(args.out or _harness.RESULTS / "defaults_n_init.json")
+        partial = out.parent / "defaults_partial.jsonl"
         cache = _cached(partial)
         rows = [_measure(cache, partial, f"ninit/laplace/10/3/10/1000/{r}",
                          lambda: n_init_fit(10, 3, 10, 1000, r)) for r in range(10)]
         summary = n_init_summary(rows)
-        with open(os.path.join(RESULTS, "defaults_n_init.json"), "w") as fh:
-            json.dump({"fits": rows, "summary": summary, "machine": cpu_model()}, fh, indent=1)
+        _harness.write_result(out, {"fits": rows, "summary": summary}, benchmark="defaults", argv=argv)
         print(json.dumps(summary, indent=1))
         return
     if args.report:  # a result file, or the partial file of a run still going
@@ -341,11 +401,11 @@ def main(argv=None):
         nonlinear = []
     elif args.only == "nonlinear":
         grid = []
-    os.makedirs(RESULTS, exist_ok=True)
     name = "defaults_quick" if args.quick else "defaults"
+    path = Path(args.out or _harness.RESULTS / f"{name}{f'_{args.only}' if args.only else ''}.json")
     # every measured row is appended here at once, so that an interrupted run resumes where it
     # stopped (delete the file to measure afresh)
-    partial = os.path.join(RESULTS, name + "_partial.jsonl")
+    partial = path.parent / f"{name}_partial.jsonl"
     cache = _cached(partial)
     linear = []
     for d, cond, n in grid:
@@ -375,16 +435,12 @@ def main(argv=None):
                           f"conditional {row['mcc_conditional']:.3f}{extra} "
                           f"({row['time_conditional_s']:.1f} s, rise {row['max_val_nll_rise_conditional']:.2f})",
                           flush=True)
-    result = {
-        "benchmark": "defaults", "quick": args.quick, "seeds": seeds, "chosen_on_seeds": [1, 2],
-        "machine": cpu_model(), "nica_version": nica.__version__, "linear": linear, "nonlinear": nonlin,
-    }
-    suffix = f"_{args.only}" if args.only else ""
-    path = os.path.join(RESULTS, name + suffix + ".json")
-    with open(path, "w") as fh:
-        json.dump(result, fh, indent=1)
+    result = {"quick": args.quick, "seeds": seeds, "chosen_on_seeds": [1, 2], "linear": linear, "nonlinear": nonlin}
     print(report(result))
+    result["checks"] = _harness.report_targets(TARGETS, result)
+    _harness.write_result(path, result, benchmark="defaults", argv=argv)
     print("wrote", path)
+
 
 if __name__ == "__main__":
     main()

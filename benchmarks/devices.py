@@ -9,7 +9,7 @@ devices of that platform instead, where the throughput does scale.
 
 Protocol per point: float32, ``L = 2``, ``smooth_leaky_relu``, ``laplace``, Adam; a training
 set of ``n_batches × B`` standard-normal rows (``B = 256``, divisible by every device count) is
-placed replicated on the mesh; :func:`nica._src.training.make_epoch` with the mesh runs one
+placed replicated on the mesh; :func:`nica.make_epoch` with the mesh runs one
 untimed epoch (compilation and warm-up), then ``--epochs`` timed epochs, each synchronised with
 ``block_until_ready``.  Throughput = rows per second of the fastest epoch.  The child also
 reports the largest difference between its parameters after the run and those of the same run
@@ -26,7 +26,7 @@ Command lines (from the repository root)::
     python benchmarks/devices.py                  # D = 512 and 2048, a few minutes on 2 cores
     python benchmarks/devices.py --platform gpu   # real devices, where there are several
 
-Outputs (``--quick`` adds ``_quick``)::
+Outputs (``--quick`` adds ``_quick``; ``--out`` puts the JSON elsewhere)::
 
     benchmarks/results/devices.json
     docs/images/devices.png
@@ -34,23 +34,28 @@ Outputs (``--quick`` adds ``_quick``)::
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as ``python benchmarks/devices.py``
+    import _bootstrap  # noqa: F401
+
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import _harness
+from benchmarks._common import run_json_child
+
 DEVICE_COUNTS = (1, 2, 4)
 MODES = ("data", "model")
 FULL = {"dims": (512, 2048), "n_batches": 8, "epochs": 3}
 QUICK = {"dims": (256,), "n_batches": 8, "epochs": 2}
 BATCH = 256
 N_LAYERS = 2
+# none: forced CPU devices share the same cores (no speed-up expected), and no target was set
+# for real devices
+TARGETS = ()
 
 
 def child(n_devices, dims, n_batches, epochs, platform_name):
@@ -62,7 +67,6 @@ def child(n_devices, dims, n_batches, epochs, platform_name):
     from jax.sharding import NamedSharding, PartitionSpec
 
     import nica
-    from nica._src.training import make_epoch
 
     devices = jax.devices(platform_name)[:n_devices]
     if len(devices) < n_devices:
@@ -85,7 +89,7 @@ def child(n_devices, dims, n_batches, epochs, platform_name):
             return nica.init_train_state(optimizer, params)
 
         def train(mesh):
-            epoch = make_epoch(optimizer, activation, prior, "relative", BATCH, mesh)
+            epoch = nica.make_epoch(optimizer, activation, prior, "relative", BATCH, mesh)
             state = fresh_state()
             if mesh is None:
                 state = jax.device_put(state, devices[0])
@@ -138,11 +142,8 @@ def run_child(n_devices, settings, platform_name, timeout_s=1200):
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_devices),
                "--platform", platform_name, "--dims", *map(str, settings["dims"]),
                "--n-batches", str(settings["n_batches"]), "--epochs", str(settings["epochs"])]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s,
-                          check=False)
-    if done.returncode != 0:
-        return {"n_devices": n_devices, "error": done.stderr.strip()[-600:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_json_child(command, timeout_s, stderr_chars=600, env=env)
+    return {"n_devices": n_devices, **result} if "error" in result else result
 
 
 def plot(runs, path, platform_name):
@@ -177,10 +178,11 @@ def plot(runs, path, platform_name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = _harness.parser(__doc__, "D = 256, under a minute",
+                             "OUT/benchmarks/results/devices[_quick].json")
     parser.add_argument("--platform", default="cpu", choices=("cpu", "gpu", "tpu"))
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT)
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
+                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dims", type=int, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--n-batches", type=int, help=argparse.SUPPRESS)
@@ -227,23 +229,38 @@ def main(argv=None):
         print(f"note: forced CPU devices share this machine's {os.cpu_count()} cores; "
               "no speed-up is expected here.")
 
-    suffix = "_quick" if args.quick else ""
-    json_path = args.out_dir / "benchmarks" / "results" / f"devices{suffix}.json"
-    png_path = args.out_dir / "docs" / "images" / f"devices{suffix}.png"
+    json_path = _harness.output_path(args, args.out_dir / "benchmarks" / "results", "devices")
+    png_path = args.out_dir / "docs" / "images" / f"devices{'_quick' if args.quick else ''}.png"
     record = {
         "description": __doc__.splitlines()[0],
         "platform": args.platform,
         "forced_cpu_devices": args.platform == "cpu",
         "batch": BATCH, "n_layers": N_LAYERS, "settings": settings,
         "runs": runs, "wall_time_s": wall,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=1))
+    # the machine is described now, after the children (the parent imports JAX only here)
+    _harness.write_result(json_path, record, benchmark="devices", argv=argv)
     plot(runs, png_path, args.platform)
-    print(f"wrote {json_path.relative_to(args.out_dir)} and {png_path.relative_to(args.out_dir)}")
+    print(f"wrote {json_path} and {png_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's table (docs/benchmarks.md)
+
+
+def tables(load):
+    """Throughput per device count and mode at the full run's two sizes, and the state per
+    device at the larger."""
+    result = load("devices")
+    small, large = result["settings"]["dims"]
+    points = {(p["n_devices"], p["mode"], p["dim"]): p for run in result["runs"] for p in run.get("points", [])}
+    rows = [[str(n), mode, f"{points[n, mode, small]['samples_per_s']:,.0f}",
+             f"{points[n, mode, large]['samples_per_s']:,.0f}",
+             f"{points[n, mode, large]['per_device_state_bytes'] / 1e6:.0f} MB"]
+            for n in DEVICE_COUNTS for mode in MODES]
+    header = ["devices", "mode", f"D = {small} (samples/s)", f"D = {large} (samples/s)",
+              f"state per device at D = {large}"]
+    return {"devices/throughput": _harness.markdown_table(header, rows)}
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ Command lines (from the repository root)::
     python benchmarks/estimator.py              # D = 64 and 784, about 10-15 minutes on 2 cores
 
 Outputs (``--out-dir``, default the repository root; ``--quick`` adds ``_quick`` to every file
-name so it never overwrites the full results)::
+name so it never overwrites the full results; ``--out`` puts the JSON elsewhere)::
 
     benchmarks/results/estimator.json              settings, machine, throughput, fits, curves, checks
     docs/images/estimator_convergence.png          held-out log-likelihood vs wall-clock seconds
@@ -75,32 +75,28 @@ name so it never overwrites the full results)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import subprocess
-import sys
-import time
-import warnings
-from datetime import datetime, timezone
-from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy and JAX load OpenBLAS (docstring)
 
-import numpy as np
+if __package__ in (None, ""):  # run as ``python benchmarks/estimator.py``
+    import _bootstrap  # noqa: F401
 
-import jax
-import jax.numpy as jnp
-import optax
-from sklearn.exceptions import ConvergenceWarning
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-import nica
+import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_model  # shared helpers
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import nica  # noqa: E402
+
+from benchmarks import _harness  # noqa: E402
+from benchmarks._harness import Target  # noqa: E402
 
 N_LAYERS = 2
 ACTIVATION = "smooth_leaky_relu"
@@ -127,6 +123,44 @@ QUICK_CONFIG = {
     16: {"n_samples": 2_000, "max_iter": 15, "screen_epochs": 3},
     64: {"n_samples": 2_000, "max_iter": 15, "screen_epochs": 3},
 }
+
+
+def _throughput_ratio(gradient):
+    """Step throughput of ``gradient`` over the euclidean one's, per dimension."""
+    def measured(result):
+        out = {}
+        for dim, entry in result["results"].items():
+            tp = {g: entry["throughput"].get(g, {}).get("samples_per_second_median") for g in (gradient, "euclidean")}
+            out[f"D={dim}"] = tp[gradient] / tp["euclidean"] if all(tp.values()) else None
+        return out
+    return measured
+
+
+def _speedup(optimizer, gradient):
+    """How many times sooner than the euclidean fit the ``gradient`` fit reaches the euclidean
+    fit's best held-out log-likelihood (less the tolerance), per dimension: 0 when it never
+    does, ``None`` when a fit is missing."""
+    def measured(result):
+        out = {}
+        for dim, entry in result["results"].items():
+            check = entry["checks"][optimizer].get(gradient, {})
+            if "target" not in check:
+                out[f"D={dim}"] = None
+            elif check["relative_seconds_to_target"] is None:
+                out[f"D={dim}"] = 0.0
+            else:
+                out[f"D={dim}"] = check["euclidean_seconds_to_target"] / check["relative_seconds_to_target"]
+        return out
+    return measured
+
+
+TARGETS = (
+    *(Target(f"{g} step throughput / euclidean's", _throughput_ratio(g), ">", 1.0)
+      for g in ("relative", "equivariant")),
+    *(Target(f"{optimizer} {g}: reaches the euclidean fit's best held-out log-likelihood, times sooner",
+             _speedup(optimizer, g), ">", 1.0)
+      for optimizer in ("adam", "sgd") for g in ("relative", "equivariant") if g in FITTED_GRADIENTS[optimizer]),
+)
 
 
 def default_config(dim, quick):
@@ -456,44 +490,7 @@ def autodiff_prediction(throughput, fits_by_optimizer):
 
 
 # ------------------------------------------------------------------------------------------------
-# machine, output
-
-
-def machine_info():
-    """Platform, CPU model, cores, JAX version and device, threading variables, load average."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        available = None
-    device = jax.devices()[0]
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model() or platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "cpus_available": available,
-        "jax": jax.__version__,
-        "jaxlib": getattr(jax.lib, "__version__", None),
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "nica": nica.__version__,
-        "device": f"{device.platform} ({getattr(device, 'device_kind', device)})",
-        "environment": {k: os.environ.get(k) for k in
-                        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
-        "git": git_describe(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def git_describe():
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": commit or None, "dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return None
+# output
 
 
 def plot_convergence(results, path, quick):
@@ -594,34 +591,11 @@ def summary(results, log):
                 log(f"{dim:>5} {optimizer:>5} {'autodiff':>10} {'':>7} {pred['predicted_fit_seconds']:8.1f}"
                     f" {pred['epochs']:7d}   (predicted: euclidean's epochs at autodiff's step throughput)")
         log(f"{'':>5} true model, test set: {entry['data']['true_test_log_likelihood']:.3f}")
-    log("\nChecks (printed, never asserted)")
-    for dim, entry in results.items():
-        tp = entry["throughput"]
-        euc = tp.get("euclidean", {}).get("samples_per_second_median")
-        for gradient in CHECKED_GRADIENTS:
-            rel = tp.get(gradient, {}).get("samples_per_second_median")
-            if rel and euc:
-                log(f"  [{'PASS' if rel > euc else 'MISS'}] D={dim}: {gradient} step throughput {rel:,.0f} vs "
-                    f"euclidean {euc:,.0f} samples/s ({rel / euc:.2f}x)")
-        for optimizer in OPTIMIZERS:
-            for gradient, c in entry["checks"][optimizer].items():
-                if "target" not in c:
-                    log(f"  [MISS] D={dim} {optimizer} {gradient}: {c['reason']}")
-                    continue
-                t_rel, t_euc = c["relative_seconds_to_target"], c["euclidean_seconds_to_target"]
-                log(f"  [{c['status']}] D={dim} {optimizer}: {gradient} reaches the euclidean best held-out "
-                    f"log-likelihood {c['euclidean_best']:.3f} (- {c['tolerance']:.3g}) "
-                    + (f"at {t_rel:.3g} s" if t_rel is not None
-                       else f"never (its best: {c['relative_best']:.3f}, stopped by {c['relative_stopped_by']})")
-                    + f" vs euclidean at {t_euc:.3g} s"
-                    + (f" ({c['speedup']:.2f}x faster)" if c["speedup"] else "")
-                    + f"; test {c['relative_test_score']:.3f} vs {c['euclidean_test_score']:.3f}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="D = 16 and 64, small data, few epochs (< 1 min)")
+    parser = _harness.parser(__doc__, "D = 16 and 64, small data, few epochs (< 1 min)",
+                             "OUT/benchmarks/results/estimator[_quick].json")
     parser.add_argument("--dims", type=int, nargs="+", help="dimensions (default 64 784; quick 16 64)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--adam-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
@@ -637,19 +611,17 @@ def main(argv=None):
                         help=f"autodiff's batch above D = {AUTODIFF_FULL_BATCH_MAX_DIM}")
     parser.add_argument("--memory-limit-gb", type=float, default=4.0, help="skip autodiff above this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT)
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
+                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
     args = parser.parse_args(argv)
 
     start_all = time.perf_counter()
     dims = args.dims or (list(QUICK_CONFIG) if args.quick else list(FULL_CONFIG))
-    suffix = "_quick" if args.quick else ""
-    json_path = args.out_dir / "benchmarks" / "results" / f"estimator{suffix}.json"
-    png_path = args.out_dir / "docs" / "images" / f"estimator_convergence{suffix}.png"
+    json_path = _harness.output_path(args, args.out_dir / "benchmarks" / "results", "estimator")
+    png_path = args.out_dir / "docs" / "images" / f"estimator_convergence{'_quick' if args.quick else ''}.png"
+    log = _harness.log
 
-    def log(message):
-        print(message, flush=True)
-
-    machine = machine_info()
+    machine = _harness.machine_info()
     log(f"nica {nica.__version__}, jax {jax.__version__}, {machine['cpu_model']}, "
         f"{machine['cpus_available']} CPUs available, load {machine['load_average_at_start']}")
     base = {
@@ -663,10 +635,9 @@ def main(argv=None):
         base["repeats"] = min(args.repeats, 3)
         base["sgd_lrs"] = [1e-3, 1e-2] if args.sgd_lrs == parser.get_default("sgd_lrs") else list(args.sgd_lrs)
         base["adam_lrs"] = [1e-3, 1e-2] if args.adam_lrs == parser.get_default("adam_lrs") else list(args.adam_lrs)
-    results, settings_by_dim = {}, {}
+    results = {}
     for dim in dims:
         settings = dict(base, **default_config(dim, args.quick))
-        settings_by_dim[dim] = settings
         log(f"\nD = {dim}: {settings['n_samples']} training samples, max_iter {settings['max_iter']}, "
             f"batch {settings['batch_size']}")
         start = time.perf_counter()
@@ -696,26 +667,73 @@ def main(argv=None):
 
     summary(results, log)
     plot_convergence(results, png_path, args.quick)
-    total = time.perf_counter() - start_all
-    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     output = {
-        "benchmark": "estimator",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick,
-        "machine": machine,
         "protocol": __doc__,
         "model": {"n_layers": N_LAYERS, "activation": ACTIVATION, "prior": PRIOR, "whiten": "standardize",
                   "dtype": "float32"},
         "ll_tolerance_per_dimension": args.ll_tolerance,
         "results": {str(dim): entry for dim, entry in results.items()},
-        "wall_seconds": total,
+        "wall_seconds": time.perf_counter() - start_all,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(output, indent=1, default=float) + "\n")
-    log(f"\nwrote {json_path.relative_to(args.out_dir) if json_path.is_relative_to(args.out_dir) else json_path}"
-        f" and {png_path.relative_to(args.out_dir) if png_path.is_relative_to(args.out_dir) else png_path}"
-        f"; total {total:.0f} s")
+    log("")
+    output["checks"] = _harness.report_targets(TARGETS, output)
+    _harness.write_result(json_path, output, benchmark="estimator", argv=argv, machine=machine)
+    log(f"\nwrote {json_path} and {png_path}; total {output['wall_seconds']:.0f} s")
+
+
+# ------------------------------------------------------------------------------------------------
+# the page's table (docs/benchmarks.md)
+
+
+def _rate(learning_rate):
+    return f"{learning_rate:.0e}".replace("e-0", "e-")
+
+
+def _fit_cell(fit, fastest, best):
+    """Rate, fit time, epochs and best held-out log-likelihood; bold: the fit that reached the
+    euclidean best soonest (``fastest``), the best held-out value of the column (``best``)."""
+    seconds = f"{fit['fit_seconds']:.1f} s"
+    score = fit["best_validation_score"]
+    score = "n/a" if score is None else _harness.signed(f"{score:.{2 if abs(score) < 100 else 1}f}")
+    epochs = f"{fit['n_iter']}" + (" (max_iter)" if stopped_by(fit) == "max_iter" else "")
+    return (f"{_rate(fit['learning_rate'])}, {f'**{seconds}**' if fastest else seconds}, {epochs}, "
+            f"{f'**{score}**' if best else score}")
+
+
+def _predicted(seconds):
+    """Three significant digits, and no decimals (``197``, ``83``, ``13,400``)."""
+    return f"≈ {round(seconds, 2 - int(np.floor(np.log10(seconds))) if seconds >= 100 else 0):,.0f} s (predicted)"
+
+
+def tables(load):
+    """Throughput and the tuned fits of every gradient, at each dimension of the full run."""
+    result = load("estimator")
+    rows = []
+    for dim, entry in result["results"].items():
+        columns = {}
+        for optimizer in OPTIMIZERS:
+            fits = {g: f for g, f in entry["fits"][optimizer].items() if f is not None}
+            passed = {g: c for g, c in entry["checks"][optimizer].items() if c.get("status") == "PASS"}
+            fastest = max(passed, key=lambda g: passed[g]["speedup"], default=None)
+            best = max(fits, key=lambda g: fits[g]["best_validation_score"] or -np.inf, default=None)
+            cells = {g: "(same step as relative)" if g not in FITTED_GRADIENTS[optimizer] else
+                     "(every rate diverged)" if g not in fits else _fit_cell(fits[g], g == fastest, g == best)
+                     for g in GRADIENTS[:-1]}
+            prediction = entry["autodiff_prediction"].get(optimizer)
+            cells["autodiff"] = _predicted(prediction["predicted_fit_seconds"]) if prediction else "not measured"
+            columns[optimizer] = cells
+        for gradient in GRADIENTS:
+            tp = entry["throughput"][gradient]
+            if "skipped" in tp:
+                throughput = "skipped"
+            else:
+                batch = "" if tp["batch_size"] == entry["settings"]["batch_size"] else f" (B = {tp['batch_size']})"
+                throughput = f"{tp['samples_per_second_median']:,.0f}{batch}"
+            rows.append([dim, gradient, throughput, *(columns[optimizer][gradient] for optimizer in OPTIMIZERS)])
+    header = ["D", "gradient", "step throughput (samples/s)", "Adam: rate, fit time, epochs, held-out ll",
+              "SGD: rate, fit time, epochs, held-out ll"]
+    return {"estimator/fits": _harness.markdown_table(header, rows)}
 
 
 if __name__ == "__main__":

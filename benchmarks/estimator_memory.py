@@ -24,29 +24,33 @@ Commands (from the repository root)::
     python benchmarks/estimator_memory.py                 # D = 20,000: ~15 minutes on 2 cores, ~17 GB
     python benchmarks/estimator_memory.py --quick         # D = 1,000, under a minute
 
-Outputs: ``benchmarks/results/estimator_memory[_quick].json``.
+Outputs: ``benchmarks/results/estimator_memory[_quick].json`` (``--out``: elsewhere).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
-import time
-from datetime import datetime, timezone
-from pathlib import Path
+import os
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import estimator as estimator_benchmark  # (benchmarks/estimator.py: machine_info; sets threads first)
-from _common import proc_status_bytes, reset_peak_rss
-from memory import state_bytes
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads, as in estimator.py
 
-import numpy as np
+if __package__ in (None, ""):  # run as ``python benchmarks/estimator_memory.py``
+    import _bootstrap  # noqa: F401
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks import _harness  # noqa: E402
+from benchmarks._common import proc_status_bytes, reset_peak_rss  # noqa: E402
+from benchmarks._harness import Target  # noqa: E402
+from benchmarks.memory import state_bytes  # noqa: E402
+
 N_LAYERS = 2
 GB = 1e9
+TARGETS = (Target("peak RSS over the run / --budget-gb",
+                  lambda result: result["results"]["peak_rss_gb"] / result["reference_gb"]["budget"], "<=", 1.0),)
 
 
 def make_data(dim, n_samples, seed):
@@ -77,26 +81,25 @@ def phase(name, record, fn):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="D = 1,000, small data, under a minute")
+    parser = _harness.parser(__doc__, "D = 1,000, small data, under a minute",
+                             "OUT/benchmarks/results/estimator_memory[_quick].json")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--n-samples", type=int, default=1100, help="training rows (10 %% validation)")
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=500, help="rows per partial_fit call")
     parser.add_argument("--budget-gb", type=float, default=24.0)
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT)
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
+                        help="root of the outputs: the JSON under OUT/benchmarks/results")
     args = parser.parse_args(argv)
     dim = args.dim or (1000 if args.quick else 20000)
 
     import nica
 
-    record = {"benchmark": "estimator_memory", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": "python benchmarks/estimator_memory.py" + (" --quick" if args.quick else ""),
-              "settings": {"dim": dim, "n_layers": N_LAYERS, "n_samples": args.n_samples, "n_test": args.n_test,
+    machine = _harness.machine_info()
+    record = {"settings": {"dim": dim, "n_layers": N_LAYERS, "n_samples": args.n_samples, "n_test": args.n_test,
                            "epochs": args.epochs, "chunk": args.chunk, "batch_size": 100, "learning_rate": 1e-4,
                            "dtype": "float32", "whiten": "standardize", "early_stopping": True},
-              "machine": estimator_benchmark.machine_info(),
               "reference_gb": {"params_grads_adam": state_bytes(dim, N_LAYERS) / GB,
                                "params": state_bytes(dim, N_LAYERS) / 4 / GB,
                                "budget": args.budget_gb},
@@ -137,10 +140,15 @@ def main(argv=None):
     print(f"peak RSS {peak:.2f} GB ({r['peak_phase']}) = {r['peak_over_params_grads_adam']:.2f}× params+grads+Adam; "
           f"{'within' if r['within_budget'] else 'OVER'} the {args.budget_gb:g} GB budget; "
           f"held-out mean log-likelihood {r['held_out_mean_log_likelihood']:.2f} (finite: {r['all_scores_finite']})")
-    out = args.out_dir / "benchmarks" / "results" / f"estimator_memory{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    record["checks"] = _harness.report_targets(TARGETS, record)
+    out = _harness.write_result(_harness.output_path(args, args.out_dir / "benchmarks" / "results", "estimator_memory"),
+                                record, benchmark="estimator_memory", argv=argv, machine=machine)
     print(f"wrote {out}")
+
+
+def tables(load):
+    """None: the page quotes this run's numbers in its prose."""
+    return {}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Reproduces three figures of Gresele et al. (NeurIPS 2020) on the machine it runs
 * Figure 4: memory of one gradient evaluation, as XLA's compiled memory analysis and as the
   peak resident set size measured in a fresh process.
 * Figure 1 (right): mean negative log-likelihood per epoch of full-batch gradient descent with
-  the relative and with the ordinary gradient, started from the same 10 initial points.
+  the relative and with the ordinary gradient, started from the same 10 initial points
+  (``benchmarks/_gd_comparison.py``).
 
 Command lines (from the repository root)::
 
@@ -20,7 +21,7 @@ Command lines (from the repository root)::
     python benchmarks/gradient_scaling.py --max-dim 16384    # full run extended to D = 16384
 
 Outputs (``--out-dir``, default the repository root; ``--quick`` adds ``_quick`` to every
-file name so it never overwrites the full results)::
+file name so it never overwrites the full results; ``--out`` puts the two JSON files elsewhere)::
 
     benchmarks/results/gradient_scaling.json     timings, memory, checks, machine
     benchmarks/results/gd_comparison.json        NLL curves, learning-rate sweep
@@ -51,16 +52,15 @@ with the measured values; it never asserts anything about timings.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as ``python benchmarks/gradient_scaling.py``
+    import _bootstrap  # noqa: F401
+
 import argparse
 import json
 import math
-import os
-import platform
-import re
 import resource
 import sys
 import time
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -71,15 +71,14 @@ import jax.numpy as jnp
 
 import nica
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_model  # shared /proc and XLA helpers
-from _common import proc_status_bytes as _proc_status_bytes
-from _common import release_free_memory as _release_free_memory
-from _common import reset_peak_rss as _reset_peak_rss
-from _common import run_json_child, time_interleaved
-from _common import xla_memory as _xla_memory
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import _harness
+from benchmarks._common import proc_status_bytes as _proc_status_bytes
+from benchmarks._common import release_free_memory as _release_free_memory
+from benchmarks._common import reset_peak_rss as _reset_peak_rss
+from benchmarks._common import run_json_child, time_interleaved
+from benchmarks._common import xla_memory as _xla_memory
+from benchmarks._gd_comparison import plot_gd, run_gd
+from benchmarks._harness import Target
 
 FULL_DIMS = (16, 32, 64, 128, 256, 512, 1000, 1024, 2000, 2048, 4096, 8192)
 QUICK_DIMS = (16, 64, 128, 256, 512)
@@ -131,6 +130,54 @@ MEASURES = {
     ),
 }
 
+
+
+# --------------------------------------------------------------------------------------------
+# targets (the issue's; printed PASS or MISS on the median times, never asserted)
+
+
+def _median_s(results, method, dim):
+    """The median time of ``method`` at ``dim`` in ``results`` (``{method: [point, ...]}``), or
+    ``None`` where it was not timed."""
+    point = next((p for p in results[method] if p["dim"] == dim and p["status"] == "ok"), None)
+    return None if point is None else point["median_s"]
+
+
+def _time_ratio(numerator, denominator, dim):
+    def measured(result):
+        top, bottom = (_median_s(result["results"], m, dim) for m in (numerator, denominator))
+        return None if top is None or bottom is None else top / bottom
+    return measured
+
+
+def _relative_ms(dim):
+    def measured(result):
+        seconds = _median_s(result["results"], "relative", dim)
+        return None if seconds is None else 1e3 * seconds
+    return measured
+
+
+SLOPE_SPAN = (1024, 8192)
+
+
+def _relative_slope(result):
+    """Least-squares slope of log time against log D for the relative gradient over
+    ``SLOPE_SPAN`` (``None`` unless both ends were timed)."""
+    low, high = SLOPE_SPAN
+    span = [p for p in result["results"]["relative"] if p["status"] == "ok" and low <= p["dim"] <= high]
+    if not {low, high} <= {p["dim"] for p in span}:
+        return None
+    return float(np.polyfit(np.log([p["dim"] for p in span]), np.log([p["median_s"] for p in span]), 1)[0])
+
+
+TARGETS = (
+    Target("relative time / matmul floor at D=2048", _time_ratio("relative", "floor", 2048), "<=", 1.2),
+    Target("euclidean time / relative time at D=2048", _time_ratio("euclidean", "relative", 2048), ">=", 10.0),
+    Target("autodiff time / relative time at D=512", _time_ratio("autodiff", "relative", 512), ">=", 300.0),
+    Target(f"log-log slope of relative time, D={SLOPE_SPAN[0]}..{SLOPE_SPAN[1]}", _relative_slope, "<=", 2.2),
+    *(Target(f"relative time at D={dim} vs the authors' {ms:g} ms, in ms", _relative_ms(dim), "<=", ms)
+      for dim, ms in AUTHORS_REFERENCE_MS.items()),
+)
 
 # --------------------------------------------------------------------------------------------
 # the functions being timed
@@ -379,232 +426,15 @@ def run_rss(results, rss_dims, settings, log):
 
 
 # --------------------------------------------------------------------------------------------
-# full-batch gradient descent (Figure 1, right)
-
-
-def gd_data(n_points=1000, random_state=0):
-    """2-D nonlinear mixture of two Laplace sources (2 mixing layers), standardized."""
-    data = nica.datasets.make_segmented_mixture(
-        n_segments=1, n_per_segment=n_points, n_components=2, n_layers=2,
-        random_state=random_state)
-    X = data.X_train
-    return jnp.asarray((X - X.mean(axis=0)) / X.std(axis=0), DTYPE)
-
-
-def gd_initial_params(seed, n_features=2, n_layers=2, spread=0.5, bias_scale=0.1):
-    """A non-orthogonal starting point: ``W = Q·diag(exp(spread·ε))``, ``b = bias_scale·ε'``.
-
-    ``Q`` comes from ``nica.init_params`` (orthogonal); at an orthogonal ``W`` with zero ``b``
-    the relative and the ordinary gradient coincide (``WᵀW = I``), so the columns are
-    rescaled and the biases drawn to make the comparison informative.
-    """
-    key_init, key_scale = jax.random.split(jax.random.key(seed))
-    layers = []
-    for layer, key in zip(nica.init_params(key_init, n_features, n_layers, dtype=DTYPE),
-                          jax.random.split(key_scale, n_layers)):
-        key_w, key_b = jax.random.split(key)
-        scales = jnp.exp(spread * jax.random.normal(key_w, (n_features,), DTYPE))
-        layers.append(nica.Layer(layer.W * scales[None, :],
-                                 bias_scale * jax.random.normal(key_b, (n_features,), DTYPE)))
-    return tuple(layers)
-
-
-@partial(jax.jit, static_argnames=("method", "n_epochs"))
-def gd_curves(initial, X, learning_rate, method, n_epochs):
-    """Plain full-batch descent ``θ ← θ − η·∇`` from a stack of initial points.
-
-    Returns the mean NLL before every epoch and after the last, shape
-    ``(n_starts, n_epochs + 1)``.
-    """
-    gradient = GRADIENTS[method]
-
-    def nll(params):
-        return -jnp.mean(nica.log_likelihood(params, X, activation=ACTIVATION, prior=PRIOR))
-
-    def epoch(params, _):
-        step = gradient(params, X, activation=ACTIVATION, prior=PRIOR)
-        return jax.tree.map(lambda p, g: p - learning_rate * g, params, step), nll(params)
-
-    def one_start(params):
-        params, history = jax.lax.scan(epoch, params, None, length=n_epochs)
-        return jnp.append(history, nll(params))
-
-    return jax.vmap(one_start)(initial)
-
-
-def is_stable(curve, tolerance=1e-4):
-    """Finite everywhere and never increasing by more than ``tolerance`` (nats) in an epoch."""
-    curve = np.asarray(curve)
-    return bool(np.all(np.isfinite(curve)) and np.max(np.diff(curve)) <= tolerance)
-
-
-def _json_curves(curves):
-    """Curves as nested lists to 7 significant digits (float32), non-finite values as ``None``
-    (JSON has no NaN)."""
-    return [[float(f"{v:.7g}") if np.isfinite(v) else None for v in curve] for curve in curves]
-
-
-def run_gd(settings, log):
-    """Sweep learning rates, pick the largest rate stable for both methods, record curves."""
-    X = gd_data()
-    starts = [gd_initial_params(seed) for seed in range(settings["gd_starts"])]
-    initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
-    n_epochs = settings["gd_epochs"]
-    methods = ("relative", "euclidean")
-    sweep = {method: {} for method in methods}
-    curves = {method: {} for method in methods}
-    for learning_rate in settings["gd_rates"]:
-        for method in methods:
-            history = np.asarray(gd_curves(initial, X, learning_rate, method, n_epochs),
-                                 dtype=float)
-            curves[method][learning_rate] = history
-            stable = [is_stable(c) for c in history]
-            finals = history[:, -1]
-            sweep[method][str(learning_rate)] = {
-                "n_stable": int(sum(stable)),
-                "n_non_finite": int(np.sum(~np.all(np.isfinite(history), axis=1))),
-                "final_nll_mean": float(np.mean(finals)) if np.all(np.isfinite(finals))
-                else None,
-                "final_nll_min": float(np.nanmin(finals)) if np.any(np.isfinite(finals))
-                else None,
-            }
-            mean = sweep[method][str(learning_rate)]["final_nll_mean"]
-            log(f"  lr={learning_rate:<6g} {method:9s} stable {sum(stable):2d}/{len(stable)}  "
-                f"final NLL mean {'non-finite' if mean is None else f'{mean:.4f}'}")
-    n_starts = len(starts)
-
-    def largest_stable(method):
-        ok = [lr for lr in settings["gd_rates"] if sweep[method][str(lr)]["n_stable"] == n_starts]
-        return max(ok) if ok else None
-
-    per_method = {method: largest_stable(method) for method in methods}
-    if settings["gd_lr"] is not None:
-        common = settings["gd_lr"]
-        if common not in settings["gd_rates"]:
-            for method in methods:
-                curves[method][common] = np.asarray(
-                    gd_curves(initial, X, common, method, n_epochs), dtype=float)
-    else:
-        both = [lr for lr in settings["gd_rates"]
-                if all(sweep[m][str(lr)]["n_stable"] == n_starts for m in methods)]
-        common = max(both) if both else min(settings["gd_rates"])
-    notes = []
-    for method in methods:
-        unstable = sum(not is_stable(c) for c in curves[method][common])
-        if unstable:
-            notes.append(f"{method}: {unstable}/{n_starts} runs unstable at the common rate "
-                         f"{common:g} (non-finite or NLL increasing)")
-    return {
-        "experiment": "full-batch gradient descent, relative vs ordinary (euclidean) gradient",
-        "data": ("nica.datasets.make_segmented_mixture(n_segments=1, n_per_segment=1000, "
-                 "n_components=2, n_layers=2, random_state=0).X_train, standardized per column"),
-        "model": {"n_features": 2, "n_layers": 2, "activation": ACTIVATION, "prior": PRIOR,
-                  "dtype": "float32"},
-        "initial_points": (f"{n_starts} starts, seeds 0..{n_starts - 1}: gd_initial_params "
-                           "(init_params orthogonal W with columns scaled by exp(0.5·N(0,1)), "
-                           "biases 0.1·N(0,1)); both methods start from the same points"),
-        "update": "params ← params − learning_rate · gradient (no momentum, no schedule)",
-        "n_epochs": n_epochs,
-        "loss": "mean negative nica.log_likelihood over the 1000 points, before each epoch "
-                "and after the last",
-        "stability_criterion": "all NLL values finite and no epoch increases the NLL by more "
-                               "than 1e-4 nats",
-        "learning_rate_sweep": sweep,
-        "largest_stable_rate": per_method,
-        "learning_rate": common,
-        "learning_rate_choice": ("given by --gd-lr" if settings["gd_lr"] is not None else
-                                 "the largest swept rate at which all runs of both methods are "
-                                 "stable (the same rate for both methods)"),
-        "notes": notes,
-        "curves": {method: _json_curves(curves[method][common]) for method in methods},
-        "curves_at_largest_stable_rate": {
-            method: (None if per_method[method] is None
-                     else _json_curves(curves[method][per_method[method]]))
-            for method in methods},
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# checks, summary, machine
-
-
-def _point(results, method, dim):
-    for point in results[method]:
-        if point["dim"] == dim and point["status"] == "ok":
-            return point
-    return None
-
-
-# (name, D, numerator method, denominator method, comparison, bound): time ratios to check
-RATIO_TARGETS = (
-    ("relative time / matmul floor at D=2048", 2048, "relative", "floor", "<=", 1.2),
-    ("euclidean time / relative time at D=2048", 2048, "euclidean", "relative", ">=", 10.0),
-    ("autodiff time / relative time at D=512", 512, "autodiff", "relative", ">=", 300.0),
-)
-SLOPE_SPAN, SLOPE_BOUND = (1024, 8192), 2.2
-
-
-def _ms(seconds):
-    """``seconds`` as milliseconds, about four significant digits, no exponent."""
-    ms = seconds * 1e3
-    return f"{ms:.{max(0, 3 - int(math.floor(math.log10(ms))))}f} ms" if ms > 0 else "0 ms"
-
-
-def _check(name, target, measured, passed, detail):
-    """One check record: PASS or MISS, or N/A when ``measured`` is ``None``."""
-    status = "N/A" if measured is None else ("PASS" if passed else "MISS")
-    return {"name": name, "target": target, "measured": measured, "status": status,
-            "detail": detail}
-
-
-def evaluate_checks(results):
-    """The issue's performance targets on the median times, each PASS, MISS or N/A."""
-    checks = []
-    for name, dim, numerator, denominator, comparison, bound in RATIO_TARGETS:
-        top, bottom = _point(results, numerator, dim), _point(results, denominator, dim)
-        target = f"{comparison} {bound:g}x"
-        if top is None or bottom is None:
-            checks.append(_check(name, target, None, None, f"D={dim} not measured for both"))
-            continue
-        ratio = top["median_s"] / bottom["median_s"]
-        passed = ratio <= bound if comparison == "<=" else ratio >= bound
-        checks.append(_check(name, target, ratio, passed,
-                             f"{ratio:.{2 if ratio < 100 else 0}f}x ({numerator} "
-                             f"{_ms(top['median_s'])}, {denominator} {_ms(bottom['median_s'])})"))
-
-    low, high = SLOPE_SPAN
-    name, target = f"log-log slope of relative time, D={low}..{high}", f"<= {SLOPE_BOUND:g}"
-    span = [p for p in results["relative"] if p["status"] == "ok" and low <= p["dim"] <= high]
-    if {low, high} <= {p["dim"] for p in span}:
-        log_d = np.log([p["dim"] for p in span])
-        log_t = np.log([p["median_s"] for p in span])
-        slope = float(np.polyfit(log_d, log_t, 1)[0])
-        ends = (log_t[np.argmax(log_d)] - log_t[np.argmin(log_d)]) / (log_d.max() - log_d.min())
-        checks.append(_check(name, target, slope, slope <= SLOPE_BOUND,
-                             f"least-squares slope {slope:.2f} over {len(span)} points "
-                             f"(end-point slope {ends:.2f})"))
-    else:
-        checks.append(_check(name, target, None, None, f"D={low} and D={high} not both measured"))
-
-    for dim, reference_ms in AUTHORS_REFERENCE_MS.items():
-        name = f"relative time at D={dim} vs the authors' {reference_ms:g} ms"
-        target = f"<= {reference_ms:g} ms"
-        point = _point(results, "relative", dim)
-        if point is None:
-            checks.append(_check(name, target, None, None, f"D={dim} not measured"))
-            continue
-        ms = point["median_s"] * 1e3
-        checks.append(_check(name, target, ms, ms <= reference_ms,
-                             f"{_ms(point['median_s'])} ({ms / reference_ms:.2f}x the reference)"))
-    return checks
+# summary and the page's tables
 
 
 def summary_table(results, dims):
     """A fixed-width table: times (ms), ratios and memory (MB) per dimension."""
 
     def ms(method, dim):
-        point = _point(results, method, dim)
-        return None if point is None else point["median_s"] * 1e3
+        seconds = _median_s(results, method, dim)
+        return None if seconds is None else seconds * 1e3
 
     def mb(method, dim, key):
         for point in results[method]:
@@ -636,53 +466,83 @@ def summary_table(results, dims):
     return "\n".join(lines)
 
 
-def machine_info():
-    """Platform, CPU model, cores, memory, JAX version and device, load average."""
-    device = jax.devices()[0]
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        affinity = None
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model() or platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "cpus_available": affinity,
-        "memory_bytes": total_memory_bytes(),
-        "jax": jax.__version__,
-        "jaxlib": getattr(jax.lib, "__version__", None) or _package_version("jaxlib"),
-        "numpy": np.__version__,
-        "nica": nica.__version__,
-        "device": (f"{device.platform} ({getattr(device, 'device_kind', device)}), "
-                   f"{jax.device_count()} device(s)"),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
+def _sig3(value):
+    """``value`` to three significant digits, trailing zeros kept (``2.30``, ``20.9``, ``114``)."""
+    return f"{value:.{max(0, 2 - math.floor(math.log10(value)))}f}"
 
 
-def _package_version(name):
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # noqa: BLE001
-        return None
+def _time(seconds):
+    return f"{_sig3(seconds)} s" if seconds >= 1 else f"{_sig3(1e3 * seconds)} ms"
 
 
-def total_memory_bytes():
-    """Physical memory from ``os.sysconf`` (``None`` where unavailable)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+def _megabytes(n_bytes):
+    mb = n_bytes / 1e6
+    return f"{mb / 1e3:.2f} GB" if mb >= 1e3 else f"{mb:.1f} MB" if mb < 100 else f"{mb:.0f} MB"
 
 
-def write_json(record, path):
-    """Indented JSON with every list of numbers kept on one line (readable, diff-friendly)."""
-    text = json.dumps(record, indent=1)
-    text = re.sub(r"\[\s*((?:-?[\d.eE+-]+|null)(?:,\s*(?:-?[\d.eE+-]+|null))*)\s*\]",
-                  lambda match: "[" + " ".join(match.group(1).split()) + "]", text)
-    path.write_text(text + "\n")
+def _times_table(result):
+    """Time of one gradient and RSS increase of one call, at every D with an RSS measurement."""
+    rows = []
+    for dim in result["settings"]["rss_dims"]:
+        points = {m: next(p for p in result["results"][m] if p["dim"] == dim) for m in METHODS}
+        ok = {m: p for m, p in points.items() if p["status"] == "ok"}
+        floor, relative, euclidean = (ok[m]["median_s"] for m in ("floor", "relative", "euclidean"))
+        autodiff = ok.get("autodiff")
+        if autodiff is not None:
+            auto_cells = [_time(autodiff["median_s"]), f"{autodiff['median_s'] / relative:.0f}×"]
+        elif points["autodiff"]["predicted_bytes"] > result["settings"]["memory_limit_bytes"]:
+            auto_cells = [f"skipped ({points['autodiff']['predicted_bytes'] / 1e9:.0f} GB predicted)", ""]
+        else:
+            auto_cells = ["skipped", ""]
+        rss = [_megabytes(ok[m]["rss"]["rss_call_delta_bytes"]) if m in ok else "" for m in ("relative", "autodiff")]
+        rows.append([str(dim), _time(floor), _time(relative), f"{relative / floor:.2f}", _time(euclidean),
+                     auto_cells[0], f"{euclidean / relative:.1f}×", auto_cells[1], *rss])
+    header = ["D", "floor", "relative", "relative / floor", "euclidean", "autodiff", "euclidean / relative",
+              "autodiff / relative", "RSS increase, relative", "RSS increase, autodiff"]
+    return _harness.markdown_table(header, rows)
+
+
+# how the page words each target, and what it adds to a verdict (by target name)
+_PAGE_WORDING = {
+    "relative time / matmul floor at D=2048": "relative ≤ 1.2× the matmul floor at D = 2048",
+    "euclidean time / relative time at D=2048": "relative ≥ 10× faster than euclidean at D = 2048",
+    "autodiff time / relative time at D=512": "relative ≥ 300× faster than autodiff at D = 512",
+    "log-log slope of relative time, D=1024..8192": "log-log slope of relative time, D = 1024 … 8192, ≤ 2.2",
+    "relative time at D=1000 vs the authors' 9.5 ms, in ms": "faster than the authors' JAX code at D = 1000 (9.5 ms)",
+    "relative time at D=2000 vs the authors' 43 ms, in ms": "faster than the authors' JAX code at D = 2000 (43 ms)",
+}
+_PAGE_NOTES = {"euclidean time / relative time at D=2048": "(out of reach here: see below)",
+               "autodiff time / relative time at D=512": "on this run"}
+
+
+def _targets_table(result):
+    """The targets, measured and judged as the script prints them."""
+    results = result["results"]
+    rows = []
+    for target, check in zip(TARGETS, _harness.evaluate(TARGETS, result)):
+        value = check["measured"]
+        if target.name.startswith("relative time / matmul floor"):
+            point = next(p for p in results["relative"] if p["dim"] == 2048)
+            measured = (f"{value:.2f}× ({_sig3(1e3 * point['median_s'])} vs "
+                        f"{_sig3(1e3 * _median_s(results, 'floor', 2048))} ms, "
+                        f"{point['n_repeats']} interleaved calls)")
+        elif target.name.startswith("log-log slope"):
+            n_points = sum(SLOPE_SPAN[0] <= p["dim"] <= SLOPE_SPAN[1] for p in results["relative"])
+            measured = f"{value:.2f} (least squares over {n_points} points)"
+        elif target.name.startswith("relative time at D="):
+            measured = f"{_sig3(value)} ms"
+        else:
+            measured = f"{value:.{1 if value < 100 else 0}f}×"
+        status = "PASS" if check["status"] == "PASS" else f"**{check['status']}**"
+        note = _PAGE_NOTES.get(target.name)
+        rows.append([_PAGE_WORDING[target.name], measured, status + (f" {note}" if note else "")])
+    return _harness.markdown_table(["target", "measured", ""], rows)
+
+
+def tables(load):
+    """The page's tables of the sweep: times and memory per D, and the targets."""
+    result = load("gradient_scaling")
+    return {"gradient_scaling/times": _times_table(result), "gradient_scaling/targets": _targets_table(result)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,50 +608,15 @@ def plot_scaling(results, settings, path):
     plt.close(fig)
 
 
-def plot_gd(gd, path):
-    """NLL vs epoch, 10 thin lines per method (the paper's Figure 1, right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"relative": "C0", "euclidean": "C1"}
-    labels = {"relative": "relative gradient", "euclidean": "ordinary gradient"}
-    panels = [("same learning rate", {m: gd["learning_rate"] for m in colors}, gd["curves"])]
-    per_method = gd["largest_stable_rate"]
-    if any(per_method[m] not in (None, gd["learning_rate"]) for m in colors):
-        panels.append(("largest stable rate per method", per_method,
-                       gd["curves_at_largest_stable_rate"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, (title, rates, curves) in zip(axes[0], panels):
-        for method in colors:
-            if curves[method] is None:
-                continue
-            for i, curve in enumerate(curves[method]):
-                ax.plot(np.arange(len(curve)), np.array(curve, dtype=float),
-                        color=colors[method], lw=0.7, alpha=0.8,
-                        label=f"{labels[method]} (lr {rates[method]:g})" if i == 0 else None)
-        ax.set(xlabel="epoch", ylabel="negative log-likelihood (mean, nats)",
-               title=f"Full-batch descent, 10 starts: {title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # --------------------------------------------------------------------------------------------
 # command line
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run (D ≤ 512, 3 repeats, autodiff ≤ 128, 100 GD epochs); "
-                             "writes *_quick files")
+    parser = _harness.parser(__doc__, "smoke run (D ≤ 512, 3 repeats, autodiff ≤ 128, 100 GD epochs); "
+                                      "writes *_quick files",
+                             "OUT/benchmarks/results/gradient_scaling[_quick].json; gd_comparison[_quick]"
+                             ".json beside it")
     parser.add_argument("--max-dim", type=int, default=None,
                         help="largest D (default 8192, quick 512); above 8192 powers of two are "
                              "added, e.g. --max-dim 16384")
@@ -823,7 +648,7 @@ def parse_args(argv=None):
     parser.add_argument("--gd-lr", type=float, default=None,
                         help="learning rate for both methods (default: largest swept rate "
                              "stable for both)")
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT,
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
                         help="root of the outputs: JSON under OUT/benchmarks/results, PNG under "
                              "OUT/docs/images (default: the repository root)")
     parser.add_argument("--rss-child", nargs=2, metavar=("METHOD", "D"),
@@ -841,7 +666,7 @@ def build_settings(args):
     while power <= max_dim:
         dims.append(power)
         power *= 2
-    ram = total_memory_bytes()
+    ram = _harness.total_memory_bytes()
     limit_gb = args.memory_limit_gb if args.memory_limit_gb is not None else (
         ram / 2 / 1e9 if ram else 8.0)
     autodiff_cap = args.autodiff_max_dim if args.autodiff_max_dim is not None else (
@@ -880,17 +705,15 @@ def main(argv=None):
     start = time.perf_counter()
     settings = build_settings(args)
     suffix = "_quick" if settings["quick"] else ""
-    results_dir = args.out_dir / "benchmarks" / "results"
+    json_path = _harness.output_path(args, args.out_dir / "benchmarks" / "results", "gradient_scaling")
     images_dir = args.out_dir / "docs" / "images"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    log = _harness.log
 
-    def log(message):
-        print(message, flush=True)
-
-    machine = machine_info()
+    machine = _harness.machine_info()
     log(f"nica gradient scaling{' (quick)' if settings['quick'] else ''}: "
         f"{machine['cpu_model']}, {machine['cpus_available']} cores, jax {machine['jax']}, "
-        f"{machine['device']}, load {machine['load_average_at_start']}")
+        f"{machine['backend']} ({machine['device_kind']}), {machine['device_count']} device(s), "
+        f"load {machine['load_average_at_start']}")
     log("timing (median of the timed calls, after compile and one warm-up call):")
     results = run_timings(settings["dims"], settings, log)
     phase_s = {"timing": time.perf_counter() - start}
@@ -899,43 +722,32 @@ def main(argv=None):
         rss_start = time.perf_counter()
         run_rss(results, settings["rss_dims"], settings, log)
         phase_s["rss"] = time.perf_counter() - rss_start
-    checks = evaluate_checks(results)
-    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     gd = None
     if not args.skip_gd:
         log(f"full-batch gradient descent, {settings['gd_epochs']} epochs, 10 starts:")
         gd_start = time.perf_counter()
         gd = run_gd(settings, log)
-        gd["machine"] = machine
         gd["wall_time_s"] = phase_s["gd"] = time.perf_counter() - gd_start
-        write_json(gd, results_dir / f"gd_comparison{suffix}.json")
+        _harness.write_result(json_path.with_name(f"gd_comparison{suffix}.json"), gd,
+                              benchmark="gradient_scaling", argv=argv, machine=machine)
         plot_gd(gd, images_dir / f"gd_comparison{suffix}.png")
 
     record = {
-        "benchmark": "gradient_scaling",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine,
         "settings": settings,
         "measures": MEASURES,
         "floor_definition": floor_products.__doc__.strip().split("\n\n")[0],
         "authors_reference_ms": {str(d): ms for d, ms in AUTHORS_REFERENCE_MS.items()},
         "results": results,
-        "checks": checks,
         "phase_wall_time_s": phase_s,
         "wall_time_s": time.perf_counter() - start,
     }
-    write_json(record, results_dir / f"gradient_scaling{suffix}.json")
-    plot_scaling(results, settings, images_dir / f"gradient_scaling{suffix}.png")
-
     log("")
     log(summary_table(results, settings["dims"]))
     log("")
-    log("checks (targets of the issue; measured on this machine, never asserted):")
-    for check in checks:
-        log(f"  [{check['status']:4s}] {check['name']} (target {check['target']}): "
-            f"{check['detail']}")
+    record["checks"] = _harness.report_targets(TARGETS, record)
+    _harness.write_result(json_path, record, benchmark="gradient_scaling", argv=argv, machine=machine)
+    plot_scaling(results, settings, images_dir / f"gradient_scaling{suffix}.png")
     if gd is not None:
         rates = ", ".join(f"{m} {r:g}" if r is not None else f"{m} none"
                           for m, r in gd["largest_stable_rate"].items())
@@ -947,7 +759,7 @@ def main(argv=None):
         for note in gd["notes"]:
             log(f"  note: {note}")
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phase_s.items())
-    log(f"wrote {results_dir}/gradient_scaling{suffix}.json and the PNGs under {images_dir}; "
+    log(f"wrote {json_path} and the PNGs under {images_dir}; "
         f"wall time {time.perf_counter() - start:.0f} s ({phases})")
 
 

@@ -50,25 +50,24 @@ Outputs (``--quick`` adds ``_quick`` to the names)::
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as ``python benchmarks/memory.py``
+    import _bootstrap  # noqa: F401
+
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mem_available_bytes as _mem_available_bytes  # shared /proc and XLA helpers
-from _common import proc_status_bytes as _proc_status_bytes
-from _common import release_free_memory as _release_free_memory
-from _common import reset_peak_rss as _reset_peak_rss
-from _common import run_json_child
-from _common import xla_memory as _xla_memory
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import _harness
+from benchmarks._common import mem_available_bytes as _mem_available_bytes  # shared /proc and XLA helpers
+from benchmarks._common import proc_status_bytes as _proc_status_bytes
+from benchmarks._common import release_free_memory as _release_free_memory
+from benchmarks._common import reset_peak_rss as _reset_peak_rss
+from benchmarks._common import run_json_child
+from benchmarks._common import xla_memory as _xla_memory
+from benchmarks._harness import Target
 METHODS = ("relative", "euclidean", "autodiff")
 FULL_DIMS = {
     "relative": (500, 1000, 2000, 5000, 10000, 20000),
@@ -88,6 +87,17 @@ ACTIVATION = "smooth_leaky_relu"
 PRIOR = "laplace"
 LEARNING_RATE = 1e-3
 FLOAT_BYTES = 4
+
+
+def _peak_over_state(result):
+    """Peak RSS of the process over parameters + gradients + Adam at ``TARGET_DIM``."""
+    point = next((p for p in result["points"]["relative"] if p["dim"] == TARGET_DIM), None)
+    if point is None or point.get("status") != "ok":
+        return None
+    return point["rss_process_peak_bytes"] / point["state_bytes"]
+
+
+TARGETS = (Target(f"peak RSS / (params + grads + Adam) at D={TARGET_DIM}", _peak_over_state, "<=", TARGET_RATIO),)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,25 +281,6 @@ def run(settings, log):
     return baseline, points
 
 
-def target_check(points, target_dim):
-    """PASS/MISS: peak RSS at ``target_dim`` within 1.5× of parameters + gradients + Adam."""
-    point = next((p for p in points["relative"] if p["dim"] == target_dim), None)
-    if point is None:
-        return {"status": "not measured", "dim": target_dim}
-    if point.get("status") != "ok":
-        return {"status": f"not measured ({point.get('status')})", "dim": target_dim}
-    ratio = point["rss_process_peak_bytes"] / point["state_bytes"]
-    return {
-        "status": "PASS" if ratio <= TARGET_RATIO else "MISS",
-        "dim": target_dim,
-        "rss_process_peak_bytes": point["rss_process_peak_bytes"],
-        "rss_step_peak_bytes": point["rss_step_peak_bytes"],
-        "state_bytes": point["state_bytes"],
-        "ratio": ratio,
-        "target_ratio": TARGET_RATIO,
-    }
-
-
 def plot(points, path, n_layers, baseline_bytes=None):
     import matplotlib
 
@@ -333,7 +324,7 @@ def plot(points, path, n_layers, baseline_bytes=None):
     plt.close(fig)
 
 
-def summary(points, baseline, check, log):
+def summary(points, baseline, log):
     log("")
     log(f"{'method':9s} {'D':>6s} {'step ms':>10s} {'peak RSS GB':>12s} {'XLA plan GB':>12s} "
         f"{'P+G+Adam GB':>12s} {'ratio':>6s} {'(peak-base)/PGA':>16s}")
@@ -351,24 +342,19 @@ def summary(points, baseline, check, log):
                     f"{p['state_bytes'] / 1e9:12.3f}  {p.get('status')}")
     log(f"baseline process (python + jax + nica): "
         f"{(baseline.get('rss_baseline_bytes') or 0) / 1e9:.3f} GB")
-    if check["status"] in ("PASS", "MISS"):
-        log(f"target D={check['dim']}: peak RSS {check['rss_process_peak_bytes'] / 1e9:.2f} GB vs "
-            f"params+grads+Adam {check['state_bytes'] / 1e9:.2f} GB: ratio {check['ratio']:.3f} "
-            f"(target ≤ {TARGET_RATIO}) -> {check['status']}")
-    else:
-        log(f"target D={check['dim']}: {check['status']}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small dimensions, < 1 minute")
+    parser = _harness.parser(__doc__, "small dimensions, < 1 minute",
+                             "OUT/benchmarks/results/memory[_quick].json")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per point")
     parser.add_argument("--memory-limit-gb", type=float, default=None)
     parser.add_argument("--max-step-seconds", type=float, default=120.0,
                         help="skip euclidean/autodiff points predicted slower than this")
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT)
+    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
+                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -396,20 +382,16 @@ def main(argv=None):
         "max_step_s": args.max_step_seconds,
         "timeout_s": 900,
     }
-    suffix = "_quick" if args.quick else ""
-    json_path = args.out_dir / "benchmarks" / "results" / f"memory{suffix}.json"
-    png_path = args.out_dir / "docs" / "images" / f"memory{suffix}.png"
-
-    def log(message):
-        print(message, flush=True)
+    json_path = _harness.output_path(args, args.out_dir / "benchmarks" / "results", "memory")
+    png_path = args.out_dir / "docs" / "images" / f"memory{'_quick' if args.quick else ''}.png"
+    log = _harness.log
 
     start = time.perf_counter()
     log(f"memory benchmark: float32, L={args.n_layers}, B={args.batch}, Adam, donated state; "
         f"memory limit {limit / 1e9:.1f} GB")
     baseline, points = run(settings, log)
-    check = target_check(points, TARGET_DIM)
     wall = time.perf_counter() - start
-    summary(points, baseline, check, log)
+    summary(points, baseline, log)
     log(f"wall time {wall:.0f} s")
 
     record = {
@@ -419,18 +401,10 @@ def main(argv=None):
         "activation": ACTIVATION,
         "prior": PRIOR,
         "optimizer": f"optax.adam({LEARNING_RATE})",
+        "mem_available_at_start_bytes": available,
         "baseline": baseline,
         "points": points,
-        "target": check,
         "wall_time_s": wall,
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "mem_available_at_start_bytes": available,
-            "load_average_at_end": os.getloadavg(),
-        },
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "measures": {
             "rss_process_peak_bytes": "getrusage(RUSAGE_SELF).ru_maxrss of the child over its "
                                       "whole life: Python, JAX, state creation, compilation, steps.",
@@ -441,10 +415,44 @@ def main(argv=None):
             "state_bytes": "parameters + gradients + Adam mu + Adam nu: 4·L·(D² + D)·4 bytes.",
         },
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=1))
+    record["checks"] = _harness.report_targets(TARGETS, record)
+    # the machine is described now, after the children (the parent imports JAX only here)
+    _harness.write_result(json_path, record, benchmark="memory", argv=argv)
     plot(points, png_path, args.n_layers, baseline.get("rss_baseline_bytes"))
-    log(f"wrote {json_path.relative_to(args.out_dir)} and {png_path.relative_to(args.out_dir)}")
+    log(f"wrote {json_path} and {png_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's table (docs/benchmarks.md)
+
+
+def _gb(n_bytes):
+    return f"{n_bytes / 1e9:.3f} GB" if n_bytes < 1e8 else f"{n_bytes / 1e9:.2f} GB"
+
+
+def _peak(point):
+    """A method's peak RSS at one D, or why it was not run; empty where it was not planned."""
+    if point is None:
+        return ""
+    if point.get("status") != "ok":
+        return "not run: " + point["status"].removeprefix("skipped: ")
+    return _gb(point["rss_process_peak_bytes"])
+
+
+def tables(load):
+    """Step time and peak memory at every D of the relative gradient, with the baselines'."""
+    result = load("memory")
+    points = {method: {p["dim"]: p for p in ps} for method, ps in result["points"].items()}
+    rows = []
+    for dim, point in points["relative"].items():
+        step = point["min_step_s"]
+        rows.append([f"{dim:,}", f"{1e3 * step:.1f} ms" if step < 1 else f"{step:.1f} s",
+                     _gb(point["rss_process_peak_bytes"]), _gb(point["xla_memory"]["total_bytes"]),
+                     _gb(point["state_bytes"]), _peak(points["euclidean"].get(dim)),
+                     _peak(points["autodiff"].get(dim))])
+    header = ["D", "relative: step (min)", "relative: peak RSS", "XLA's plan", "params + grads + Adam",
+              "euclidean: peak RSS", "autodiff: peak RSS"]
+    return {"memory/steps": _harness.markdown_table(header, rows)}
 
 
 if __name__ == "__main__":

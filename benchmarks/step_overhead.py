@@ -43,8 +43,9 @@ Usage::
 
     python benchmarks/step_overhead.py                  # D = 2048: about a minute on 2 cores
     python benchmarks/step_overhead.py --dim 512 --repeats 50
+    python benchmarks/step_overhead.py --quick          # D = 256, 10 rounds: seconds
 
-Output: ``benchmarks/results/step_overhead.json``.
+Output: ``benchmarks/results/step_overhead[_quick].json`` (``--out``: elsewhere).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (module docstring)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
+if __package__ in (None, ""):  # run as ``python benchmarks/step_overhead.py``
+    import _bootstrap  # noqa: F401
+
 from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -63,21 +64,26 @@ import numpy as np  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, flop_count, time_interleaved  # noqa: E402
-
 import nica  # noqa: E402
 from nica import Layer  # noqa: E402
-from nica._src.gradients import backpropagated_errors  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+from benchmarks import _harness  # noqa: E402
+from benchmarks._common import flop_count, time_interleaved  # noqa: E402
+from benchmarks._harness import Target  # noqa: E402
+
 ACTIVATION = nica.activations.get("smooth_leaky_relu")
 PRIOR = nica.priors.get("laplace")
-TARGETS = (  # (name, numerator, denominator, comparison, bound)
-    ("relative / chain", "relative", "chain", "<=", 1.1),
-    ("relative / chain_plain", "relative", "chain_plain", "<=", 1.1),
-    ("authors / relative", "authors", "relative", ">=", 1.2),
-    ("euclidean / relative", "euclidean", "relative", ">=", 10.0),
+
+
+def _ratio(numerator, denominator):
+    return lambda result: result["median_seconds"][numerator] / result["median_seconds"][denominator]
+
+
+TARGETS = (  # ratios of the median times
+    Target("relative / chain", _ratio("relative", "chain"), "<=", 1.1),
+    Target("relative / chain_plain", _ratio("relative", "chain_plain"), "<=", 1.1),
+    Target("authors / relative", _ratio("authors", "relative"), ">=", 1.2),
+    Target("euclidean / relative", _ratio("euclidean", "relative"), ">=", 10.0),
 )
 
 
@@ -107,7 +113,7 @@ def chain_plain(weights, X):
 def authors(params, X):
     """The relative gradient with the grouping ``(δᵀ Z)(Wᵀ W) − W`` of the authors' code (and
     nica's bias terms)."""
-    _, deltas, inputs, _, _ = backpropagated_errors(params, X, ACTIVATION, PRIOR)
+    _, deltas, inputs, _, _ = nica.backpropagated_errors(params, X, activation=ACTIVATION, prior=PRIOR)
     out = []
     for (W, b), delta, Z in zip(params, deltas, inputs):
         G, g = delta.T @ Z, jnp.sum(delta, axis=0)
@@ -135,15 +141,17 @@ def inputs(dim, batch, n_layers, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=2048)
+    parser = _harness.parser(__doc__, "D = 256 and 10 rounds unless given: seconds",
+                             "benchmarks/results/step_overhead[_quick].json")
+    parser.add_argument("--dim", type=int, default=None, help="D (default 2048, quick 256)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", default=os.path.join(RESULTS, "step_overhead.json"))
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 30, quick 10)")
     args = parser.parse_args(argv)
-    weights, params, X = inputs(args.dim, args.batch, args.layers)
-    product_flops = 2 * args.batch * args.dim ** 2  # one (B×D)·(D×D) product
+    dim = args.dim or (256 if args.quick else 2048)
+    repeats = args.repeats or (10 if args.quick else 30)
+    weights, params, X = inputs(dim, args.batch, args.layers)
+    product_flops = 2 * args.batch * dim ** 2  # one (B×D)·(D×D) product
     calls, products = {}, {}
     for name, fn in FUNCTIONS.items():
         call_args = (weights, X) if name.startswith("chain") or name == "inverses" else (params, X)
@@ -159,43 +167,58 @@ def main(argv=None):
                            f"not the {floor} of the floor")
     # a fresh order each round: no contender always runs right after another (which leaves the
     # shared weights in cache for the next, or evicts them)
-    samples, faults = time_interleaved({name: (*calls[name], args.repeats) for name in calls}, list(calls))
+    samples, faults = time_interleaved({name: (*calls[name], repeats) for name in calls}, list(calls))
     medians = {name: float(np.median(s)) for name, s in samples.items()}
     # the same ratio paired by round (both calls a few hundred ms apart): robust to slow drifts
     paired = float(np.median(np.asarray(samples["relative"]) / np.asarray(samples["chain"])))
     # what euclidean / relative would be with the relative gradient exactly at its floor
     euclidean_bound = (medians["inverses"] + (3 * args.layers - 1) / floor * medians["chain"]) / medians["chain"]
-    checks = []
-    for label, num, den, op, bound in TARGETS:
-        ratio = medians[num] / medians[den]
-        passed = ratio <= bound if op == "<=" else ratio >= bound
-        checks.append({"check": f"{label} {op} {bound}", "ratio": ratio, "passed": bool(passed)})
-    flops = 2 * (4 * args.layers - 1) * args.batch * args.dim ** 2
+    flops = 2 * (4 * args.layers - 1) * args.batch * dim ** 2
     record = {
-        "benchmark": "step_overhead", "dim": args.dim, "batch": args.batch, "layers": args.layers,
-        "dtype": "float32", "repeats": args.repeats, "machine": cpu_model(), "jax": jax.__version__,
+        "dim": dim, "batch": args.batch, "layers": args.layers, "dtype": "float32", "repeats": repeats,
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": len(os.sched_getaffinity(0)),
-        "command": "python benchmarks/step_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "median_seconds": medians, "min_seconds": {name: float(min(s)) for name, s in samples.items()},
         "chain_gflop_per_s": flops / medians["chain"] / 1e9,
         "products": products, "paired_relative_over_chain": paired,
         "euclidean_over_relative_at_the_floor": euclidean_bound,
-        "page_faults_per_call": {name: n / args.repeats for name, n in faults.items()},
-        "checks": checks, "samples": samples,
+        "page_faults_per_call": {name: n / repeats for name, n in faults.items()},
+        "samples": samples,
     }
-    print(f"D = {args.dim}, B = {args.batch}, L = {args.layers}, float32, {args.repeats} interleaved calls each")
+    print(f"D = {dim}, B = {args.batch}, L = {args.layers}, float32, {repeats} interleaved calls each")
     for name, m in medians.items():
         count = "" if products[name] is None else f", {products[name]:5.2f} products' flops"
         print(f"  {name:11s} median {1e3 * m:9.2f} ms  ({m / medians['chain']:.3f} × chain), "
-              f"min {1e3 * min(samples[name]):9.2f} ms{count}, {faults[name] / args.repeats:6.0f} page faults/call")
+              f"min {1e3 * min(samples[name]):9.2f} ms{count}, {faults[name] / repeats:6.0f} page faults/call")
     print(f"  relative / chain, median of the ratios paired by round: {paired:.3f}")
     print(f"  euclidean / relative with the relative gradient at its floor: {euclidean_bound:.2f}")
-    for c in checks:
-        print(f"  {c['check']:32s} {c['ratio']:7.3f}  {'PASS' if c['passed'] else 'MISS'}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(record, fh, indent=1)
-    print("wrote", args.out)
+    record["checks"] = _harness.report_targets(TARGETS, record)
+    path = _harness.write_result(_harness.output_path(args, _harness.RESULTS, "step_overhead"), record,
+                                 benchmark="step_overhead", argv=argv)
+    print("wrote", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's table (docs/benchmarks.md)
+
+
+def _ms(seconds):
+    ms = 1e3 * seconds
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms"
+
+
+def tables(load):
+    """The step against its floor on two threads and on one core (``taskset -c 0``)."""
+    rows = []
+    for name in ("step_overhead", "step_overhead_one_core"):
+        result = load(name)
+        ratio = {target.name: target.measured(result) for target in TARGETS}
+        threads = f"{result['cpus']}" + (" (`taskset -c 0`)" if result["cpus"] == 1 else "")
+        times = [_ms(result["median_seconds"][k]) for k in ("relative", "chain", "chain_plain", "authors", "euclidean")]
+        rows.append([threads, *times, f"**{ratio['relative / chain']:.2f}**", f"{ratio['authors / relative']:.1f}",
+                     f"{ratio['euclidean / relative']:.1f}"])
+    header = ["threads", "relative", "fenced chain", "unfenced chain", "authors' grouping", "euclidean",
+              "relative / fenced chain", "authors / relative", "euclidean / relative"]
+    return {"step_overhead/threads": _harness.markdown_table(header, rows)}
 
 
 if __name__ == "__main__":

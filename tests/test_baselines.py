@@ -2,19 +2,14 @@
 classifier of the true sources for time-contrastive learning, and closed-form Gaussian
 likelihoods for the iVAE's ELBO with an affine decoder."""
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
+from benchmarks._baselines import fit_ivae, fit_tcl, ivae_elbo
 from nica.datasets import make_segmented_mixture
 from nica.metrics import mean_corr_coef
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
-from _baselines import fit_ivae, fit_tcl, ivae_elbo  # noqa: E402
 
 
 def bayes_cross_entropy(S, u, scales):

@@ -5,18 +5,13 @@ A floor that XLA can shorten (two identical products computed once, as the step 
 chain once allowed) makes every ratio against it too high; these tests fail on such a floor.
 """
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
-import gradient_scaling  # noqa: E402
-from _common import flop_count  # noqa: E402
-import step_overhead  # noqa: E402
+from benchmarks import gradient_scaling, step_overhead
+from benchmarks._common import flop_count
 
 DIM, BATCH = 256, 20
 
