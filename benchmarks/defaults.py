@@ -51,12 +51,11 @@ from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 import nica
-from nica.datasets import make_segmented_mixture
-from nica.metrics import amari_distance, mean_corr_coef
-
 from benchmarks import _harness
 from benchmarks._common import max_rise
 from benchmarks._harness import Target
+from nica.datasets import make_segmented_mixture
+from nica.metrics import amari_distance, mean_corr_coef
 
 try:  # an optional contender
     from picard import Picard

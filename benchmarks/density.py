@@ -190,9 +190,10 @@ def run_candidates(name, candidates, X_val, log):
 
 def evaluate(data, grids, log, *, test_subset=None, kde_subsample=None, gmm_subsample=None, seed=0):
     """Select each model on the validation set and score it on the test set."""
-    import nica
     from sklearn.mixture import GaussianMixture
     from sklearn.neighbors import KernelDensity
+
+    import nica
 
     rng = np.random.RandomState(seed)
     X_train, X_val, X_test = data.X_train, data.X_val, data.X_test

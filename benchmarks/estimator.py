@@ -86,15 +86,13 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import nica  # noqa: E402
-
 from benchmarks import _harness  # noqa: E402
 from benchmarks._harness import Target  # noqa: E402
 

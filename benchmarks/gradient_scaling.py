@@ -64,13 +64,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import nica
-
 from benchmarks import _harness
 from benchmarks._common import proc_status_bytes as _proc_status_bytes
 from benchmarks._common import release_free_memory as _release_free_memory

@@ -40,12 +40,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 import nica
-from nica.datasets import make_segmented_mixture
-from nica.metrics import mean_corr_coef
-
 from benchmarks import _harness
 from benchmarks._common import max_rise
 from benchmarks._harness import Target
+from nica.datasets import make_segmented_mixture
+from nica.metrics import mean_corr_coef
 
 
 def _largest_rise(result):

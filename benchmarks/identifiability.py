@@ -155,7 +155,6 @@ def resolved_settings(name, settings):
     from sklearn.decomposition import FastICA
 
     import nica
-
     from benchmarks import _baselines
 
     if name in ("tcl", "ivae"):
@@ -185,7 +184,6 @@ def fit_contender(name, settings, data, seed):
     from sklearn.decomposition import FastICA
 
     import nica
-
     from benchmarks import _baselines
 
     X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)

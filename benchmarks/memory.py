@@ -68,6 +68,7 @@ from benchmarks._common import reset_peak_rss as _reset_peak_rss
 from benchmarks._common import run_json_child
 from benchmarks._common import xla_memory as _xla_memory
 from benchmarks._harness import Target
+
 METHODS = ("relative", "euclidean", "autodiff")
 FULL_DIMS = {
     "relative": (500, 1000, 2000, 5000, 10000, 20000),

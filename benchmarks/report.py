@@ -40,7 +40,7 @@ MARKED = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- 
 def generated_tables(results=RESULTS):
     """Every table the benchmark modules make from the results in ``results``, by marker name."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def load(name):
         path = Path(results) / f"{name}.json"
         if not path.exists():

@@ -59,17 +59,15 @@ if __package__ in (None, ""):  # run as ``python benchmarks/step_overhead.py``
 
 from functools import partial  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 import nica  # noqa: E402
-from nica import Layer  # noqa: E402
-
 from benchmarks import _harness  # noqa: E402
 from benchmarks._common import flop_count, time_interleaved  # noqa: E402
 from benchmarks._harness import Target  # noqa: E402
+from nica import Layer  # noqa: E402
 
 ACTIVATION = nica.activations.get("smooth_leaky_relu")
 PRIOR = nica.priors.get("laplace")

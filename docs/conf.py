@@ -30,8 +30,9 @@ sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import nica  # noqa: E402
 from nica_docs import gallery_args_changed  # noqa: E402
+
+import nica  # noqa: E402
 
 # -- project -----------------------------------------------------------------------------------
 

@@ -33,12 +33,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn.decomposition import FastICA  # noqa: E402
 
 import nica  # noqa: E402
 from nica.datasets import make_segmented_mixture  # noqa: E402
 from nica.metrics import mean_corr_coef  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 from nica.plotting import plot_sources  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))

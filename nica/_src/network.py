@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,7 @@ class Layer(NamedTuple):
     """
 
     W: jax.Array
-    b: Optional[jax.Array]
+    b: jax.Array | None
 
 
 # --------------------------------------------------------------------------------------------

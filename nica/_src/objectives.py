@@ -88,6 +88,7 @@ class Objective(abc.ABC):
         ----------
         prior : Prior
         """
+        return None
 
     def terms(self) -> tuple:
         """The weighted terms, ``((weight, term), ...)``: ``((1.0, self),)`` for a single term.

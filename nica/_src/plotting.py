@@ -129,11 +129,14 @@ def plot_sources(S_true, S_est, *, max_components=None, method="pearson", axes=N
 
 
 def plot_training_curves(model, *, ax=None):
-    """Plot the training and validation negative log-likelihood of a fitted model per epoch.
+    """Plot the training and validation objective of a fitted model per epoch.
 
-    Draws ``model.loss_curve_`` (training NLL) and, when the model was fitted with early
-    stopping, ``-model.validation_scores_`` (held-out NLL), both in nats per sample, and marks
-    ``model.best_iter_``, the epoch whose parameters were kept.
+    Draws ``model.loss_curve_`` (the training objective) and, when the model was fitted with
+    early stopping, ``-model.validation_scores_`` (the held-out objective), both in nats per
+    sample, and marks ``model.best_iter_``, the epoch whose parameters were kept.  For the
+    likelihood (``model.objective_.label == "nll"``) the curves are the NLL; for another
+    objective (:class:`~nica.ConditionalNonlinearICA`'s hybrid objective) they are labelled with
+    it and the exact held-out NLL (``-model.validation_log_likelihoods_``) is drawn beside them.
 
     Parameters
     ----------
@@ -181,14 +184,19 @@ def plot_training_curves(model, *, ax=None):
             f"{train.size}; expected one validation score per epoch at most."
         )
     fig, ax = _single_axes(ax, figsize=(6.0, 4.0))
-    ax.plot(np.arange(1, train.size + 1), train, label="train NLL")
+    objective = getattr(getattr(model, "objective_", None), "label", "nll")
+    what = "NLL" if objective == "nll" else objective
+    ax.plot(np.arange(1, train.size + 1), train, label=f"train {what}")
     if val.size:
-        ax.plot(np.arange(1, val.size + 1), -val, label="validation NLL")
+        ax.plot(np.arange(1, val.size + 1), -val, label=f"validation {what}")
+        exact = np.asarray(getattr(model, "validation_log_likelihoods_", None) or [], dtype=np.float64)
+        if objective != "nll" and exact.size == val.size:
+            ax.plot(np.arange(1, exact.size + 1), -exact, linestyle=":", label="validation NLL")
     best = getattr(model, "best_iter_", None)
     if best:  # 0 or None: no epoch to mark
         ax.axvline(best, color="0.4", linestyle="--", linewidth=1, label=f"best epoch ({best})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood (nats / sample)")
+    ax.set_ylabel("negative log-likelihood (nats / sample)" if objective == "nll" else "objective (nats / sample)")
     ax.set_title(f"{type(model).__name__} training")
     ax.legend()
     return fig
