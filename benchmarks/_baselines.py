@@ -50,7 +50,7 @@ def _epoch(params, opt_state, X, u, key, *, loss, loss_kw, learning_rate, batch_
     compilation)."""
     n_batches = X.shape[0] // batch_size
     k_order, k_steps = jax.random.split(key)
-    order = jax.random.permutation(k_order, X.shape[0])[:n_batches * batch_size].reshape(n_batches, batch_size)
+    order = jax.random.permutation(k_order, X.shape[0])[: n_batches * batch_size].reshape(n_batches, batch_size)
     keys = jax.random.split(k_steps, n_batches)
     step = partial(_step, loss=loss, loss_kw=loss_kw, learning_rate=learning_rate)
     return jax.lax.scan(step, (params, opt_state), (X[order], u[order], keys))[0]
@@ -76,8 +76,9 @@ def _fit_loop(loss, loss_kw, params, train, val, key, *, learning_rate, batch_si
     best_params, best_epoch, history, n_epochs = params, 0, [], 0
     for n_epochs in range(1, max_epochs + 1):
         key, k_epoch = jax.random.split(key)
-        params, opt_state = _epoch(params, opt_state, X, u, k_epoch, **static,
-                                   learning_rate=learning_rate, batch_size=batch_size)
+        params, opt_state = _epoch(
+            params, opt_state, X, u, k_epoch, **static, learning_rate=learning_rate, batch_size=batch_size
+        )
         value = float(_evaluate(params, X_val, u_val, k_val, **static))
         history.append(value)
         if value < best - tol:
@@ -113,8 +114,16 @@ class TCLFit:
 
     def cross_entropy(self, X, u):
         """Mean ``−log p(u | x)`` of the labels ``u`` under the fitted classifier (nats)."""
-        return float(_evaluate((self.params, self.prior_params), self._preprocess(X), jnp.asarray(u, jnp.int32),
-                               None, loss=_tcl_loss, loss_kw=(("activation", self.activation), ("prior", self.prior))))
+        return float(
+            _evaluate(
+                (self.params, self.prior_params),
+                self._preprocess(X),
+                jnp.asarray(u, jnp.int32),
+                None,
+                loss=_tcl_loss,
+                loss_kw=(("activation", self.activation), ("prior", self.prior)),
+            )
+        )
 
 
 def _tcl_loss(params, X, u, key, *, prior, activation):
@@ -124,9 +133,22 @@ def _tcl_loss(params, X, u, key, *, prior, activation):
     return nica.objectives.label_cross_entropy().mean_loss(prior, prior_params, S, None, u)
 
 
-def fit_tcl(X, u, *, n_layers, random_state, n_segments=None, prior="laplace",
-            activation="smooth_leaky_relu", learning_rate=1e-2, batch_size=256, max_epochs=1000,
-            patience=30, tol=1e-4, validation_fraction=0.1):
+def fit_tcl(
+    X,
+    u,
+    *,
+    n_layers,
+    random_state,
+    n_segments=None,
+    prior="laplace",
+    activation="smooth_leaky_relu",
+    learning_rate=1e-2,
+    batch_size=256,
+    max_epochs=1000,
+    patience=30,
+    tol=1e-4,
+    validation_fraction=0.1,
+):
     """Time-contrastive learning on the model of ``ConditionalNonlinearICA``, by the
     cross-entropy alone.
 
@@ -158,14 +180,25 @@ def fit_tcl(X, u, *, n_layers, random_state, n_segments=None, prior="laplace",
     activation = nica.activations.get(activation)
     seg_prior = nica.priors.segment_conditional(prior, n_segments=n_segments)
     k_net, k_prior, k_fit = jax.random.split(jax.random.key(random_state), 3)
-    params = (nica.init_params(k_net, X.shape[1], n_layers, dtype=jnp.float32),
-              seg_prior.init_params(k_prior, X.shape[1], jnp.float32))
+    params = (
+        nica.init_params(k_net, X.shape[1], n_layers, dtype=jnp.float32),
+        seg_prior.init_params(k_prior, X.shape[1], jnp.float32),
+    )
 
     train, val = _split(X.shape[0], validation_fraction, np.random.RandomState(random_state))
     (net, prior_params), history, n_iter, best_iter = _fit_loop(
-        _tcl_loss, dict(prior=seg_prior, activation=activation), params, (Z[train], u[train]),
-        (Z[val], u[val]), k_fit, learning_rate=learning_rate, batch_size=batch_size,
-        max_epochs=max_epochs, patience=patience, tol=tol)
+        _tcl_loss,
+        dict(prior=seg_prior, activation=activation),
+        params,
+        (Z[train], u[train]),
+        (Z[val], u[val]),
+        k_fit,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        tol=tol,
+    )
     return TCLFit(net, seg_prior, prior_params, activation, mean, whitening, history, n_iter, best_iter)
 
 
@@ -175,8 +208,10 @@ def fit_tcl(X, u, *, n_layers, random_state, n_segments=None, prior="laplace",
 
 def _init_mlp(rng, sizes):
     """Glorot-normal weights and zero biases (NumPy draws: no compilation for the start)."""
-    return [(jnp.asarray(rng.normal(0.0, np.sqrt(2.0 / (m + n)), (m, n)), jnp.float32),
-             jnp.zeros((n,), jnp.float32)) for m, n in zip(sizes[:-1], sizes[1:])]
+    return [
+        (jnp.asarray(rng.normal(0.0, np.sqrt(2.0 / (m + n)), (m, n)), jnp.float32), jnp.zeros((n,), jnp.float32))
+        for m, n in zip(sizes[:-1], sizes[1:])
+    ]
 
 
 def _mlp(layers, H, slope):
@@ -201,8 +236,9 @@ def _decoder_var(params, min_var, decoder_var):
 
 
 @partial(jax.jit, static_argnames=("n_segments", "prior", "slope", "decoder_var", "min_var", "n_samples"))
-def ivae_elbo(params, X, u, key, *, n_segments, prior="gaussian", slope=0.1, decoder_var=None, min_var=1e-3,
-              n_samples=1):
+def ivae_elbo(
+    params, X, u, key, *, n_segments, prior="gaussian", slope=0.1, decoder_var=None, min_var=1e-3, n_samples=1
+):
     """Per-row ELBO of the iVAE, with ``n_samples`` reparameterised draws of ``z``:
 
         ELBO(x, u) = E_{q(z|x,u)}[log N(x; f(z), diag v)] − KL(q(z|x,u) ‖ p(z|u)) ≤ log p(x | u)
@@ -221,8 +257,9 @@ def ivae_elbo(params, X, u, key, *, n_segments, prior="gaussian", slope=0.1, dec
         cross = -0.5 * jnp.sum(jnp.log(2 * jnp.pi) + log_s + (jnp.exp(log_v) + (m - mu) ** 2) * jnp.exp(-log_s), axis=1)
     else:  # Laplace of variance e^{λ_u} (scale b = e^{λ/2}/√2): E_q|z − μ| of the folded normal
         b, sd, delta = jnp.exp(0.5 * log_s) / jnp.sqrt(2.0), jnp.exp(0.5 * log_v), m - mu
-        abs_dev = (sd * jnp.sqrt(2 / jnp.pi) * jnp.exp(-0.5 * (delta / sd) ** 2)
-                   + delta * jax.scipy.special.erf(delta / (sd * jnp.sqrt(2.0))))
+        abs_dev = sd * jnp.sqrt(2 / jnp.pi) * jnp.exp(-0.5 * (delta / sd) ** 2) + delta * jax.scipy.special.erf(
+            delta / (sd * jnp.sqrt(2.0))
+        )
         cross = -jnp.sum(jnp.log(2 * b) + abs_dev / b, axis=1)
     kl = -(cross + entropy)
     var = _decoder_var(params, min_var, decoder_var)[None, :]
@@ -235,8 +272,11 @@ def ivae_elbo(params, X, u, key, *, n_segments, prior="gaussian", slope=0.1, dec
 
 def _ivae_loss(params, X, u, key, *, n_segments, prior, slope, decoder_var, min_var):
     """Negative mean ELBO, one reparameterised draw per row."""
-    return -jnp.mean(ivae_elbo(params, X, u, key, n_segments=n_segments, prior=prior, slope=slope,
-                               decoder_var=decoder_var, min_var=min_var))
+    return -jnp.mean(
+        ivae_elbo(
+            params, X, u, key, n_segments=n_segments, prior=prior, slope=slope, decoder_var=decoder_var, min_var=min_var
+        )
+    )
 
 
 @dataclasses.dataclass
@@ -260,21 +300,48 @@ class IVAEFit:
 
     def transform(self, X, u):
         """The sources: the encoder mean ``E_q[z | x, u]``."""
-        return np.asarray(_encode(self.params, self._standardize(X), jnp.asarray(u, jnp.int32),
-                                  self.n_segments, self.slope)[0])
+        return np.asarray(
+            _encode(self.params, self._standardize(X), jnp.asarray(u, jnp.int32), self.n_segments, self.slope)[0]
+        )
 
     def elbo(self, X, u, *, n_samples=1, seed=0):
         """Per-row ELBO of the raw ``X`` (the standardization's ``−Σ log std`` included), a lower
         bound of ``log p(x | u)``, estimated with ``n_samples`` draws."""
-        value = ivae_elbo(self.params, self._standardize(X), jnp.asarray(u, jnp.int32), jax.random.key(seed),
-                          n_segments=self.n_segments, prior=self.prior, slope=self.slope,
-                          decoder_var=self.decoder_var, min_var=self.min_var, n_samples=n_samples)
+        value = ivae_elbo(
+            self.params,
+            self._standardize(X),
+            jnp.asarray(u, jnp.int32),
+            jax.random.key(seed),
+            n_segments=self.n_segments,
+            prior=self.prior,
+            slope=self.slope,
+            decoder_var=self.decoder_var,
+            min_var=self.min_var,
+            n_samples=n_samples,
+        )
         return np.asarray(value) - float(np.sum(np.log(self.std)))
 
 
-def fit_ivae(X, u, *, latent_dim, random_state, n_segments=None, prior="gaussian", hidden_units=50,
-             n_hidden_layers=2, slope=0.1, decoder_var=1e-3, min_var=1e-3, learning_rate=1e-3, batch_size=256,
-             max_epochs=300, patience=20, tol=1e-4, validation_fraction=0.1):
+def fit_ivae(
+    X,
+    u,
+    *,
+    latent_dim,
+    random_state,
+    n_segments=None,
+    prior="gaussian",
+    hidden_units=50,
+    n_hidden_layers=2,
+    slope=0.1,
+    decoder_var=1e-3,
+    min_var=1e-3,
+    learning_rate=1e-3,
+    batch_size=256,
+    max_epochs=300,
+    patience=20,
+    tol=1e-4,
+    validation_fraction=0.1,
+):
     """Identifiable VAE for a discrete auxiliary variable: maximise the mean ELBO
     (:func:`ivae_elbo`) by Adam on mini-batches with one reparameterised draw per row, stopped
     early on the validation rows' ELBO (evaluated with fixed noise).
@@ -311,8 +378,16 @@ def fit_ivae(X, u, *, latent_dim, random_state, n_segments=None, prior="gaussian
         params["decoder_log_var"] = jnp.full((d,), np.log(0.1), jnp.float32)
 
     params, history, n_iter, best_iter = _fit_loop(
-        _ivae_loss, dict(n_segments=n_segments, prior=prior, slope=slope, decoder_var=decoder_var, min_var=min_var),
-        params, (Z[train], u[train]),
-        (Z[val], u[val]), jax.random.key(random_state), learning_rate=learning_rate, batch_size=batch_size,
-        max_epochs=max_epochs, patience=patience, tol=tol)
+        _ivae_loss,
+        dict(n_segments=n_segments, prior=prior, slope=slope, decoder_var=decoder_var, min_var=min_var),
+        params,
+        (Z[train], u[train]),
+        (Z[val], u[val]),
+        jax.random.key(random_state),
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        tol=tol,
+    )
     return IVAEFit(params, n_segments, prior, slope, decoder_var, min_var, mean, std, history, n_iter, best_iter)

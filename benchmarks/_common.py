@@ -121,8 +121,9 @@ def xla_memory(compiled):
         "temp_bytes": int(stats.temp_size_in_bytes),
         "alias_bytes": int(stats.alias_size_in_bytes),
     }
-    memory["total_bytes"] = (memory["argument_bytes"] + memory["output_bytes"]
-                             + memory["temp_bytes"] - memory["alias_bytes"])
+    memory["total_bytes"] = (
+        memory["argument_bytes"] + memory["output_bytes"] + memory["temp_bytes"] - memory["alias_bytes"]
+    )
     return memory
 
 
@@ -134,8 +135,7 @@ def run_json_child(command, timeout_s, stderr_chars, env=None):
     characters of its stderr) instead of raising, so one bad point does not end a sweep.
     """
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              check=False, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}
     if done.returncode != 0:

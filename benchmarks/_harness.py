@@ -63,11 +63,13 @@ def parser(doc, quick_help, default_out):
     argparse.ArgumentParser
         To which the script adds its own options.
     """
-    command = argparse.ArgumentParser(description=doc.strip().split("\n\n")[0],
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    command = argparse.ArgumentParser(
+        description=doc.strip().split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     command.add_argument("--quick", action="store_true", help=quick_help)
-    command.add_argument("--out", type=Path, default=None, metavar="FILE",
-                         help=f"the result JSON (default: {default_out})")
+    command.add_argument(
+        "--out", type=Path, default=None, metavar="FILE", help=f"the result JSON (default: {default_out})"
+    )
     return command
 
 
@@ -202,10 +204,12 @@ def write_result(path, record, *, benchmark, argv=None, machine=None):
     -------
     pathlib.Path
     """
-    header = {"benchmark": benchmark,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": command_line(benchmark, argv),
-              "machine": dict(machine if machine is not None else machine_info(), load_average_at_end=_load_average())}
+    header = {
+        "benchmark": benchmark,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(benchmark, argv),
+        "machine": dict(machine if machine is not None else machine_info(), load_average_at_end=_load_average()),
+    }
     return dump_json(path, {**header, **record})
 
 
@@ -311,8 +315,9 @@ def evaluate(targets, result):
     checks = []
     for target in targets:
         if target.comparison not in _COMPARE:
-            raise ValueError(f"target {target.name!r}: expected a comparison among "
-                             f"{sorted(_COMPARE)}, got {target.comparison!r}")
+            raise ValueError(
+                f"target {target.name!r}: expected a comparison among {sorted(_COMPARE)}, got {target.comparison!r}"
+            )
         values = target.measured(result)
         labelled = values.items() if isinstance(values, dict) else [(None, values)]
         for label, value in labelled:
@@ -321,9 +326,15 @@ def evaluate(targets, result):
             else:
                 passed = _COMPARE[target.comparison](float(value), float(target.threshold))
                 status = "PASS" if passed else "MISS"
-            checks.append({"name": target.name if label is None else f"{target.name} ({label})",
-                           "measured": value, "comparison": target.comparison,
-                           "threshold": target.threshold, "status": status})
+            checks.append(
+                {
+                    "name": target.name if label is None else f"{target.name} ({label})",
+                    "measured": value,
+                    "comparison": target.comparison,
+                    "threshold": target.threshold,
+                    "status": status,
+                }
+            )
     return checks
 
 
@@ -334,8 +345,9 @@ def report_targets(targets, result, write=log):
         write("checks (printed, never asserted):")
     for check in checks:
         measured = "not measured" if check["measured"] is None else f"{check['measured']:.4g}"
-        write(f"  [{check['status']}] {check['name']}: {measured} "
-              f"(target {check['comparison']} {check['threshold']:g})")
+        write(
+            f"  [{check['status']}] {check['name']}: {measured} (target {check['comparison']} {check['threshold']:g})"
+        )
     return checks
 
 
@@ -354,10 +366,12 @@ def defaults_fingerprint():
     """
     import nica
 
-    state = {"version": nica.__version__,
-             "NonlinearICA": nica.NonlinearICA().get_params(),
-             "ConditionalNonlinearICA": nica.ConditionalNonlinearICA().get_params(),
-             "code": _code_digest(Path(nica.__file__).parent)}
+    state = {
+        "version": nica.__version__,
+        "NonlinearICA": nica.NonlinearICA().get_params(),
+        "ConditionalNonlinearICA": nica.ConditionalNonlinearICA().get_params(),
+        "code": _code_digest(Path(nica.__file__).parent),
+    }
     text = json.dumps(state, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -369,9 +383,13 @@ def _code_digest(root):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
-            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                    and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            if (
+                isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:]
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(ast.dump(tree).encode() + b"\0")
@@ -384,6 +402,7 @@ def _code_digest(root):
 
 def markdown_table(header, rows):
     """A markdown table: ``header`` and each row a sequence of cells (an empty cell is ``| |``)."""
+
     def line(cells):
         return "|" + "|".join(f" {cell} " if str(cell) else " " for cell in cells) + "|"
 

@@ -60,11 +60,16 @@ TARGETS = ()  # a diagnosis, with nothing to pass or miss
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "20 epochs a run unless --epochs is given",
-                             "OUT/benchmarks/results/conditioning[_quick].json")
+    parser = _harness.parser(
+        __doc__, "20 epochs a run unless --epochs is given", "OUT/benchmarks/results/conditioning[_quick].json"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (default 300, quick 20)")
-    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
-                        help="root of the outputs: the JSON under OUT/benchmarks/results")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=_harness.REPO_ROOT,
+        help="root of the outputs: the JSON under OUT/benchmarks/results",
+    )
     args = parser.parse_args(argv)
     epochs = args.epochs or (20 if args.quick else 300)
 
@@ -74,16 +79,33 @@ def main(argv=None):
 
     data = estimator_benchmark.make_data(64, 10000, 0)
     X = data["X_train"]
-    record = {"settings": {"dim": 64, "n_samples": 10000, "epochs": epochs, "n_layers": 2, "batch_size": 256,
-                           "seed": 0, "dtype": "float32"},
-              "runs": []}
+    record = {
+        "settings": {
+            "dim": 64,
+            "n_samples": 10000,
+            "epochs": epochs,
+            "n_layers": 2,
+            "batch_size": 256,
+            "seed": 0,
+            "dtype": "float32",
+        },
+        "runs": [],
+    }
     machine = _harness.machine_info()
     print(f"{'run':36s} {'best held-out ll':>16s}  {'cond(W_1)':>9s} {'cond(W_2)':>9s}  every 50 epochs")
     for name, gradient, opt, lr, whiten in RUNS:
         optimizer = optax.sgd(lr, momentum=0.9) if opt == "momentum" else opt
-        model = nica.NonlinearICA(n_layers=2, gradient=gradient, optimizer=optimizer, learning_rate=lr,
-                                  whiten=whiten, batch_size=256, max_iter=epochs,
-                                  n_iter_no_change=epochs + 1, random_state=0)
+        model = nica.NonlinearICA(
+            n_layers=2,
+            gradient=gradient,
+            optimizer=optimizer,
+            learning_rate=lr,
+            whiten=whiten,
+            batch_size=256,
+            max_iter=epochs,
+            n_iter_no_change=epochs + 1,
+            random_state=0,
+        )
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -91,14 +113,29 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         scores = [float(v) for v in model.validation_scores_]
         conds = [float(np.linalg.cond(layer.W)) for layer in model.network_params_]
-        run = {"name": name, "gradient": gradient, "optimizer": opt, "learning_rate": lr, "whiten": whiten,
-               "epochs": model.n_iter_, "best_validation_score": max(scores), "best_epoch": model.best_iter_,
-               "validation_scores": scores, "condition_numbers": conds, "fit_seconds": seconds}
+        run = {
+            "name": name,
+            "gradient": gradient,
+            "optimizer": opt,
+            "learning_rate": lr,
+            "whiten": whiten,
+            "epochs": model.n_iter_,
+            "best_validation_score": max(scores),
+            "best_epoch": model.best_iter_,
+            "validation_scores": scores,
+            "condition_numbers": conds,
+            "fit_seconds": seconds,
+        }
         record["runs"].append(run)
         every = " ".join(f"{scores[i]:.1f}" for i in range(49, len(scores), 50))
         print(f"{name:36s} {max(scores):16.2f}  {conds[0]:9.1f} {conds[1]:9.1f}  {every}", flush=True)
-    out = _harness.write_result(_harness.output_path(args, args.out_dir / "benchmarks" / "results", "conditioning"),
-                                record, benchmark="conditioning", argv=argv, machine=machine)
+    out = _harness.write_result(
+        _harness.output_path(args, args.out_dir / "benchmarks" / "results", "conditioning"),
+        record,
+        benchmark="conditioning",
+        argv=argv,
+        machine=machine,
+    )
     print(f"wrote {out}")
 
 
@@ -123,12 +160,13 @@ def tables(load):
         best = max(run["best_validation_score"] for run in runs)
         for run in sorted(runs, key=lambda run: order[run["gradient"]]):
             rate = f"{run['learning_rate']:.0e}".replace("e-0", "e-")
-            label = (f"{run['gradient']}, {_OPTIMIZER_NAMES[optimizer]}{',' if optimizer == 'momentum' else ''} {rate}"
-                     + (f', `whiten="{whiten}"`' if whiten != "standardize" else ""))
+            label = (
+                f"{run['gradient']}, {_OPTIMIZER_NAMES[optimizer]}{',' if optimizer == 'momentum' else ''} {rate}"
+                + (f', `whiten="{whiten}"`' if whiten != "standardize" else "")
+            )
             score = _harness.signed(f"{run['best_validation_score']:.2f}")
             score = f"**{score}**" if run["best_validation_score"] == best else score
-            rows.append([label, score + _NOTES.get(run["name"], ""),
-                         *(f"{c:.1f}" for c in run["condition_numbers"])])
+            rows.append([label, score + _NOTES.get(run["name"], ""), *(f"{c:.1f}" for c in run["condition_numbers"])])
     return {"conditioning/runs": _harness.markdown_table(["run", "best held-out ll", "cond(W₁)", "cond(W₂)"], rows)}
 
 

@@ -106,28 +106,37 @@ def linear_cell(kind, d, cond, n, seed):
         if Picard is not None:  # optional: pip install python-picard
             t0 = time.perf_counter()
             pic = Picard(random_state=0).fit(X_train)  # Picard-O, extended: sub- and super-Gaussian
-            picard = {"mcc_picard": mean_corr_coef(S_test, pic.transform(X_test)),
-                      "amari_picard": amari_distance(pic.components_, A),
-                      "time_picard_s": time.perf_counter() - t0}
+            picard = {
+                "mcc_picard": mean_corr_coef(S_test, pic.transform(X_test)),
+                "amari_picard": amari_distance(pic.components_, A),
+                "time_picard_s": time.perf_counter() - t0,
+            }
     return {
-        "kind": kind, "n_features": d, "condition_number": cond, "n_samples": n, "seed": seed,
+        "kind": kind,
+        "n_features": d,
+        "condition_number": cond,
+        "n_samples": n,
+        "seed": seed,
         "mcc_nica": mean_corr_coef(S_test, model.transform(X_test)),
         "mcc_fastica": mean_corr_coef(S_test, ref.transform(X_test)),
         "amari_nica": amari_distance(model.components_, A),
         "amari_fastica": amari_distance(ref.components_, A),
-        "time_nica_s": t_nica, "time_fastica_s": t_fastica, "epochs": model.n_iter_,
+        "time_nica_s": t_nica,
+        "time_fastica_s": t_fastica,
+        "epochs": model.n_iter_,
         "max_val_nll_rise": max_rise(model.validation_scores_),
-        "warnings": sorted({type(w.message).__name__ for w in caught}), **picard,
+        "warnings": sorted({type(w.message).__name__ for w in caught}),
+        **picard,
     }
 
 
 def nonlinear_cell(d, n_layers, seed, n_per_segment, source, random_state):
     """``ConditionalNonlinearICA()`` with ``random_state``; for ``random_state=0`` also
     ``NonlinearICA()`` and FastICA on the same data, for comparison."""
-    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=d,
-                                  n_layers=n_layers, source=source, random_state=seed)
-    out = {"n_features": d, "mixing_layers": n_layers, "seed": seed, "source": source,
-           "random_state": random_state}
+    data = make_segmented_mixture(
+        n_segments=40, n_per_segment=n_per_segment, n_components=d, n_layers=n_layers, source=source, random_state=seed
+    )
+    out = {"n_features": d, "mixing_layers": n_layers, "seed": seed, "source": source, "random_state": random_state}
     makers = [("conditional", lambda: nica.ConditionalNonlinearICA(random_state=random_state))]
     if random_state == 0:
         makers.append(("factorized", lambda: nica.NonlinearICA(random_state=0)))
@@ -151,16 +160,24 @@ def nonlinear_cell(d, n_layers, seed, n_per_segment, source, random_state):
 
 def n_init_fit(d, n_layers, seed, n_per_segment, random_state):
     """One ``ConditionalNonlinearICA(random_state=...)`` fit: its MCC and its likelihoods."""
-    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=d,
-                                  n_layers=n_layers, random_state=seed)
+    data = make_segmented_mixture(
+        n_segments=40, n_per_segment=n_per_segment, n_components=d, n_layers=n_layers, random_state=seed
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
         m = nica.ConditionalNonlinearICA(random_state=random_state).fit(data.X_train, data.u_train)
-    return {"n_features": d, "mixing_layers": n_layers, "seed": seed, "random_state": random_state,
-            "mcc": mean_corr_coef(data.S_test, m.transform(data.X_test)),
-            "best_val": max(m.validation_scores_), "test_ll": float(m.score(data.X_test, data.u_test)),
-            "epochs": m.n_iter_, "t": time.perf_counter() - t0}
+    return {
+        "n_features": d,
+        "mixing_layers": n_layers,
+        "seed": seed,
+        "random_state": random_state,
+        "mcc": mean_corr_coef(data.S_test, m.transform(data.X_test)),
+        "best_val": max(m.validation_scores_),
+        "test_ll": float(m.score(data.X_test, data.u_test)),
+        "epochs": m.n_iter_,
+        "t": time.perf_counter() - t0,
+    }
 
 
 def n_init_summary(rows):
@@ -173,9 +190,14 @@ def n_init_summary(rows):
     mcc = np.array([r["mcc"] for r in rows])
     val = np.array([r["best_val"] for r in rows])
     test = np.array([r["test_ll"] for r in rows])
-    out = {"n_fits": len(rows), "spearman_val_mcc": float(spearmanr(val, mcc)[0]),
-           "spearman_test_ll_mcc": float(spearmanr(test, mcc)[0]),
-           "mcc_of_most_likely": float(mcc[val.argmax()]), "best_mcc": float(mcc.max()), "n_init": {}}
+    out = {
+        "n_fits": len(rows),
+        "spearman_val_mcc": float(spearmanr(val, mcc)[0]),
+        "spearman_test_ll_mcc": float(spearmanr(test, mcc)[0]),
+        "mcc_of_most_likely": float(mcc[val.argmax()]),
+        "best_mcc": float(mcc.max()),
+        "n_init": {},
+    }
     for k in (1, 2, 3, 5):
         kept = [mcc[list(c)][val[list(c)].argmax()] for c in combinations(range(len(rows)), k)]
         out["n_init"][k] = {"mean": float(np.mean(kept)), "sd": float(np.std(kept, ddof=1))}
@@ -230,23 +252,32 @@ def _largest_rise(result):
 
 def _per_seed(rows):
     """The conditional fits' MCC of each data seed: ``{seed: array over random_state}``."""
-    return {seed: np.array([r["mcc_conditional"] for r in rows if r["seed"] == seed])
-            for seed in sorted({r["seed"] for r in rows})}
+    return {
+        seed: np.array([r["mcc_conditional"] for r in rows if r["seed"] == seed])
+        for seed in sorted({r["seed"] for r in rows})
+    }
 
 
 def _largest_spread(result):
     """The largest standard deviation over ``random_state`` of one data set, at ≤ 3 mixing layers."""
-    spreads = [v.std(ddof=1) for rows in _nonlinear_groups(result["nonlinear"]).values()
-               for v in _per_seed(rows).values() if v.size > 1 and rows[0]["mixing_layers"] <= 3]
+    spreads = [
+        v.std(ddof=1)
+        for rows in _nonlinear_groups(result["nonlinear"]).values()
+        for v in _per_seed(rows).values()
+        if v.size > 1 and rows[0]["mixing_layers"] <= 3
+    ]
     return float(max(spreads)) if spreads else None
 
 
 TARGETS = (
-    Target("linear ICA: cells where nica's held-out MCC is more than 0.005 below FastICA's", _linear_misses,
-           "<=", 0),
+    Target("linear ICA: cells where nica's held-out MCC is more than 0.005 below FastICA's", _linear_misses, "<=", 0),
     Target("largest rise of an epoch's validation score above the best so far, nats", _largest_rise, "<=", 0.5),
-    Target("nonlinear, at most 3 mixing layers: largest sd of the MCC over random_state on one data set",
-           _largest_spread, "<=", 0.05),
+    Target(
+        "nonlinear, at most 3 mixing layers: largest sd of the MCC over random_state on one data set",
+        _largest_spread,
+        "<=",
+        0.05,
+    ),
 )
 
 
@@ -285,18 +316,38 @@ def _nonlinear_table(nonlin):
         fast = np.mean([r["mcc_fastica"] for r in first])
         rise_c = max(r["max_val_nll_rise_conditional"] for r in rs)
         rise_f = max(r["max_val_nll_rise_factorized"] for r in first)
-        rows.append([source, d, L, f"{cond.mean():.3f} ± {cond.std(ddof=1):.3f}", " / ".join(per_seed),
-                     f"{fact:.3f}", f"{fast:.3f}", f"{rise_c:.2f} / {rise_f:.2f}"])
-    header = ["source", "D", "mixing layers", "conditional: mean ± sd over all fits",
-              "per seed: mean ± sd over random_state", "factorized", "FastICA", "largest rise (cond. / fact.)"]
+        rows.append(
+            [
+                source,
+                d,
+                L,
+                f"{cond.mean():.3f} ± {cond.std(ddof=1):.3f}",
+                " / ".join(per_seed),
+                f"{fact:.3f}",
+                f"{fast:.3f}",
+                f"{rise_c:.2f} / {rise_f:.2f}",
+            ]
+        )
+    header = [
+        "source",
+        "D",
+        "mixing layers",
+        "conditional: mean ± sd over all fits",
+        "per seed: mean ± sd over random_state",
+        "factorized",
+        "FastICA",
+        "largest rise (cond. / fact.)",
+    ]
     return _harness.markdown_table(header, rows)
 
 
 def tables(load):
     """The linear and the nonlinear halves of the defaults grid."""
     result = load("defaults")
-    return {"defaults/linear": _linear_table(result["linear"]),
-            "defaults/nonlinear": _nonlinear_table(result["nonlinear"])}
+    return {
+        "defaults/linear": _linear_table(result["linear"]),
+        "defaults/nonlinear": _nonlinear_table(result["nonlinear"]),
+    }
 
 
 def report(result):
@@ -309,28 +360,41 @@ def report(result):
         lines.append(_linear_table(linear))
         single = [r for r in linear if r["mcc_nica"] < r["mcc_fastica"] - 0.005]
         lines.append("")
-        lines.append(f"cells meeting the target: {len(cells) - misses} of {len(cells)}; single fits more "
-                     f"than 0.005 below FastICA: {len(single)} of {len(linear)}"
-                     + "".join(f"; {r['kind']} D={r['n_features']} cond={r['condition_number']} "
-                               f"n={r['n_samples']} seed={r['seed']}: {r['mcc_nica']:.3f} vs "
-                               f"{r['mcc_fastica']:.3f}" for r in single))
+        lines.append(
+            f"cells meeting the target: {len(cells) - misses} of {len(cells)}; single fits more "
+            f"than 0.005 below FastICA: {len(single)} of {len(linear)}"
+            + "".join(
+                f"; {r['kind']} D={r['n_features']} cond={r['condition_number']} "
+                f"n={r['n_samples']} seed={r['seed']}: {r['mcc_nica']:.3f} vs "
+                f"{r['mcc_fastica']:.3f}"
+                for r in single
+            )
+        )
         med = lambda k: float(np.median([r[k] for r in linear]))  # noqa: E731
-        lines.append(f"median Amari: nica {med('amari_nica'):.4f}, FastICA {med('amari_fastica'):.4f}"
-                     + (f", Picard {med('amari_picard'):.4f}" if "amari_picard" in linear[0] else ""))
+        lines.append(
+            f"median Amari: nica {med('amari_nica'):.4f}, FastICA {med('amari_fastica'):.4f}"
+            + (f", Picard {med('amari_picard'):.4f}" if "amari_picard" in linear[0] else "")
+        )
         if "mcc_picard" in linear[0]:
             below = sum(r["mcc_nica"] < r["mcc_picard"] - 0.005 for r in linear)
-            lines.append(f"Picard: mean MCC {np.mean([r['mcc_picard'] for r in linear]):.4f} (nica "
-                         f"{np.mean([r['mcc_nica'] for r in linear]):.4f}, FastICA "
-                         f"{np.mean([r['mcc_fastica'] for r in linear]):.4f}); nica more than 0.005 below "
-                         f"Picard in {below} of {len(linear)} fits")
-        lines.append(f"largest validation-NLL rise: {max(r['max_val_nll_rise'] for r in linear):.3f}; "
-                     f"fits with a ConvergenceWarning: {sum(bool(r['warnings']) for r in linear)}")
+            lines.append(
+                f"Picard: mean MCC {np.mean([r['mcc_picard'] for r in linear]):.4f} (nica "
+                f"{np.mean([r['mcc_nica'] for r in linear]):.4f}, FastICA "
+                f"{np.mean([r['mcc_fastica'] for r in linear]):.4f}); nica more than 0.005 below "
+                f"Picard in {below} of {len(linear)} fits"
+            )
+        lines.append(
+            f"largest validation-NLL rise: {max(r['max_val_nll_rise'] for r in linear):.3f}; "
+            f"fits with a ConvergenceWarning: {sum(bool(r['warnings']) for r in linear)}"
+        )
         for n, d in sorted({(k[0], k[1]) for k in cells}):
             rs = [r for r in linear if r["n_samples"] == n and r["n_features"] == d]
             t = lambda k: float(np.median([r[k] for r in rs]))  # noqa: E731
             pic = f", Picard {t('time_picard_s'):.2f} s" if "time_picard_s" in rs[0] else ""
-            lines.append(f"median time D={d} n={n:,}: nica {t('time_nica_s'):.1f} s "
-                         f"({t('epochs'):.0f} epochs), FastICA {t('time_fastica_s'):.2f} s{pic}")
+            lines.append(
+                f"median time D={d} n={n:,}: nica {t('time_nica_s'):.1f} s "
+                f"({t('epochs'):.0f} epochs), FastICA {t('time_fastica_s'):.2f} s{pic}"
+            )
     nonlin = result["nonlinear"]
     if nonlin:
         lines += ["", _nonlinear_table(nonlin)]
@@ -341,35 +405,61 @@ def report(result):
         lines.append(f"fits with an epoch more than 0.5 nats above the best so far: {len(over)} of {n_fits}")
         exact = [r["max_val_exact_nll_rise_conditional"] for r in nonlin if "max_val_exact_nll_rise_conditional" in r]
         if exact:
-            lines.append(f"conditional fits, the exact validation NLL: largest rise {max(exact):.2f}, "
-                         f"{sum(e > 0.5 for e in exact)} of {len(exact)} fits more than 0.5 above the best so far")
+            lines.append(
+                f"conditional fits, the exact validation NLL: largest rise {max(exact):.2f}, "
+                f"{sum(e > 0.5 for e in exact)} of {len(exact)} fits more than 0.5 above the best so far"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "D = 4 only, one seed, one segment-modulated fit: about a minute",
-                             "benchmarks/results/defaults[_quick][_linear|_nonlinear].json")
+    parser = _harness.parser(
+        __doc__,
+        "D = 4 only, one seed, one segment-modulated fit: about a minute",
+        "benchmarks/results/defaults[_quick][_linear|_nonlinear].json",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
-    parser.add_argument("--random-states", type=int, default=5,
-                        help="nonlinear: fit ConditionalNonlinearICA with random_state 0..N-1 "
-                             "(the spread a user sees); NonlinearICA and FastICA with 0 only")
-    parser.add_argument("--n-init-study", action="store_true",
-                        help="ten ConditionalNonlinearICA fits (random_state 0..9) of one segment-recipe "
-                             "data set (D=10, 3 mixing layers, seed 10): what n_init=k would keep")
-    parser.add_argument("--report", metavar="JSON", default=None,
-                        help="print the markdown tables of a result file (or of the partial "
-                             ".jsonl file of a run still going) and exit")
-    parser.add_argument("--only", choices=("linear", "nonlinear"), default=None,
-                        help="run one half of the benchmark (the JSON then holds that half only)")
-    parser.add_argument("--nonlinear-cells", nargs="+", metavar="SOURCE/D/L", default=None,
-                        help="only these nonlinear data sets, e.g. gaussian/10/3")
+    parser.add_argument(
+        "--random-states",
+        type=int,
+        default=5,
+        help="nonlinear: fit ConditionalNonlinearICA with random_state 0..N-1 "
+        "(the spread a user sees); NonlinearICA and FastICA with 0 only",
+    )
+    parser.add_argument(
+        "--n-init-study",
+        action="store_true",
+        help="ten ConditionalNonlinearICA fits (random_state 0..9) of one segment-recipe "
+        "data set (D=10, 3 mixing layers, seed 10): what n_init=k would keep",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="JSON",
+        default=None,
+        help="print the markdown tables of a result file (or of the partial .jsonl file of a run still going) and exit",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("linear", "nonlinear"),
+        default=None,
+        help="run one half of the benchmark (the JSON then holds that half only)",
+    )
+    parser.add_argument(
+        "--nonlinear-cells",
+        nargs="+",
+        metavar="SOURCE/D/L",
+        default=None,
+        help="only these nonlinear data sets, e.g. gaussian/10/3",
+    )
     args = parser.parse_args(argv)
     if args.n_init_study:
         out = Path(args.out or _harness.RESULTS / "defaults_n_init.json")
         partial = out.parent / "defaults_partial.jsonl"
         cache = _cached(partial)
-        rows = [_measure(cache, partial, f"ninit/laplace/10/3/10/1000/{r}",
-                         lambda: n_init_fit(10, 3, 10, 1000, r)) for r in range(10)]
+        rows = [
+            _measure(cache, partial, f"ninit/laplace/10/3/10/1000/{r}", lambda: n_init_fit(10, 3, 10, 1000, r))
+            for r in range(10)
+        ]
         summary = n_init_summary(rows)
         _harness.write_result(out, {"fits": rows, "summary": summary}, benchmark="defaults", argv=argv)
         print(json.dumps(summary, indent=1))
@@ -377,8 +467,10 @@ def main(argv=None):
     if args.report:  # a result file, or the partial file of a run still going
         if args.report.endswith(".jsonl"):
             rows = list(_cached(args.report).values())
-            result = {"linear": [r for r in rows if r["key"].startswith("linear/")],
-                      "nonlinear": [r for r in rows if r["key"].startswith("nonlinear/") and "source" in r]}
+            result = {
+                "linear": [r for r in rows if r["key"].startswith("linear/")],
+                "nonlinear": [r for r in rows if r["key"].startswith("nonlinear/") and "source" in r],
+            }
         else:
             with open(args.report) as fh:
                 result = json.load(fh)
@@ -410,13 +502,17 @@ def main(argv=None):
     for d, cond, n in grid:
         for kind in KINDS:
             for seed in seeds:
-                row = _measure(cache, partial, f"linear/{kind}/{d}/{cond}/{n}/{seed}",
-                               lambda: linear_cell(kind, d, cond, n, seed))
+                row = _measure(
+                    cache, partial, f"linear/{kind}/{d}/{cond}/{n}/{seed}", lambda: linear_cell(kind, d, cond, n, seed)
+                )
                 linear.append(row)
-                print(f"linear {kind:20s} D={d:3d} cond={cond:5d} n={n:6d} seed={seed}: "
-                      f"MCC {row['mcc_nica']:.4f} vs FastICA {row['mcc_fastica']:.4f} "
-                      f"({row['mcc_nica'] - row['mcc_fastica']:+.4f}); {row['time_nica_s']:.1f} s vs "
-                      f"{row['time_fastica_s']:.2f} s; rise {row['max_val_nll_rise']:.2f}", flush=True)
+                print(
+                    f"linear {kind:20s} D={d:3d} cond={cond:5d} n={n:6d} seed={seed}: "
+                    f"MCC {row['mcc_nica']:.4f} vs FastICA {row['mcc_fastica']:.4f} "
+                    f"({row['mcc_nica'] - row['mcc_fastica']:+.4f}); {row['time_nica_s']:.1f} s vs "
+                    f"{row['time_fastica_s']:.2f} s; rise {row['max_val_nll_rise']:.2f}",
+                    flush=True,
+                )
     nonlin = []
     for source in source_kinds:
         for d, n_layers in nonlinear:
@@ -425,15 +521,19 @@ def main(argv=None):
             for seed in seeds:
                 for r in random_states:
                     key = f"nonlinear/{source}/{d}/{n_layers}/{seed}/{n_per_segment}/{r}"
-                    row = _measure(cache, partial, key, lambda: nonlinear_cell(
-                        d, n_layers, seed, n_per_segment, source, r))
+                    row = _measure(
+                        cache, partial, key, lambda: nonlinear_cell(d, n_layers, seed, n_per_segment, source, r)
+                    )
                     nonlin.append(row)
-                    extra = (f" factorized {row['mcc_factorized']:.3f} FastICA {row['mcc_fastica']:.3f}"
-                             if r == 0 else "")
-                    print(f"nonlinear {source} D={d} L={n_layers} seed={seed} random_state={r}: "
-                          f"conditional {row['mcc_conditional']:.3f}{extra} "
-                          f"({row['time_conditional_s']:.1f} s, rise {row['max_val_nll_rise_conditional']:.2f})",
-                          flush=True)
+                    extra = (
+                        f" factorized {row['mcc_factorized']:.3f} FastICA {row['mcc_fastica']:.3f}" if r == 0 else ""
+                    )
+                    print(
+                        f"nonlinear {source} D={d} L={n_layers} seed={seed} random_state={r}: "
+                        f"conditional {row['mcc_conditional']:.3f}{extra} "
+                        f"({row['time_conditional_s']:.1f} s, rise {row['max_val_nll_rise_conditional']:.2f})",
+                        flush=True,
+                    )
     result = {"quick": args.quick, "seeds": seeds, "chosen_on_seeds": [1, 2], "linear": linear, "nonlinear": nonlin}
     print(report(result))
     result["checks"] = _harness.report_targets(TARGETS, result)

@@ -80,10 +80,12 @@ def child(n_devices, dims, n_batches, epochs, platform_name):
 
         def fresh_state():
             params = tuple(
-                nica.Layer(jnp.asarray(np.random.default_rng(k).standard_normal((dim, dim),
-                                                                                 np.float32)
-                                       * np.float32(dim ** -0.5)),
-                           jnp.zeros((dim,), jnp.float32))
+                nica.Layer(
+                    jnp.asarray(
+                        np.random.default_rng(k).standard_normal((dim, dim), np.float32) * np.float32(dim**-0.5)
+                    ),
+                    jnp.zeros((dim,), jnp.float32),
+                )
                 for k in range(N_LAYERS)
             )
             return nica.init_train_state(optimizer, params)
@@ -113,22 +115,30 @@ def child(n_devices, dims, n_batches, epochs, platform_name):
             mesh = nica.make_mesh(mode, devices)
             state, loss, first, times = train(mesh)
             record = {
-                "mode": mode, "dim": dim, "n_devices": n_devices,
-                "first_epoch_s": first, "epoch_times_s": times,
+                "mode": mode,
+                "dim": dim,
+                "n_devices": n_devices,
+                "first_epoch_s": first,
+                "epoch_times_s": times,
                 "rows_per_epoch": n_batches * BATCH,
                 "samples_per_s": n_batches * BATCH / min(times),
                 "steps_per_s": n_batches / min(times),
                 "final_epoch_loss": loss,
                 "per_device_state_bytes": sum(
-                    shard.data.nbytes for leaf in jax.tree_util.tree_leaves(state)
-                    for shard in leaf.addressable_shards if shard.device == devices[0]),
+                    shard.data.nbytes
+                    for leaf in jax.tree_util.tree_leaves(state)
+                    for shard in leaf.addressable_shards
+                    if shard.device == devices[0]
+                ),
             }
             if reference is not None:
                 record["loss_rel_diff_vs_one_device"] = abs(loss - reference_loss) / abs(reference_loss)
                 record["max_abs_diff_vs_one_device"] = max(
                     float(jnp.max(jnp.abs(np.asarray(a) - np.asarray(b))))
-                    for a, b in zip(jax.tree_util.tree_leaves(reference.params),
-                                    jax.tree_util.tree_leaves(state.params)))
+                    for a, b in zip(
+                        jax.tree_util.tree_leaves(reference.params), jax.tree_util.tree_leaves(state.params)
+                    )
+                )
             results.append(record)
     return {"n_devices": n_devices, "devices": [str(d) for d in devices], "points": results}
 
@@ -136,12 +146,22 @@ def child(n_devices, dims, n_batches, epochs, platform_name):
 def run_child(n_devices, settings, platform_name, timeout_s=1200):
     env = dict(os.environ)
     if platform_name == "cpu":
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                            f" --xla_force_host_platform_device_count={n_devices}").strip()
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n_devices}").strip()
         env["JAX_PLATFORMS"] = "cpu"
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_devices),
-               "--platform", platform_name, "--dims", *map(str, settings["dims"]),
-               "--n-batches", str(settings["n_batches"]), "--epochs", str(settings["epochs"])]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(n_devices),
+        "--platform",
+        platform_name,
+        "--dims",
+        *map(str, settings["dims"]),
+        "--n-batches",
+        str(settings["n_batches"]),
+        "--epochs",
+        str(settings["epochs"]),
+    ]
     result = run_json_child(command, timeout_s, stderr_chars=600, env=env)
     return {"n_devices": n_devices, **result} if "error" in result else result
 
@@ -157,16 +177,19 @@ def plot(runs, path, platform_name):
     fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.8), squeeze=False)
     for ax, dim in zip(axes[0], dims):
         for mode, marker in zip(MODES, "os"):
-            ps = sorted((p for p in points if p["dim"] == dim and p["mode"] == mode),
-                        key=lambda p: p["n_devices"])
-            ax.plot([p["n_devices"] for p in ps], [p["samples_per_s"] for p in ps],
-                    marker + "-", label=f"{mode} parallel")
+            ps = sorted((p for p in points if p["dim"] == dim and p["mode"] == mode), key=lambda p: p["n_devices"])
+            ax.plot(
+                [p["n_devices"] for p in ps], [p["samples_per_s"] for p in ps], marker + "-", label=f"{mode} parallel"
+            )
         one = [p["samples_per_s"] for p in points if p["dim"] == dim and p["n_devices"] == 1]
         if one:
-            ax.plot(DEVICE_COUNTS, [max(one) * n for n in DEVICE_COUNTS], "k:", lw=1,
-                    label="linear scaling")
-        ax.set(xlabel="devices", ylabel="training rows / s", xticks=DEVICE_COUNTS,
-               title=f"D = {dim}, B = {BATCH}, L = {N_LAYERS} ({platform_name})")
+            ax.plot(DEVICE_COUNTS, [max(one) * n for n in DEVICE_COUNTS], "k:", lw=1, label="linear scaling")
+        ax.set(
+            xlabel="devices",
+            ylabel="training rows / s",
+            xticks=DEVICE_COUNTS,
+            title=f"D = {dim}, B = {BATCH}, L = {N_LAYERS} ({platform_name})",
+        )
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     if platform_name == "cpu":
@@ -178,11 +201,14 @@ def plot(runs, path, platform_name):
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "D = 256, under a minute",
-                             "OUT/benchmarks/results/devices[_quick].json")
+    parser = _harness.parser(__doc__, "D = 256, under a minute", "OUT/benchmarks/results/devices[_quick].json")
     parser.add_argument("--platform", default="cpu", choices=("cpu", "gpu", "tpu"))
-    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
-                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=_harness.REPO_ROOT,
+        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dims", type=int, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--n-batches", type=int, help=argparse.SUPPRESS)
@@ -204,30 +230,32 @@ def main(argv=None):
             continue
         for p in run["points"]:
             diff = p.get("max_abs_diff_vs_one_device")
-            diff_s = ("" if diff is None else f", vs 1 device: max |Δparams| {diff:.1e}, "
-                      f"loss rel. diff {p['loss_rel_diff_vs_one_device']:.1e}")
-            print(f"{n_devices} device(s) {p['mode']:5s} D={p['dim']:5d}: "
-                  f"{p['samples_per_s']:9.0f} rows/s ({p['steps_per_s']:.2f} steps/s, "
-                  f"first epoch {p['first_epoch_s']:.2f} s incl. compile, state on device 0 "
-                  f"{p['per_device_state_bytes'] / 1e6:.1f} MB{diff_s})", flush=True)
+            diff_s = (
+                ""
+                if diff is None
+                else f", vs 1 device: max |Δparams| {diff:.1e}, loss rel. diff {p['loss_rel_diff_vs_one_device']:.1e}"
+            )
+            print(
+                f"{n_devices} device(s) {p['mode']:5s} D={p['dim']:5d}: "
+                f"{p['samples_per_s']:9.0f} rows/s ({p['steps_per_s']:.2f} steps/s, "
+                f"first epoch {p['first_epoch_s']:.2f} s incl. compile, state on device 0 "
+                f"{p['per_device_state_bytes'] / 1e6:.1f} MB{diff_s})",
+                flush=True,
+            )
     wall = time.perf_counter() - start
 
     print("")
-    print(f"{'mode':6s} {'D':>5s} " + " ".join(f"{n:>2d} dev rows/s" for n in DEVICE_COUNTS)
-          + "   speed-up 4 vs 1")
+    print(f"{'mode':6s} {'D':>5s} " + " ".join(f"{n:>2d} dev rows/s" for n in DEVICE_COUNTS) + "   speed-up 4 vs 1")
     points = [p for run in runs for p in run.get("points", [])]
     for mode in MODES:
         for dim in settings["dims"]:
-            rates = {p["n_devices"]: p["samples_per_s"] for p in points
-                     if p["mode"] == mode and p["dim"] == dim}
-            cells = " ".join(f"{rates[n]:13.0f}" if n in rates else f"{'-':>13s}"
-                             for n in DEVICE_COUNTS)
+            rates = {p["n_devices"]: p["samples_per_s"] for p in points if p["mode"] == mode and p["dim"] == dim}
+            cells = " ".join(f"{rates[n]:13.0f}" if n in rates else f"{'-':>13s}" for n in DEVICE_COUNTS)
             speedup = rates[4] / rates[1] if 1 in rates and 4 in rates else float("nan")
             print(f"{mode:6s} {dim:5d} {cells}   {speedup:.2f}x")
     print(f"wall time {wall:.0f} s")
     if args.platform == "cpu":
-        print(f"note: forced CPU devices share this machine's {os.cpu_count()} cores; "
-              "no speed-up is expected here.")
+        print(f"note: forced CPU devices share this machine's {os.cpu_count()} cores; no speed-up is expected here.")
 
     json_path = _harness.output_path(args, args.out_dir / "benchmarks" / "results", "devices")
     png_path = args.out_dir / "docs" / "images" / f"devices{'_quick' if args.quick else ''}.png"
@@ -235,8 +263,11 @@ def main(argv=None):
         "description": __doc__.splitlines()[0],
         "platform": args.platform,
         "forced_cpu_devices": args.platform == "cpu",
-        "batch": BATCH, "n_layers": N_LAYERS, "settings": settings,
-        "runs": runs, "wall_time_s": wall,
+        "batch": BATCH,
+        "n_layers": N_LAYERS,
+        "settings": settings,
+        "runs": runs,
+        "wall_time_s": wall,
     }
     # the machine is described now, after the children (the parent imports JAX only here)
     _harness.write_result(json_path, record, benchmark="devices", argv=argv)
@@ -254,12 +285,24 @@ def tables(load):
     result = load("devices")
     small, large = result["settings"]["dims"]
     points = {(p["n_devices"], p["mode"], p["dim"]): p for run in result["runs"] for p in run.get("points", [])}
-    rows = [[str(n), mode, f"{points[n, mode, small]['samples_per_s']:,.0f}",
-             f"{points[n, mode, large]['samples_per_s']:,.0f}",
-             f"{points[n, mode, large]['per_device_state_bytes'] / 1e6:.0f} MB"]
-            for n in DEVICE_COUNTS for mode in MODES]
-    header = ["devices", "mode", f"D = {small} (samples/s)", f"D = {large} (samples/s)",
-              f"state per device at D = {large}"]
+    rows = [
+        [
+            str(n),
+            mode,
+            f"{points[n, mode, small]['samples_per_s']:,.0f}",
+            f"{points[n, mode, large]['samples_per_s']:,.0f}",
+            f"{points[n, mode, large]['per_device_state_bytes'] / 1e6:.0f} MB",
+        ]
+        for n in DEVICE_COUNTS
+        for mode in MODES
+    ]
+    header = [
+        "devices",
+        "mode",
+        f"D = {small} (samples/s)",
+        f"D = {large} (samples/s)",
+        f"state per device at D = {large}",
+    ]
     return {"devices/throughput": _harness.markdown_table(header, rows)}
 
 

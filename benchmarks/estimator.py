@@ -105,10 +105,10 @@ OPTIMIZERS = ("adam", "sgd")
 # optimizer is linear; tests/test_equivariant.py checks it), so it is fitted with Adam only.
 FITTED_GRADIENTS = {"adam": ("relative", "equivariant", "euclidean"), "sgd": ("relative", "euclidean")}
 CHECKED_GRADIENTS = ("relative", "equivariant")  # each compared with the euclidean fit
-SLOPE = 0.2                    # leaky-ReLU slope of the mixing network (benchmark recipe)
-SCALE_RANGE = (0.5, 3.0)       # source scales (benchmark recipe)
-RECIPE_MAX_DIM = 64            # largest D generated with make_segmented_mixture (see docstring)
-CONDITION_NUMBER = 10.0        # condition number of each mixing matrix above RECIPE_MAX_DIM
+SLOPE = 0.2  # leaky-ReLU slope of the mixing network (benchmark recipe)
+SCALE_RANGE = (0.5, 3.0)  # source scales (benchmark recipe)
+RECIPE_MAX_DIM = 64  # largest D generated with make_segmented_mixture (see docstring)
+CONDITION_NUMBER = 10.0  # condition number of each mixing matrix above RECIPE_MAX_DIM
 AUTODIFF_FULL_BATCH_MAX_DIM = 128
 
 # Per-dimension sizes: samples in the training set (the test set has as many), the epoch cap of
@@ -125,12 +125,14 @@ QUICK_CONFIG = {
 
 def _throughput_ratio(gradient):
     """Step throughput of ``gradient`` over the euclidean one's, per dimension."""
+
     def measured(result):
         out = {}
         for dim, entry in result["results"].items():
             tp = {g: entry["throughput"].get(g, {}).get("samples_per_second_median") for g in (gradient, "euclidean")}
             out[f"D={dim}"] = tp[gradient] / tp["euclidean"] if all(tp.values()) else None
         return out
+
     return measured
 
 
@@ -138,6 +140,7 @@ def _speedup(optimizer, gradient):
     """How many times sooner than the euclidean fit the ``gradient`` fit reaches the euclidean
     fit's best held-out log-likelihood (less the tolerance), per dimension: 0 when it never
     does, ``None`` when a fit is missing."""
+
     def measured(result):
         out = {}
         for dim, entry in result["results"].items():
@@ -149,15 +152,26 @@ def _speedup(optimizer, gradient):
             else:
                 out[f"D={dim}"] = check["euclidean_seconds_to_target"] / check["relative_seconds_to_target"]
         return out
+
     return measured
 
 
 TARGETS = (
-    *(Target(f"{g} step throughput / euclidean's", _throughput_ratio(g), ">", 1.0)
-      for g in ("relative", "equivariant")),
-    *(Target(f"{optimizer} {g}: reaches the euclidean fit's best held-out log-likelihood, times sooner",
-             _speedup(optimizer, g), ">", 1.0)
-      for optimizer in ("adam", "sgd") for g in ("relative", "equivariant") if g in FITTED_GRADIENTS[optimizer]),
+    *(
+        Target(f"{g} step throughput / euclidean's", _throughput_ratio(g), ">", 1.0)
+        for g in ("relative", "equivariant")
+    ),
+    *(
+        Target(
+            f"{optimizer} {g}: reaches the euclidean fit's best held-out log-likelihood, times sooner",
+            _speedup(optimizer, g),
+            ">",
+            1.0,
+        )
+        for optimizer in ("adam", "sgd")
+        for g in ("relative", "equivariant")
+        if g in FITTED_GRADIENTS[optimizer]
+    ),
 )
 
 
@@ -168,8 +182,7 @@ def default_config(dim, quick):
         return dict(table[dim])
     if quick:
         return {"n_samples": 2_000, "max_iter": 15, "screen_epochs": 3}
-    return {"n_samples": 10_000, "max_iter": 2000 if dim <= 128 else 25,
-            "screen_epochs": 20 if dim <= 128 else 3}
+    return {"n_samples": 10_000, "max_iter": 2000 if dim <= 128 else 25, "screen_epochs": 20 if dim <= 128 else 3}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,14 +222,21 @@ def make_data(dim, n_samples, seed):
     """Training and test observations (float32) and a description of how they were made."""
     if dim <= RECIPE_MAX_DIM:
         data = nica.datasets.make_segmented_mixture(
-            n_segments=1, n_per_segment=n_samples, n_components=dim, n_layers=N_LAYERS,
-            scale_range=SCALE_RANGE, slope=SLOPE, random_state=seed,
+            n_segments=1,
+            n_per_segment=n_samples,
+            n_components=dim,
+            n_layers=N_LAYERS,
+            scale_range=SCALE_RANGE,
+            slope=SLOPE,
+            random_state=seed,
         )
         X_train, X_test, S_test = data.X_train, data.X_test, data.S_test
         scales, mixing = data.scales[0], data.mixing
-        recipe = (f"nica.datasets.make_segmented_mixture(n_segments=1, n_per_segment={n_samples}, "
-                  f"n_components={dim}, n_layers={N_LAYERS}, random_state={seed}) "
-                  "(segment-modulated benchmark recipe)")
+        recipe = (
+            f"nica.datasets.make_segmented_mixture(n_segments=1, n_per_segment={n_samples}, "
+            f"n_components={dim}, n_layers={N_LAYERS}, random_state={seed}) "
+            "(segment-modulated benchmark recipe)"
+        )
     else:
         rng = np.random.RandomState(seed)
         scales = rng.uniform(*SCALE_RANGE, size=dim)
@@ -225,10 +245,12 @@ def make_data(dim, n_samples, seed):
         S_train, S_test = scales * noise(), scales * noise()
         X_train = nica.datasets.apply_mixing(S_train, mixing, SLOPE)
         X_test = nica.datasets.apply_mixing(S_test, mixing, SLOPE)
-        recipe = (f"Benchmark-recipe sources (one segment, Laplace, scales U{SCALE_RANGE}) and "
-                  f"leaky-ReLU network (slope {SLOPE}, {N_LAYERS} matrices), but each mixing matrix is "
-                  f"U diag(sigma) V^T with Haar-orthogonal U, V and geometric sigma of condition "
-                  f"number {CONDITION_NUMBER:g}, instead of the 10,000-SVD condition threshold")
+        recipe = (
+            f"Benchmark-recipe sources (one segment, Laplace, scales U{SCALE_RANGE}) and "
+            f"leaky-ReLU network (slope {SLOPE}, {N_LAYERS} matrices), but each mixing matrix is "
+            f"U diag(sigma) V^T with Haar-orthogonal U, V and geometric sigma of condition "
+            f"number {CONDITION_NUMBER:g}, instead of the 10,000-SVD condition threshold"
+        )
     return {
         "X_train": X_train.astype(np.float32),
         "X_test": X_test.astype(np.float32),
@@ -286,17 +308,21 @@ def measure_throughput(X, dim, settings, log):
             plan.update(steps_per_call=2 if small else 1, repeats=min(settings["repeats"], 3 if small else 2))
             if not small:
                 plan["batch_size"] = min(B, settings["autodiff_batch_size"])
-                plan["note"] = (f"timed on {plan['batch_size']} samples per step: its cost per sample, "
-                                f"O(D^3), does not depend on the batch, and a {B}-sample step would take "
-                                f"about {B}/{plan['batch_size']} times as long")
+                plan["note"] = (
+                    f"timed on {plan['batch_size']} samples per step: its cost per sample, "
+                    f"O(D^3), does not depend on the batch, and a {B}-sample step would take "
+                    f"about {B}/{plan['batch_size']} times as long"
+                )
             memory_gb = 8 * plan["batch_size"] * dim * dim * 4 / 1e9  # a generous 8 Jacobian-sized arrays
             if memory_gb > settings["memory_limit_gb"]:
-                results[gradient] = {"skipped": f"predicted memory {memory_gb:.1f} GB > "
-                                                f"--memory-limit-gb {settings['memory_limit_gb']}"}
+                results[gradient] = {
+                    "skipped": f"predicted memory {memory_gb:.1f} GB > --memory-limit-gb {settings['memory_limit_gb']}"
+                }
                 log(f"  throughput {gradient:9s} skipped: {results[gradient]['skipped']}")
                 continue
         plan["call"], plan["compile_seconds"] = compile_steps(
-            gradient, X, plan["batch_size"], plan["steps_per_call"], settings["seed"])
+            gradient, X, plan["batch_size"], plan["steps_per_call"], settings["seed"]
+        )
         plan["call"]()  # warm-up
         plan["call_seconds"] = []
         plans[gradient] = plan
@@ -318,8 +344,10 @@ def measure_throughput(X, dim, settings, log):
         if gradient == "autodiff":
             result["predicted_step_seconds_at_batch_size"] = B / result["samples_per_second_median"]
         results[gradient] = result
-        log(f"  throughput {gradient:9s} B={plan['batch_size']:4d}: {result['samples_per_second_median']:12,.0f} "
-            f"samples/s (step {1e3 * result['step_seconds_median']:9.2f} ms, compile {plan['compile_seconds']:.1f} s)")
+        log(
+            f"  throughput {gradient:9s} B={plan['batch_size']:4d}: {result['samples_per_second_median']:12,.0f} "
+            f"samples/s (step {1e3 * result['step_seconds_median']:9.2f} ms, compile {plan['compile_seconds']:.1f} s)"
+        )
     return results
 
 
@@ -330,9 +358,15 @@ def measure_throughput(X, dim, settings, log):
 def make_model(gradient, optimizer, learning_rate, max_iter, settings):
     """The estimator every fit uses; only the compared options change between contenders."""
     return nica.NonlinearICA(
-        n_layers=N_LAYERS, activation=ACTIVATION, prior=PRIOR, gradient=gradient,
-        optimizer=optimizer, learning_rate=learning_rate, batch_size=settings["batch_size"],
-        max_iter=max_iter, n_iter_no_change=settings["n_iter_no_change"],
+        n_layers=N_LAYERS,
+        activation=ACTIVATION,
+        prior=PRIOR,
+        gradient=gradient,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        batch_size=settings["batch_size"],
+        max_iter=max_iter,
+        n_iter_no_change=settings["n_iter_no_change"],
         random_state=settings["seed"],
     )
 
@@ -381,9 +415,11 @@ def stopped_by(fit):
 def describe(fit):
     state = stopped_by(fit)
     best = fit["best_validation_score"]
-    return (f"lr={fit['learning_rate']:g}: {fit['fit_seconds']:7.1f} s, {fit['n_iter']:3d} epochs "
-            f"({state}), best epoch {fit['best_iter']:3d}, held-out "
-            f"{'n/a' if best is None else f'{best:.3f}'}, test {fit['test_score']:.3f}")
+    return (
+        f"lr={fit['learning_rate']:g}: {fit['fit_seconds']:7.1f} s, {fit['n_iter']:3d} epochs "
+        f"({state}), best epoch {fit['best_iter']:3d}, held-out "
+        f"{'n/a' if best is None else f'{best:.3f}'}, test {fit['test_score']:.3f}"
+    )
 
 
 def fit_tuned(data, optimizer, settings, log):
@@ -396,34 +432,51 @@ def fit_tuned(data, optimizer, settings, log):
         for lr in grid:  # also compiles the epoch of every rate, so the refits below are warm
             result = run_fit(data, gradient, optimizer, lr, settings["screen_epochs"], settings)
             screened.append(result)
-            screening.append({k: result[k] for k in ("gradient", "learning_rate", "n_iter", "diverged",
-                                                      "best_validation_score", "fit_seconds",
-                                                      "validation_scores")})
+            screening.append(
+                {
+                    k: result[k]
+                    for k in (
+                        "gradient",
+                        "learning_rate",
+                        "n_iter",
+                        "diverged",
+                        "best_validation_score",
+                        "fit_seconds",
+                        "validation_scores",
+                    )
+                }
+            )
         usable = [r for r in screened if r["best_validation_score"] is not None]
         if not usable:
             log(f"  {optimizer:4s} {gradient:9s} every rate of the grid diverged in its first epoch")
             fits[gradient] = None
             continue
         chosen = max(usable, key=lambda r: r["best_validation_score"])["learning_rate"]
-        log(f"  {optimizer:4s} {gradient:9s} screening ({settings['screen_epochs']} epochs): "
-            + ", ".join(f"{r['learning_rate']:g}: "
-                        + ("diverged" if r["best_validation_score"] is None else f"{r['best_validation_score']:.2f}")
-                        for r in screened)
-            + f" -> lr={chosen:g}")
+        log(
+            f"  {optimizer:4s} {gradient:9s} screening ({settings['screen_epochs']} epochs): "
+            + ", ".join(
+                f"{r['learning_rate']:g}: "
+                + ("diverged" if r["best_validation_score"] is None else f"{r['best_validation_score']:.2f}")
+                for r in screened
+            )
+            + f" -> lr={chosen:g}"
+        )
         fit = run_fit(data, gradient, optimizer, chosen, settings["max_iter"], settings)
         log(f"  {optimizer:4s} {gradient:9s} {describe(fit)}")
         smaller = [lr for lr in grid if lr < chosen]
         if fit["diverged"] and smaller:
             fallback = run_fit(data, gradient, optimizer, smaller[-1], settings["max_iter"], settings)
             log(f"  {optimizer:4s} {gradient:9s} refit diverged, next smaller rate: {describe(fallback)}")
-            better = max((fit, fallback), key=lambda r: -np.inf if r["best_validation_score"] is None
-                         else r["best_validation_score"])
+            better = max(
+                (fit, fallback),
+                key=lambda r: -np.inf if r["best_validation_score"] is None else r["best_validation_score"],
+            )
             other = fallback if better is fit else fit
             better = dict(better, alternative=other)
             fit = better
-        fit["selection"] = (f"best of grid {grid} after {settings['screen_epochs']} screening epochs"
-                            + (", then the better of it and the next smaller rate (the refit diverged)"
-                               if "alternative" in fit else ""))
+        fit["selection"] = f"best of grid {grid} after {settings['screen_epochs']} screening epochs" + (
+            ", then the better of it and the next smaller rate (the refit diverged)" if "alternative" in fit else ""
+        )
         fits[gradient] = fit
     return fits, screening
 
@@ -513,12 +566,24 @@ def plot_convergence(results, path, quick):
                     continue
                 if "alternative" in fit and fit["alternative"]["validation_scores"]:
                     alt = fit["alternative"]
-                    ax.plot(alt["epoch_end_seconds"], alt["validation_scores"], color=colors[gradient],
-                            lw=0.8, ls=":", label=f"{gradient} (lr={alt['learning_rate']:g}, not kept)")
+                    ax.plot(
+                        alt["epoch_end_seconds"],
+                        alt["validation_scores"],
+                        color=colors[gradient],
+                        lw=0.8,
+                        ls=":",
+                        label=f"{gradient} (lr={alt['learning_rate']:g}, not kept)",
+                    )
                 t, v = fit["epoch_end_seconds"], fit["validation_scores"]
                 state = stopped_by(fit)
-                ax.plot(t, v, color=colors[gradient], lw=1.6, marker="." if len(t) < 40 else None,
-                        label=f"{gradient} (lr={fit['learning_rate']:g}, {fit['n_iter']} epochs, {state})")
+                ax.plot(
+                    t,
+                    v,
+                    color=colors[gradient],
+                    lw=1.6,
+                    marker="." if len(t) < 40 else None,
+                    label=f"{gradient} (lr={fit['learning_rate']:g}, {fit['n_iter']} epochs, {state})",
+                )
                 best = fit["best_iter"] - 1
                 ax.plot(t[best], v[best], "o", color=colors[gradient], ms=6, mfc="none")
                 lows.append(np.percentile(v, 10) if len(v) > 3 else min(v))
@@ -527,8 +592,13 @@ def plot_convergence(results, path, quick):
             check = checks.get("relative", {})
             if check.get("target") is not None:
                 verdicts = ", ".join(f"{g}: {c['status']}" for g, c in checks.items())
-                ax.axhline(check["target"], color="0.5", lw=0.8, ls="--",
-                           label=f"euclidean best - {check['tolerance']:.2g} ({verdicts})")
+                ax.axhline(
+                    check["target"],
+                    color="0.5",
+                    lw=0.8,
+                    ls="--",
+                    label=f"euclidean best - {check['tolerance']:.2g} ({verdicts})",
+                )
             true_ll = entry["data"]["true_test_log_likelihood"]
             if lows:
                 low, high = min(lows), max(highs)
@@ -545,8 +615,10 @@ def plot_convergence(results, path, quick):
             ax.set_ylabel("held-out log-likelihood (nats/sample)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("NonlinearICA: relative (weights' or group's coordinates) vs euclidean gradient"
-                 + (" (quick run)" if quick else ""))
+    fig.suptitle(
+        "NonlinearICA: relative (weights' or group's coordinates) vs euclidean gradient"
+        + (" (quick run)" if quick else "")
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -555,8 +627,7 @@ def plot_convergence(results, path, quick):
 
 def summary(results, log):
     """Print the throughput and convergence tables and the PASS/MISS checks."""
-    log("\nThroughput (samples/s; step = jitted make_train_step scan, fit = NonlinearICA.fit epochs "
-        "incl. validation)")
+    log("\nThroughput (samples/s; step = jitted make_train_step scan, fit = NonlinearICA.fit epochs incl. validation)")
     log(f"{'D':>5} {'gradient':>11} {'batch':>6} {'step':>12} {'fit adam':>12} {'fit sgd':>12}")
     for dim, entry in results.items():
         for gradient in GRADIENTS:
@@ -566,12 +637,18 @@ def summary(results, log):
             for optimizer in OPTIMIZERS:
                 fit = entry["fits"][optimizer].get(gradient)
                 fit_tp.append(f"{fit['fit_samples_per_second']:12,.0f}" if fit else f"{'-':>12}")
-            log(f"{dim:>5} {gradient:>11} {tp.get('batch_size', '-'):>6} "
-                f"{(f'{step:12,.0f}' if step else 'skipped'):>12} {fit_tp[0]} {fit_tp[1]}")
-    log("\nTime to converge (early stopping on the 10% validation split; held-out = best validation "
-        "log-likelihood, test = score on the test set)")
-    log(f"{'D':>5} {'opt':>5} {'gradient':>11} {'lr':>7} {'fit s':>8} {'epochs':>7} {'best':>5} "
-        f"{'s/epoch':>8} {'held-out':>10} {'test':>10} {'stopped by':>11}")
+            log(
+                f"{dim:>5} {gradient:>11} {tp.get('batch_size', '-'):>6} "
+                f"{(f'{step:12,.0f}' if step else 'skipped'):>12} {fit_tp[0]} {fit_tp[1]}"
+            )
+    log(
+        "\nTime to converge (early stopping on the 10% validation split; held-out = best validation "
+        "log-likelihood, test = score on the test set)"
+    )
+    log(
+        f"{'D':>5} {'opt':>5} {'gradient':>11} {'lr':>7} {'fit s':>8} {'epochs':>7} {'best':>5} "
+        f"{'s/epoch':>8} {'held-out':>10} {'test':>10} {'stopped by':>11}"
+    )
     for dim, entry in results.items():
         for optimizer in OPTIMIZERS:
             for gradient in FITTED_GRADIENTS[optimizer]:
@@ -581,36 +658,57 @@ def summary(results, log):
                     continue
                 state = stopped_by(fit)
                 best = fit["best_validation_score"]
-                log(f"{dim:>5} {optimizer:>5} {gradient:>11} {fit['learning_rate']:7.0e} {fit['fit_seconds']:8.1f} "
+                log(
+                    f"{dim:>5} {optimizer:>5} {gradient:>11} {fit['learning_rate']:7.0e} {fit['fit_seconds']:8.1f} "
                     f"{fit['n_iter']:7d} {fit['best_iter']:5d} {fit['seconds_per_epoch']:8.3f} "
-                    f"{(f'{best:10.3f}' if best is not None else 'n/a'):>10} {fit['test_score']:10.3f} {state:>11}")
+                    f"{(f'{best:10.3f}' if best is not None else 'n/a'):>10} {fit['test_score']:10.3f} {state:>11}"
+                )
             pred = entry["autodiff_prediction"].get(optimizer)
             if pred:
-                log(f"{dim:>5} {optimizer:>5} {'autodiff':>10} {'':>7} {pred['predicted_fit_seconds']:8.1f}"
-                    f" {pred['epochs']:7d}   (predicted: euclidean's epochs at autodiff's step throughput)")
+                log(
+                    f"{dim:>5} {optimizer:>5} {'autodiff':>10} {'':>7} {pred['predicted_fit_seconds']:8.1f}"
+                    f" {pred['epochs']:7d}   (predicted: euclidean's epochs at autodiff's step throughput)"
+                )
         log(f"{'':>5} true model, test set: {entry['data']['true_test_log_likelihood']:.3f}")
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "D = 16 and 64, small data, few epochs (< 1 min)",
-                             "OUT/benchmarks/results/estimator[_quick].json")
+    parser = _harness.parser(
+        __doc__, "D = 16 and 64, small data, few epochs (< 1 min)", "OUT/benchmarks/results/estimator[_quick].json"
+    )
     parser.add_argument("--dims", type=int, nargs="+", help="dimensions (default 64 784; quick 16 64)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--adam-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
-                        help="Adam learning-rate grid; each gradient gets its best rate")
-    parser.add_argument("--sgd-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-                        help="SGD learning-rate grid; each gradient gets its best rate")
+    parser.add_argument(
+        "--adam-lrs",
+        type=float,
+        nargs="+",
+        default=[1e-3, 3e-3, 1e-2],
+        help="Adam learning-rate grid; each gradient gets its best rate",
+    )
+    parser.add_argument(
+        "--sgd-lrs",
+        type=float,
+        nargs="+",
+        default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+        help="SGD learning-rate grid; each gradient gets its best rate",
+    )
     parser.add_argument("--n-iter-no-change", type=int, default=10, help="early-stopping patience (epochs)")
-    parser.add_argument("--ll-tolerance", type=float, default=1e-3,
-                        help="'same held-out log-likelihood' tolerance, nats per dimension")
+    parser.add_argument(
+        "--ll-tolerance", type=float, default=1e-3, help="'same held-out log-likelihood' tolerance, nats per dimension"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per throughput point")
     parser.add_argument("--throughput-steps", type=int, default=20, help="training steps per timed call")
-    parser.add_argument("--autodiff-batch-size", type=int, default=16,
-                        help=f"autodiff's batch above D = {AUTODIFF_FULL_BATCH_MAX_DIM}")
+    parser.add_argument(
+        "--autodiff-batch-size", type=int, default=16, help=f"autodiff's batch above D = {AUTODIFF_FULL_BATCH_MAX_DIM}"
+    )
     parser.add_argument("--memory-limit-gb", type=float, default=4.0, help="skip autodiff above this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
-                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=_harness.REPO_ROOT,
+        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images",
+    )
     args = parser.parse_args(argv)
 
     start_all = time.perf_counter()
@@ -620,13 +718,19 @@ def main(argv=None):
     log = _harness.log
 
     machine = _harness.machine_info()
-    log(f"nica {nica.__version__}, jax {jax.__version__}, {machine['cpu_model']}, "
-        f"{machine['cpus_available']} CPUs available, load {machine['load_average_at_start']}")
+    log(
+        f"nica {nica.__version__}, jax {jax.__version__}, {machine['cpu_model']}, "
+        f"{machine['cpus_available']} CPUs available, load {machine['load_average_at_start']}"
+    )
     base = {
-        "batch_size": args.batch_size, "adam_lrs": list(args.adam_lrs), "sgd_lrs": list(args.sgd_lrs),
-        "n_iter_no_change": args.n_iter_no_change, "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "adam_lrs": list(args.adam_lrs),
+        "sgd_lrs": list(args.sgd_lrs),
+        "n_iter_no_change": args.n_iter_no_change,
+        "repeats": args.repeats,
         "throughput_steps": 2 if args.quick else args.throughput_steps,
-        "autodiff_batch_size": args.autodiff_batch_size, "memory_limit_gb": args.memory_limit_gb,
+        "autodiff_batch_size": args.autodiff_batch_size,
+        "memory_limit_gb": args.memory_limit_gb,
         "seed": args.seed,
     }
     if args.quick:
@@ -636,14 +740,18 @@ def main(argv=None):
     results = {}
     for dim in dims:
         settings = dict(base, **default_config(dim, args.quick))
-        log(f"\nD = {dim}: {settings['n_samples']} training samples, max_iter {settings['max_iter']}, "
-            f"batch {settings['batch_size']}")
+        log(
+            f"\nD = {dim}: {settings['n_samples']} training samples, max_iter {settings['max_iter']}, "
+            f"batch {settings['batch_size']}"
+        )
         start = time.perf_counter()
         data = make_data(dim, settings["n_samples"], args.seed)
         data["info"]["seconds"] = time.perf_counter() - start
-        log(f"  data: {data['info']['seconds']:.1f} s, mixing condition numbers "
+        log(
+            f"  data: {data['info']['seconds']:.1f} s, mixing condition numbers "
             f"{[round(c, 1) for c in data['info']['mixing_condition_numbers']]}, "
-            f"true test log-likelihood {data['info']['true_test_log_likelihood']:.3f}")
+            f"true test log-likelihood {data['info']['true_test_log_likelihood']:.3f}"
+        )
         X_std = (data["X_train"] - data["X_train"].mean(0)) / data["X_train"].std(0)  # as whiten="standardize"
         throughput = measure_throughput(X_std.astype(np.float32), dim, settings, log)
         fits, screening = {}, {}
@@ -655,9 +763,14 @@ def main(argv=None):
             "throughput": throughput,
             "fits": fits,
             "screening": screening,
-            "checks": {opt: {g: compare(fits[opt], dim, args.ll_tolerance, g)
-                             for g in CHECKED_GRADIENTS if g in FITTED_GRADIENTS[opt]}
-                       for opt in OPTIMIZERS},
+            "checks": {
+                opt: {
+                    g: compare(fits[opt], dim, args.ll_tolerance, g)
+                    for g in CHECKED_GRADIENTS
+                    if g in FITTED_GRADIENTS[opt]
+                }
+                for opt in OPTIMIZERS
+            },
             "autodiff_prediction": autodiff_prediction(throughput, fits),
             "seconds": time.perf_counter() - start,
         }
@@ -668,8 +781,13 @@ def main(argv=None):
     output = {
         "quick": args.quick,
         "protocol": __doc__,
-        "model": {"n_layers": N_LAYERS, "activation": ACTIVATION, "prior": PRIOR, "whiten": "standardize",
-                  "dtype": "float32"},
+        "model": {
+            "n_layers": N_LAYERS,
+            "activation": ACTIVATION,
+            "prior": PRIOR,
+            "whiten": "standardize",
+            "dtype": "float32",
+        },
         "ll_tolerance_per_dimension": args.ll_tolerance,
         "results": {str(dim): entry for dim, entry in results.items()},
         "wall_seconds": time.perf_counter() - start_all,
@@ -695,8 +813,10 @@ def _fit_cell(fit, fastest, best):
     score = fit["best_validation_score"]
     score = "n/a" if score is None else _harness.signed(f"{score:.{2 if abs(score) < 100 else 1}f}")
     epochs = f"{fit['n_iter']}" + (" (max_iter)" if stopped_by(fit) == "max_iter" else "")
-    return (f"{_rate(fit['learning_rate'])}, {f'**{seconds}**' if fastest else seconds}, {epochs}, "
-            f"{f'**{score}**' if best else score}")
+    return (
+        f"{_rate(fit['learning_rate'])}, {f'**{seconds}**' if fastest else seconds}, {epochs}, "
+        f"{f'**{score}**' if best else score}"
+    )
 
 
 def _predicted(seconds):
@@ -715,9 +835,14 @@ def tables(load):
             passed = {g: c for g, c in entry["checks"][optimizer].items() if c.get("status") == "PASS"}
             fastest = max(passed, key=lambda g: passed[g]["speedup"], default=None)
             best = max(fits, key=lambda g: fits[g]["best_validation_score"] or -np.inf, default=None)
-            cells = {g: "(same step as relative)" if g not in FITTED_GRADIENTS[optimizer] else
-                     "(every rate diverged)" if g not in fits else _fit_cell(fits[g], g == fastest, g == best)
-                     for g in GRADIENTS[:-1]}
+            cells = {
+                g: "(same step as relative)"
+                if g not in FITTED_GRADIENTS[optimizer]
+                else "(every rate diverged)"
+                if g not in fits
+                else _fit_cell(fits[g], g == fastest, g == best)
+                for g in GRADIENTS[:-1]
+            }
             prediction = entry["autodiff_prediction"].get(optimizer)
             cells["autodiff"] = _predicted(prediction["predicted_fit_seconds"]) if prediction else "not measured"
             columns[optimizer] = cells
@@ -729,8 +854,13 @@ def tables(load):
                 batch = "" if tp["batch_size"] == entry["settings"]["batch_size"] else f" (B = {tp['batch_size']})"
                 throughput = f"{tp['samples_per_second_median']:,.0f}{batch}"
             rows.append([dim, gradient, throughput, *(columns[optimizer][gradient] for optimizer in OPTIMIZERS)])
-    header = ["D", "gradient", "step throughput (samples/s)", "Adam: rate, fit time, epochs, held-out ll",
-              "SGD: rate, fit time, epochs, held-out ll"]
+    header = [
+        "D",
+        "gradient",
+        "step throughput (samples/s)",
+        "Adam: rate, fit time, epochs, held-out ll",
+        "SGD: rate, fit time, epochs, held-out ll",
+    ]
     return {"estimator/fits": _harness.markdown_table(header, rows)}
 
 

@@ -89,8 +89,7 @@ GRADIENTS = {
 # Exponent used to extrapolate a method's time from its last measured dimension (its
 # asymptotic cost in D for a fixed batch; autodiff is O(B·D³), euclidean O(D³) per layer).
 TIME_EXPONENT = {"floor": 2.0, "relative": 2.0, "euclidean": 3.0, "autodiff": 3.0}
-HEADLINE = {"floor": (512, 2048), "relative": (512, 2048), "euclidean": (512, 2048),
-            "autodiff": (512,)}
+HEADLINE = {"floor": (512, 2048), "relative": (512, 2048), "euclidean": (512, 2048), "autodiff": (512,)}
 # The authors' relative-gradient times with their JAX code on a 2-core CPU machine (ms).
 AUTHORS_REFERENCE_MS = {1000: 9.5, 2000: 43.0}
 WARM_UP_BELOW_S = 1.0
@@ -119,15 +118,13 @@ MEASURES = {
         "call), comparable with the paper's Figure 4, which reports process memory."
     ),
     "rss_process_peak_bytes": (
-        "Same subprocess: getrusage(RUSAGE_SELF).ru_maxrss over its whole life, i.e. including "
-        "XLA compilation."
+        "Same subprocess: getrusage(RUSAGE_SELF).ru_maxrss over its whole life, i.e. including XLA compilation."
     ),
     "rss_baseline_bytes": (
         "Same subprocess: RSS after importing jax and nica and building the inputs, before "
         "compiling (the baseline of a process that only imports jax and builds the inputs)."
     ),
 }
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,6 +142,7 @@ def _time_ratio(numerator, denominator, dim):
     def measured(result):
         top, bottom = (_median_s(result["results"], m, dim) for m in (numerator, denominator))
         return None if top is None or bottom is None else top / bottom
+
     return measured
 
 
@@ -152,6 +150,7 @@ def _relative_ms(dim):
     def measured(result):
         seconds = _median_s(result["results"], "relative", dim)
         return None if seconds is None else 1e3 * seconds
+
     return measured
 
 
@@ -173,8 +172,10 @@ TARGETS = (
     Target("euclidean time / relative time at D=2048", _time_ratio("euclidean", "relative", 2048), ">=", 10.0),
     Target("autodiff time / relative time at D=512", _time_ratio("autodiff", "relative", 512), ">=", 300.0),
     Target(f"log-log slope of relative time, D={SLOPE_SPAN[0]}..{SLOPE_SPAN[1]}", _relative_slope, "<=", 2.2),
-    *(Target(f"relative time at D={dim} vs the authors' {ms:g} ms, in ms", _relative_ms(dim), "<=", ms)
-      for dim, ms in AUTHORS_REFERENCE_MS.items()),
+    *(
+        Target(f"relative time at D={dim} vs the authors' {ms:g} ms, in ms", _relative_ms(dim), "<=", ms)
+        for dim, ms in AUTHORS_REFERENCE_MS.items()
+    ),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -221,8 +222,7 @@ def make_function(method):
     if method == "floor":
         return jax.jit(floor_products)
     gradient = GRADIENTS[method]
-    return jax.jit(partial(gradient, activation=nica.activations.get(ACTIVATION),
-                           prior=nica.priors.get(PRIOR)))
+    return jax.jit(partial(gradient, activation=nica.activations.get(ACTIVATION), prior=nica.priors.get(PRIOR)))
 
 
 def input_specs(method, dim, batch, n_layers):
@@ -247,7 +247,7 @@ def make_inputs(method, dim, batch, n_layers, seed=0):
     def normal(*shape, scale=1.0):
         return jnp.asarray(rng.standard_normal(shape, dtype=np.float32) * np.float32(scale))
 
-    weights = tuple(normal(dim, dim, scale=dim ** -0.5) for _ in range(n_layers))
+    weights = tuple(normal(dim, dim, scale=dim**-0.5) for _ in range(n_layers))
     if method == "floor":
         rows = [tuple(normal(batch, dim) for _ in range(n_layers)) for _ in range(3)]
         args = (weights, *rows)
@@ -295,8 +295,9 @@ def plan_repeats(method, dim, predicted_s, settings):
     if predicted_s is None:
         return repeats, None
     if method in TIME_SKIPPABLE and predicted_s > settings["max_call_s"]:
-        return 0, (f"skipped: predicted {predicted_s:.3g} s per call > "
-                   f"{settings['max_call_s']:g} s limit (--max-call-seconds)")
+        return 0, (
+            f"skipped: predicted {predicted_s:.3g} s per call > {settings['max_call_s']:g} s limit (--max-call-seconds)"
+        )
     fitting = int(settings["point_budget_s"] // max(predicted_s, 1e-9))
     return max(minimum, min(repeats, fitting)), None
 
@@ -329,8 +330,7 @@ def run_timings(dims, settings, log):
                 point["status"] = f"skipped: D > {cap} (--{method}-max-dim)"
                 log(f"  D={dim:6d} {method:9s} {point['status']}")
                 continue
-            compiled, point["compile_s"], point["xla_memory"] = compile_function(
-                method, dim, batch, n_layers)
+            compiled, point["compile_s"], point["xla_memory"] = compile_function(method, dim, batch, n_layers)
             if point["xla_memory"] is not None:
                 point["predicted_bytes"] = point["xla_memory"]["total_bytes"]
             else:  # no analysis on this backend: the Jacobians, B·D² floats, four times over
@@ -338,9 +338,11 @@ def run_timings(dims, settings, log):
             point["predicted_s"] = predict_seconds(method, dim, fastest[method])
             n_calls, reason = plan_repeats(method, dim, point["predicted_s"], settings)
             if point["predicted_bytes"] > settings["memory_limit_bytes"]:
-                reason = (f"skipped: predicted {point['predicted_bytes'] / 1e9:.3g} GB > "
-                          f"{settings['memory_limit_bytes'] / 1e9:.3g} GB limit "
-                          "(--memory-limit-gb)")
+                reason = (
+                    f"skipped: predicted {point['predicted_bytes'] / 1e9:.3g} GB > "
+                    f"{settings['memory_limit_bytes'] / 1e9:.3g} GB limit "
+                    "(--memory-limit-gb)"
+                )
             if reason is not None:
                 point["status"] = reason
                 log(f"  D={dim:6d} {method:9s} {reason}")
@@ -359,22 +361,27 @@ def run_timings(dims, settings, log):
             for m in group:  # one-time costs are negligible next to calls of over a second
                 if planned[m][3]:
                     jax.block_until_ready(planned[m][1](*args[m]))
-            samples, _ = time_interleaved({m: (planned[m][1], args[m], planned[m][2]) for m in group},
-                                          sorted(group))
+            samples, _ = time_interleaved({m: (planned[m][1], args[m], planned[m][2]) for m in group}, sorted(group))
             del args
             for method in group:
                 point, _, n_calls, warm_up = planned.pop(method)
-                point.update(times_s=samples[method], warm_up_call=warm_up, n_repeats=n_calls,
-                             interleaved_with=[m for m in group if m != method],
-                             median_s=float(np.median(samples[method])),
-                             min_s=float(np.min(samples[method])))
+                point.update(
+                    times_s=samples[method],
+                    warm_up_call=warm_up,
+                    n_repeats=n_calls,
+                    interleaved_with=[m for m in group if m != method],
+                    median_s=float(np.median(samples[method])),
+                    min_s=float(np.min(samples[method])),
+                )
                 # the floor's 2·(4L − 1)·B·D² flops over the median time: the rate at which
                 # the method gets the unavoidable work done
                 point["floor_gflop_per_s"] = floor_flops(dim, batch, n_layers) / point["median_s"] / 1e9
                 fastest[method][dim] = point["min_s"]
-                log(f"  D={dim:6d} {method:9s} median {point['median_s'] * 1e3:10.3f} ms "
+                log(
+                    f"  D={dim:6d} {method:9s} median {point['median_s'] * 1e3:10.3f} ms "
                     f"(min {point['min_s'] * 1e3:.3f}, n={n_calls}, "
-                    f"compile {point['compile_s']:.2f} s)")
+                    f"compile {point['compile_s']:.2f} s)"
+                )
     return results
 
 
@@ -404,8 +411,17 @@ def rss_child(method, dim, batch, n_layers):
 
 def measure_rss(method, dim, settings, timeout_s):
     """Run :func:`rss_child` in a fresh interpreter and parse its JSON line."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", method, str(dim),
-               "--batch", str(settings["batch"]), "--n-layers", str(settings["n_layers"])]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--rss-child",
+        method,
+        str(dim),
+        "--batch",
+        str(settings["batch"]),
+        "--n-layers",
+        str(settings["n_layers"]),
+    ]
     return run_json_child(command, timeout_s, stderr_chars=300)
 
 
@@ -419,8 +435,10 @@ def run_rss(results, rss_dims, settings, log):
             point["rss"] = measure_rss(method, point["dim"], settings, timeout)
             delta = point["rss"].get("rss_call_delta_bytes")
             shown = "n/a" if delta is None else f"{delta / 1e6:.1f} MB"
-            log(f"  D={point['dim']:6d} {method:9s} RSS during call +{shown}"
-                + (f" ({point['rss']['error']})" if "error" in point["rss"] else ""))
+            log(
+                f"  D={point['dim']:6d} {method:9s} RSS during call +{shown}"
+                + (f" ({point['rss']['error']})" if "error" in point["rss"] else "")
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,9 +465,11 @@ def summary_table(results, dims):
     def fmt(value, width, digits=2):
         return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
-    header = (f"{'D':>6} {'floor ms':>10} {'relative':>10} {'rel/flr':>8} {'euclid.':>10} "
-              f"{'autodiff':>11} {'euc/rel':>8} {'auto/rel':>9} | {'XLA MB rel':>10} "
-              f"{'euc':>8} {'auto':>9} | {'RSS MB rel':>10} {'euc':>8} {'auto':>8}")
+    header = (
+        f"{'D':>6} {'floor ms':>10} {'relative':>10} {'rel/flr':>8} {'euclid.':>10} "
+        f"{'autodiff':>11} {'euc/rel':>8} {'auto/rel':>9} | {'XLA MB rel':>10} "
+        f"{'euc':>8} {'auto':>9} | {'RSS MB rel':>10} {'euc':>8} {'auto':>8}"
+    )
     lines = [header, "-" * len(header)]
     for dim in dims:
         f, r, e, a = (ms(m, dim) for m in ("floor", "relative", "euclidean", "autodiff"))
@@ -460,7 +480,8 @@ def summary_table(results, dims):
             f"{fmt(mb('relative', dim, 'xla'), 10, 1)} {fmt(mb('euclidean', dim, 'xla'), 8, 1)} "
             f"{fmt(mb('autodiff', dim, 'xla'), 9, 1)} | "
             f"{fmt(mb('relative', dim, 'rss'), 10, 1)} {fmt(mb('euclidean', dim, 'rss'), 8, 1)} "
-            f"{fmt(mb('autodiff', dim, 'rss'), 8, 1)}")
+            f"{fmt(mb('autodiff', dim, 'rss'), 8, 1)}"
+        )
     return "\n".join(lines)
 
 
@@ -493,10 +514,31 @@ def _times_table(result):
         else:
             auto_cells = ["skipped", ""]
         rss = [_megabytes(ok[m]["rss"]["rss_call_delta_bytes"]) if m in ok else "" for m in ("relative", "autodiff")]
-        rows.append([str(dim), _time(floor), _time(relative), f"{relative / floor:.2f}", _time(euclidean),
-                     auto_cells[0], f"{euclidean / relative:.1f}×", auto_cells[1], *rss])
-    header = ["D", "floor", "relative", "relative / floor", "euclidean", "autodiff", "euclidean / relative",
-              "autodiff / relative", "RSS increase, relative", "RSS increase, autodiff"]
+        rows.append(
+            [
+                str(dim),
+                _time(floor),
+                _time(relative),
+                f"{relative / floor:.2f}",
+                _time(euclidean),
+                auto_cells[0],
+                f"{euclidean / relative:.1f}×",
+                auto_cells[1],
+                *rss,
+            ]
+        )
+    header = [
+        "D",
+        "floor",
+        "relative",
+        "relative / floor",
+        "euclidean",
+        "autodiff",
+        "euclidean / relative",
+        "autodiff / relative",
+        "RSS increase, relative",
+        "RSS increase, autodiff",
+    ]
     return _harness.markdown_table(header, rows)
 
 
@@ -509,8 +551,10 @@ _PAGE_WORDING = {
     "relative time at D=1000 vs the authors' 9.5 ms, in ms": "faster than the authors' JAX code at D = 1000 (9.5 ms)",
     "relative time at D=2000 vs the authors' 43 ms, in ms": "faster than the authors' JAX code at D = 2000 (43 ms)",
 }
-_PAGE_NOTES = {"euclidean time / relative time at D=2048": "(out of reach here: see below)",
-               "autodiff time / relative time at D=512": "on this run"}
+_PAGE_NOTES = {
+    "euclidean time / relative time at D=2048": "(out of reach here: see below)",
+    "autodiff time / relative time at D=512": "on this run",
+}
 
 
 def _targets_table(result):
@@ -521,9 +565,11 @@ def _targets_table(result):
         value = check["measured"]
         if target.name.startswith("relative time / matmul floor"):
             point = next(p for p in results["relative"] if p["dim"] == 2048)
-            measured = (f"{value:.2f}× ({_sig3(1e3 * point['median_s'])} vs "
-                        f"{_sig3(1e3 * _median_s(results, 'floor', 2048))} ms, "
-                        f"{point['n_repeats']} interleaved calls)")
+            measured = (
+                f"{value:.2f}× ({_sig3(1e3 * point['median_s'])} vs "
+                f"{_sig3(1e3 * _median_s(results, 'floor', 2048))} ms, "
+                f"{point['n_repeats']} interleaved calls)"
+            )
         elif target.name.startswith("log-log slope"):
             n_points = sum(SLOPE_SPAN[0] <= p["dim"] <= SLOPE_SPAN[1] for p in results["relative"])
             measured = f"{value:.2f} (least squares over {n_points} points)"
@@ -555,48 +601,89 @@ def plot_scaling(results, settings, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    styles = {"floor": ("0.4", "matmul floor (4L−1 products)", "--", "."),
-              "relative": ("C0", "relative gradient", "-", "o"),
-              "euclidean": ("C1", "ordinary gradient (explicit inverse)", "-", "s"),
-              "autodiff": ("C3", "autodiff (Jacobian + slogdet)", "-", "^")}
+    styles = {
+        "floor": ("0.4", "matmul floor (4L−1 products)", "--", "."),
+        "relative": ("C0", "relative gradient", "-", "o"),
+        "euclidean": ("C1", "ordinary gradient (explicit inverse)", "-", "s"),
+        "autodiff": ("C3", "autodiff (Jacobian + slogdet)", "-", "^"),
+    }
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.8))
     for method in METHODS:
         color, label, line, marker = styles[method]
         ok = [p for p in results[method] if p["status"] == "ok"]
         if ok:
-            ax_time.plot([p["dim"] for p in ok], [p["median_s"] * 1e3 for p in ok], line,
-                         color=color, marker=marker, ms=4, label=label)
+            ax_time.plot(
+                [p["dim"] for p in ok],
+                [p["median_s"] * 1e3 for p in ok],
+                line,
+                color=color,
+                marker=marker,
+                ms=4,
+                label=label,
+            )
         xla = [p for p in ok if p.get("xla_memory")]
         if xla:
-            ax_mem.plot([p["dim"] for p in xla],
-                        [p["xla_memory"]["total_bytes"] / 1e6 for p in xla], line, color=color,
-                        marker=marker, ms=4, label=f"{method}: XLA arg+out+temp")
+            ax_mem.plot(
+                [p["dim"] for p in xla],
+                [p["xla_memory"]["total_bytes"] / 1e6 for p in xla],
+                line,
+                color=color,
+                marker=marker,
+                ms=4,
+                label=f"{method}: XLA arg+out+temp",
+            )
         skipped = [p for p in results[method] if p["status"] != "ok" and p.get("xla_memory")]
         if skipped and method == "autodiff":
-            ax_mem.plot([p["dim"] for p in skipped],
-                        [p["xla_memory"]["total_bytes"] / 1e6 for p in skipped], ":",
-                        color=color, marker="x", ms=5, label="autodiff: XLA, not run")
+            ax_mem.plot(
+                [p["dim"] for p in skipped],
+                [p["xla_memory"]["total_bytes"] / 1e6 for p in skipped],
+                ":",
+                color=color,
+                marker="x",
+                ms=5,
+                label="autodiff: XLA, not run",
+            )
         rss = [p for p in ok if p.get("rss", {}).get("rss_call_delta_bytes")]
         if rss and method != "floor":
-            ax_mem.plot([p["dim"] for p in rss],
-                        [max(p["rss"]["rss_call_delta_bytes"], 1) / 1e6 for p in rss], "none",
-                        color=color, marker=marker, mfc="none", ms=7,
-                        label=f"{method}: measured RSS increase")
+            ax_mem.plot(
+                [p["dim"] for p in rss],
+                [max(p["rss"]["rss_call_delta_bytes"], 1) / 1e6 for p in rss],
+                "none",
+                color=color,
+                marker=marker,
+                mfc="none",
+                ms=7,
+                label=f"{method}: measured RSS increase",
+            )
     dims = [d for d in AUTHORS_REFERENCE_MS]
-    ax_time.plot(dims, [AUTHORS_REFERENCE_MS[d] for d in dims], "*", color="k", ms=10,
-                 label="authors' relative gradient (reference)")
-    ax_time.set(xscale="log", yscale="log", xlabel="dimension D",
-                ylabel="time per gradient evaluation (ms)",
-                title=f"One gradient, B={settings['batch']}, L={settings['n_layers']}, float32")
+    ax_time.plot(
+        dims,
+        [AUTHORS_REFERENCE_MS[d] for d in dims],
+        "*",
+        color="k",
+        ms=10,
+        label="authors' relative gradient (reference)",
+    )
+    ax_time.set(
+        xscale="log",
+        yscale="log",
+        xlabel="dimension D",
+        ylabel="time per gradient evaluation (ms)",
+        title=f"One gradient, B={settings['batch']}, L={settings['n_layers']}, float32",
+    )
     ax_time.legend(fontsize=8, loc="upper left")
-    ax_mem.axhline(settings["memory_limit_bytes"] / 1e6, color="0.5", lw=0.8,
-                   label="memory limit (--memory-limit-gb)")
-    ax_mem.set(xscale="log", yscale="log", xlabel="dimension D", ylabel="memory (MB)",
-               title="Memory of one gradient evaluation")
+    ax_mem.axhline(settings["memory_limit_bytes"] / 1e6, color="0.5", lw=0.8, label="memory limit (--memory-limit-gb)")
+    ax_mem.set(
+        xscale="log",
+        yscale="log",
+        xlabel="dimension D",
+        ylabel="memory (MB)",
+        title="Memory of one gradient evaluation",
+    )
     ax_mem.legend(fontsize=7, loc="upper left")
     for ax in (ax_time, ax_mem):
         low, high = ax.get_xlim()
-        ticks = [4 ** k for k in range(1, 10) if low <= 4 ** k <= high]
+        ticks = [4**k for k in range(1, 10) if low <= 4**k <= high]
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xticks(ticks, [str(d) for d in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -611,46 +698,69 @@ def plot_scaling(results, settings, path):
 
 
 def parse_args(argv=None):
-    parser = _harness.parser(__doc__, "smoke run (D ≤ 512, 3 repeats, autodiff ≤ 128, 100 GD epochs); "
-                                      "writes *_quick files",
-                             "OUT/benchmarks/results/gradient_scaling[_quick].json; gd_comparison[_quick]"
-                             ".json beside it")
-    parser.add_argument("--max-dim", type=int, default=None,
-                        help="largest D (default 8192, quick 512); above 8192 powers of two are "
-                             "added, e.g. --max-dim 16384")
-    parser.add_argument("--autodiff-max-dim", type=int, default=None,
-                        help="largest D for autodiff (default: memory and time limits decide; "
-                             "quick 128)")
-    parser.add_argument("--euclidean-max-dim", type=int, default=None,
-                        help="largest D for euclidean (default: all; one call at D = 16384 "
-                             "takes minutes on 2 cores)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per point (default 7, quick 3)")
-    parser.add_argument("--point-budget", type=float, default=None,
-                        help="seconds of timed calls per point before repeats are reduced "
-                             "(default 60, quick 2)")
-    parser.add_argument("--max-call-seconds", type=float, default=None,
-                        help="skip an autodiff point whose predicted single call takes "
-                             "longer (default 30, quick 2)")
-    parser.add_argument("--memory-limit-gb", type=float, default=None,
-                        help="skip a point whose predicted memory is larger (default: half the "
-                             "machine's RAM)")
+    parser = _harness.parser(
+        __doc__,
+        "smoke run (D ≤ 512, 3 repeats, autodiff ≤ 128, 100 GD epochs); writes *_quick files",
+        "OUT/benchmarks/results/gradient_scaling[_quick].json; gd_comparison[_quick].json beside it",
+    )
+    parser.add_argument(
+        "--max-dim",
+        type=int,
+        default=None,
+        help="largest D (default 8192, quick 512); above 8192 powers of two are added, e.g. --max-dim 16384",
+    )
+    parser.add_argument(
+        "--autodiff-max-dim",
+        type=int,
+        default=None,
+        help="largest D for autodiff (default: memory and time limits decide; quick 128)",
+    )
+    parser.add_argument(
+        "--euclidean-max-dim",
+        type=int,
+        default=None,
+        help="largest D for euclidean (default: all; one call at D = 16384 takes minutes on 2 cores)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 7, quick 3)")
+    parser.add_argument(
+        "--point-budget",
+        type=float,
+        default=None,
+        help="seconds of timed calls per point before repeats are reduced (default 60, quick 2)",
+    )
+    parser.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=None,
+        help="skip an autodiff point whose predicted single call takes longer (default 30, quick 2)",
+    )
+    parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=None,
+        help="skip a point whose predicted memory is larger (default: half the machine's RAM)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="batch size B (default 100)")
     parser.add_argument("--n-layers", type=int, default=2, help="layers L (default 2)")
-    parser.add_argument("--no-rss", action="store_true",
-                        help="skip the subprocess RSS measurements")
-    parser.add_argument("--skip-gd", action="store_true",
-                        help="skip the gradient-descent comparison")
-    parser.add_argument("--gd-epochs", type=int, default=None,
-                        help="epochs of full-batch descent (default 300, quick 100)")
-    parser.add_argument("--gd-lr", type=float, default=None,
-                        help="learning rate for both methods (default: largest swept rate "
-                             "stable for both)")
-    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
-                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under "
-                             "OUT/docs/images (default: the repository root)")
-    parser.add_argument("--rss-child", nargs=2, metavar=("METHOD", "D"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurements")
+    parser.add_argument("--skip-gd", action="store_true", help="skip the gradient-descent comparison")
+    parser.add_argument(
+        "--gd-epochs", type=int, default=None, help="epochs of full-batch descent (default 300, quick 100)"
+    )
+    parser.add_argument(
+        "--gd-lr",
+        type=float,
+        default=None,
+        help="learning rate for both methods (default: largest swept rate stable for both)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=_harness.REPO_ROOT,
+        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under "
+        "OUT/docs/images (default: the repository root)",
+    )
+    parser.add_argument("--rss-child", nargs=2, metavar=("METHOD", "D"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -665,10 +775,8 @@ def build_settings(args):
         dims.append(power)
         power *= 2
     ram = _harness.total_memory_bytes()
-    limit_gb = args.memory_limit_gb if args.memory_limit_gb is not None else (
-        ram / 2 / 1e9 if ram else 8.0)
-    autodiff_cap = args.autodiff_max_dim if args.autodiff_max_dim is not None else (
-        128 if quick else None)
+    limit_gb = args.memory_limit_gb if args.memory_limit_gb is not None else (ram / 2 / 1e9 if ram else 8.0)
+    autodiff_cap = args.autodiff_max_dim if args.autodiff_max_dim is not None else (128 if quick else None)
     return {
         "quick": quick,
         "dims": dims,
@@ -680,10 +788,8 @@ def build_settings(args):
         "data": "X ~ N(0, 1) (B×D), W ~ N(0, 1/D) entrywise, b = 0, float32, NumPy seed 0",
         "repeats": args.repeats if args.repeats is not None else (3 if quick else 7),
         "headline_repeats": 3 if quick else 30,
-        "point_budget_s": args.point_budget if args.point_budget is not None else (
-            2.0 if quick else 60.0),
-        "max_call_s": args.max_call_seconds if args.max_call_seconds is not None else (
-            2.0 if quick else 30.0),
+        "point_budget_s": args.point_budget if args.point_budget is not None else (2.0 if quick else 60.0),
+        "max_call_s": args.max_call_seconds if args.max_call_seconds is not None else (2.0 if quick else 30.0),
         "memory_limit_bytes": int(limit_gb * 1e9),
         "method_max_dim": {"autodiff": autodiff_cap, "euclidean": args.euclidean_max_dim},
         "rss_dims": [] if args.no_rss else [d for d in dims if d >= (512 if quick else 256)],
@@ -708,10 +814,12 @@ def main(argv=None):
     log = _harness.log
 
     machine = _harness.machine_info()
-    log(f"nica gradient scaling{' (quick)' if settings['quick'] else ''}: "
+    log(
+        f"nica gradient scaling{' (quick)' if settings['quick'] else ''}: "
         f"{machine['cpu_model']}, {machine['cpus_available']} cores, jax {machine['jax']}, "
         f"{machine['backend']} ({machine['device_kind']}), {machine['device_count']} device(s), "
-        f"load {machine['load_average_at_start']}")
+        f"load {machine['load_average_at_start']}"
+    )
     log("timing (median of the timed calls, after compile and one warm-up call):")
     results = run_timings(settings["dims"], settings, log)
     phase_s = {"timing": time.perf_counter() - start}
@@ -727,8 +835,13 @@ def main(argv=None):
         gd_start = time.perf_counter()
         gd = run_gd(settings, log)
         gd["wall_time_s"] = phase_s["gd"] = time.perf_counter() - gd_start
-        _harness.write_result(json_path.with_name(f"gd_comparison{suffix}.json"), gd,
-                              benchmark="gradient_scaling", argv=argv, machine=machine)
+        _harness.write_result(
+            json_path.with_name(f"gd_comparison{suffix}.json"),
+            gd,
+            benchmark="gradient_scaling",
+            argv=argv,
+            machine=machine,
+        )
         plot_gd(gd, images_dir / f"gd_comparison{suffix}.png")
 
     record = {
@@ -747,18 +860,17 @@ def main(argv=None):
     _harness.write_result(json_path, record, benchmark="gradient_scaling", argv=argv, machine=machine)
     plot_scaling(results, settings, images_dir / f"gradient_scaling{suffix}.png")
     if gd is not None:
-        rates = ", ".join(f"{m} {r:g}" if r is not None else f"{m} none"
-                          for m, r in gd["largest_stable_rate"].items())
-        finals = {m: np.nanmean(np.array([c[-1] for c in gd["curves"][m]], dtype=float))
-                  for m in gd["curves"]}
-        log(f"gradient descent: learning rate {gd['learning_rate']:g} for both "
+        rates = ", ".join(f"{m} {r:g}" if r is not None else f"{m} none" for m, r in gd["largest_stable_rate"].items())
+        finals = {m: np.nanmean(np.array([c[-1] for c in gd["curves"][m]], dtype=float)) for m in gd["curves"]}
+        log(
+            f"gradient descent: learning rate {gd['learning_rate']:g} for both "
             f"(largest stable per method: {rates}); final mean NLL relative "
-            f"{finals['relative']:.4f}, ordinary {finals['euclidean']:.4f}")
+            f"{finals['relative']:.4f}, ordinary {finals['euclidean']:.4f}"
+        )
         for note in gd["notes"]:
             log(f"  note: {note}")
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phase_s.items())
-    log(f"wrote {json_path} and the PNGs under {images_dir}; "
-        f"wall time {time.perf_counter() - start:.0f} s ({phases})")
+    log(f"wrote {json_path} and the PNGs under {images_dir}; wall time {time.perf_counter() - start:.0f} s ({phases})")
 
 
 if __name__ == "__main__":

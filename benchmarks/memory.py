@@ -144,8 +144,10 @@ def plan_child(method, dim, batch, n_layers):
 def baseline_child(batch, n_layers):
     """RSS of a process that imports JAX, nica and optax and runs one tiny compiled step."""
     result = run_child("relative", 8, batch, n_layers, n_steps=1, limit_bytes=1e9)
-    return {"rss_baseline_bytes": result["rss_before_steps_bytes"] - result["inputs_bytes"],
-            "rss_process_peak_bytes": result["rss_process_peak_bytes"]}
+    return {
+        "rss_baseline_bytes": result["rss_before_steps_bytes"] - result["inputs_bytes"],
+        "rss_process_peak_bytes": result["rss_process_peak_bytes"],
+    }
 
 
 def run_child(method, dim, batch, n_layers, n_steps, limit_bytes):
@@ -163,23 +165,27 @@ def run_child(method, dim, batch, n_layers, n_steps, limit_bytes):
     predicted = plan["total_bytes"] if plan else 0
     available = _mem_available_bytes()
     if predicted > limit_bytes:
-        return {"skipped": f"XLA plans {predicted / 1e9:.3g} GB > {limit_bytes / 1e9:.3g} GB limit",
-                "xla_memory": plan, "compile_s": compile_s}
+        return {
+            "skipped": f"XLA plans {predicted / 1e9:.3g} GB > {limit_bytes / 1e9:.3g} GB limit",
+            "xla_memory": plan,
+            "compile_s": compile_s,
+        }
     if available is not None and predicted > 0.9 * available:
-        return {"skipped": f"XLA plans {predicted / 1e9:.3g} GB but only {available / 1e9:.3g} GB "
-                           "are available now", "xla_memory": plan, "compile_s": compile_s}
+        return {
+            "skipped": f"XLA plans {predicted / 1e9:.3g} GB but only {available / 1e9:.3g} GB are available now",
+            "xla_memory": plan,
+            "compile_s": compile_s,
+        }
     optimizer = optax.adam(LEARNING_RATE)
 
     @jax.jit
     def init(key):
         keys = jax.random.split(key, n_layers + 1)
         params = tuple(
-            nica.Layer(jax.random.normal(k, (dim, dim), jnp.float32) * dim ** -0.5,
-                       jnp.zeros((dim,), jnp.float32))
+            nica.Layer(jax.random.normal(k, (dim, dim), jnp.float32) * dim**-0.5, jnp.zeros((dim,), jnp.float32))
             for k in keys[:n_layers]
         )
-        return (nica.init_train_state(optimizer, params),
-                jax.random.normal(keys[-1], (batch, dim), jnp.float32))
+        return (nica.init_train_state(optimizer, params), jax.random.normal(keys[-1], (batch, dim), jnp.float32))
 
     start = time.perf_counter()
     state, X = jax.block_until_ready(init(jax.random.key(0)))
@@ -230,8 +236,7 @@ def predict_seconds(method, dim, measured):
 def run(settings, log):
     batch, n_layers = settings["batch"], settings["n_layers"]
     baseline = _child(("baseline", 0, batch, n_layers, 1), settings["timeout_s"])
-    log(f"baseline (python + jax + nica + optax, tiny step): "
-        f"{baseline.get('rss_baseline_bytes', 0) / 1e6:.0f} MB RSS")
+    log(f"baseline (python + jax + nica + optax, tiny step): {baseline.get('rss_baseline_bytes', 0) / 1e6:.0f} MB RSS")
     points = {method: [] for method in METHODS}
     fastest = {method: {} for method in METHODS}
     for method in METHODS:
@@ -243,25 +248,24 @@ def run(settings, log):
                 limit = min(limit, AUTODIFF_MAX_BYTES)
             predicted_s = predict_seconds(method, dim, fastest[method])
             point["predicted_step_s"] = predicted_s
-            if (method != "relative" and predicted_s is not None
-                    and predicted_s > settings["max_step_s"]):
+            if method != "relative" and predicted_s is not None and predicted_s > settings["max_step_s"]:
                 # compile only, for XLA's memory plan of the point that is not run
                 plan = _child(("plan", method, dim, batch, n_layers), settings["timeout_s"])
                 point["xla_memory"] = plan.get("xla_memory")
-                point["status"] = (f"skipped: predicted {predicted_s:.3g} s per step (D³ from "
-                                   f"the last point) > {settings['max_step_s']:g} s "
-                                   "(--max-step-seconds)")
+                point["status"] = (
+                    f"skipped: predicted {predicted_s:.3g} s per step (D³ from "
+                    f"the last point) > {settings['max_step_s']:g} s "
+                    "(--max-step-seconds)"
+                )
                 log(f"  {method:9s} D={dim:6d} {point['status']}")
                 continue
             n_steps = settings["steps"]
             if predicted_s is not None and predicted_s > 10:
                 n_steps = 2 if method == "relative" else 1
-            result = _child(("run", method, dim, batch, n_layers, n_steps, limit),
-                            settings["timeout_s"])
+            result = _child(("run", method, dim, batch, n_layers, n_steps, limit), settings["timeout_s"])
             if "error" in result or "skipped" in result:
                 point.update(result)
-                point["status"] = (f"error: {result['error']}" if "error" in result
-                                   else f"skipped: {result['skipped']}")
+                point["status"] = f"error: {result['error']}" if "error" in result else f"skipped: {result['skipped']}"
                 log(f"  {method:9s} D={dim:6d} {point['status']}")
                 continue
             point.update(result)
@@ -271,14 +275,15 @@ def run(settings, log):
             base = baseline.get("rss_baseline_bytes") or 0
             point["rss_step_above_baseline_bytes"] = result["rss_step_peak_bytes"] - base
             point["peak_over_state"] = result["rss_process_peak_bytes"] / point["state_bytes"]
-            point["peak_above_baseline_over_state"] = (
-                (result["rss_process_peak_bytes"] - base) / point["state_bytes"])
+            point["peak_above_baseline_over_state"] = (result["rss_process_peak_bytes"] - base) / point["state_bytes"]
             fastest[method][dim] = point["min_step_s"]
-            log(f"  {method:9s} D={dim:6d} step {point['min_step_s'] * 1e3:10.1f} ms  "
+            log(
+                f"  {method:9s} D={dim:6d} step {point['min_step_s'] * 1e3:10.1f} ms  "
                 f"peak RSS {result['rss_process_peak_bytes'] / 1e9:7.3f} GB "
                 f"(steps {result['rss_step_peak_bytes'] / 1e9:.3f}, XLA plans "
                 f"{predicted / 1e9:.3f}; params+grads+Adam {point['state_bytes'] / 1e9:.3f} GB, "
-                f"ratio {point['peak_over_state']:.2f})")
+                f"ratio {point['peak_over_state']:.2f})"
+            )
     return baseline, points
 
 
@@ -297,24 +302,38 @@ def plot(points, path, n_layers, baseline_bytes=None):
     ax_mem.plot(grid, state, "k--", lw=1, label="params + grads + Adam")
     ax_mem.fill_between(grid, state, TARGET_RATIO * state, color="0.85", label="target: ≤ 1.5×")
     if baseline_bytes:
-        ax_mem.axhline(baseline_bytes / 1e9, color="0.5", ls=":", lw=1,
-                       label="Python + JAX runtime (baseline)")
+        ax_mem.axhline(baseline_bytes / 1e9, color="0.5", ls=":", lw=1, label="Python + JAX runtime (baseline)")
     for method, ps in points.items():
         ok = [p for p in ps if p.get("status") == "ok"]
         if ok:
-            ax_mem.plot([p["dim"] for p in ok], [p["rss_process_peak_bytes"] / 1e9 for p in ok],
-                        "o-", color=colors[method], label=f"{method}: peak RSS")
-            ax_time.plot([p["dim"] for p in ok], [p["min_step_s"] for p in ok], "o-",
-                         color=colors[method], label=method)
+            ax_mem.plot(
+                [p["dim"] for p in ok],
+                [p["rss_process_peak_bytes"] / 1e9 for p in ok],
+                "o-",
+                color=colors[method],
+                label=f"{method}: peak RSS",
+            )
+            ax_time.plot(
+                [p["dim"] for p in ok], [p["min_step_s"] for p in ok], "o-", color=colors[method], label=method
+            )
         planned = [p for p in ps if p.get("xla_memory") and p.get("status") != "ok"]
         if planned:
-            ax_mem.plot([p["dim"] for p in planned],
-                        [p["xla_memory"]["total_bytes"] / 1e9 for p in planned], "x",
-                        color=colors[method], ms=8, label=f"{method}: XLA plan, not run")
-    ax_mem.set(xscale="log", yscale="log", xlabel="D", ylabel="GB",
-               title="Peak memory of a training step (float32, L=2, B=100, Adam)")
-    ax_time.set(xscale="log", yscale="log", xlabel="D", ylabel="seconds per step",
-                title="Time of a training step")
+            ax_mem.plot(
+                [p["dim"] for p in planned],
+                [p["xla_memory"]["total_bytes"] / 1e9 for p in planned],
+                "x",
+                color=colors[method],
+                ms=8,
+                label=f"{method}: XLA plan, not run",
+            )
+    ax_mem.set(
+        xscale="log",
+        yscale="log",
+        xlabel="D",
+        ylabel="GB",
+        title="Peak memory of a training step (float32, L=2, B=100, Adam)",
+    )
+    ax_time.set(xscale="log", yscale="log", xlabel="D", ylabel="seconds per step", title="Time of a training step")
     ax_mem.legend(fontsize=7)
     ax_time.legend(fontsize=8)
     for ax in (ax_mem, ax_time):
@@ -327,35 +346,47 @@ def plot(points, path, n_layers, baseline_bytes=None):
 
 def summary(points, baseline, log):
     log("")
-    log(f"{'method':9s} {'D':>6s} {'step ms':>10s} {'peak RSS GB':>12s} {'XLA plan GB':>12s} "
-        f"{'P+G+Adam GB':>12s} {'ratio':>6s} {'(peak-base)/PGA':>16s}")
+    log(
+        f"{'method':9s} {'D':>6s} {'step ms':>10s} {'peak RSS GB':>12s} {'XLA plan GB':>12s} "
+        f"{'P+G+Adam GB':>12s} {'ratio':>6s} {'(peak-base)/PGA':>16s}"
+    )
     for method, ps in points.items():
         for p in ps:
             plan = (p.get("xla_memory") or {}).get("total_bytes")
             plan_s = f"{plan / 1e9:12.3f}" if plan else f"{'-':>12s}"
             if p.get("status") == "ok":
-                log(f"{method:9s} {p['dim']:6d} {p['min_step_s'] * 1e3:10.1f} "
+                log(
+                    f"{method:9s} {p['dim']:6d} {p['min_step_s'] * 1e3:10.1f} "
                     f"{p['rss_process_peak_bytes'] / 1e9:12.3f} {plan_s} "
                     f"{p['state_bytes'] / 1e9:12.3f} {p['peak_over_state']:6.2f} "
-                    f"{p['peak_above_baseline_over_state']:16.2f}")
+                    f"{p['peak_above_baseline_over_state']:16.2f}"
+                )
             else:
-                log(f"{method:9s} {p['dim']:6d} {'-':>10s} {'-':>12s} {plan_s} "
-                    f"{p['state_bytes'] / 1e9:12.3f}  {p.get('status')}")
-    log(f"baseline process (python + jax + nica): "
-        f"{(baseline.get('rss_baseline_bytes') or 0) / 1e9:.3f} GB")
+                log(
+                    f"{method:9s} {p['dim']:6d} {'-':>10s} {'-':>12s} {plan_s} "
+                    f"{p['state_bytes'] / 1e9:12.3f}  {p.get('status')}"
+                )
+    log(f"baseline process (python + jax + nica): {(baseline.get('rss_baseline_bytes') or 0) / 1e9:.3f} GB")
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "small dimensions, < 1 minute",
-                             "OUT/benchmarks/results/memory[_quick].json")
+    parser = _harness.parser(__doc__, "small dimensions, < 1 minute", "OUT/benchmarks/results/memory[_quick].json")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per point")
     parser.add_argument("--memory-limit-gb", type=float, default=None)
-    parser.add_argument("--max-step-seconds", type=float, default=120.0,
-                        help="skip euclidean/autodiff points predicted slower than this")
-    parser.add_argument("--out-dir", type=Path, default=_harness.REPO_ROOT,
-                        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images")
+    parser.add_argument(
+        "--max-step-seconds",
+        type=float,
+        default=120.0,
+        help="skip euclidean/autodiff points predicted slower than this",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=_harness.REPO_ROOT,
+        help="root of the outputs: JSON under OUT/benchmarks/results, PNG under OUT/docs/images",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -366,14 +397,12 @@ def main(argv=None):
         elif kind == "plan":
             result = plan_child(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         else:
-            result = run_child(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]),
-                               float(rest[5]))
+            result = run_child(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]), float(rest[5]))
         print(json.dumps(result))
         return
 
     available = _mem_available_bytes() or 16e9
-    limit = (args.memory_limit_gb * 1e9 if args.memory_limit_gb
-             else min(20e9, 0.85 * available))
+    limit = args.memory_limit_gb * 1e9 if args.memory_limit_gb else min(20e9, 0.85 * available)
     settings = {
         "dims": QUICK_DIMS if args.quick else FULL_DIMS,
         "batch": args.batch,
@@ -388,8 +417,10 @@ def main(argv=None):
     log = _harness.log
 
     start = time.perf_counter()
-    log(f"memory benchmark: float32, L={args.n_layers}, B={args.batch}, Adam, donated state; "
-        f"memory limit {limit / 1e9:.1f} GB")
+    log(
+        f"memory benchmark: float32, L={args.n_layers}, B={args.batch}, Adam, donated state; "
+        f"memory limit {limit / 1e9:.1f} GB"
+    )
     baseline, points = run(settings, log)
     wall = time.perf_counter() - start
     summary(points, baseline, log)
@@ -408,11 +439,11 @@ def main(argv=None):
         "wall_time_s": wall,
         "measures": {
             "rss_process_peak_bytes": "getrusage(RUSAGE_SELF).ru_maxrss of the child over its "
-                                      "whole life: Python, JAX, state creation, compilation, steps.",
+            "whole life: Python, JAX, state creation, compilation, steps.",
             "rss_step_peak_bytes": "VmHWM after resetting the mark just before the steps.",
             "rss_step_above_baseline_bytes": "rss_step_peak_bytes minus the baseline child's RSS.",
             "xla_memory": "Compiled.memory_analysis() of the donated step: argument + output + "
-                          "temp − alias bytes is what XLA plans to hold at once.",
+            "temp − alias bytes is what XLA plans to hold at once.",
             "state_bytes": "parameters + gradients + Adam mu + Adam nu: 4·L·(D² + D)·4 bytes.",
         },
     }
@@ -447,12 +478,26 @@ def tables(load):
     rows = []
     for dim, point in points["relative"].items():
         step = point["min_step_s"]
-        rows.append([f"{dim:,}", f"{1e3 * step:.1f} ms" if step < 1 else f"{step:.1f} s",
-                     _gb(point["rss_process_peak_bytes"]), _gb(point["xla_memory"]["total_bytes"]),
-                     _gb(point["state_bytes"]), _peak(points["euclidean"].get(dim)),
-                     _peak(points["autodiff"].get(dim))])
-    header = ["D", "relative: step (min)", "relative: peak RSS", "XLA's plan", "params + grads + Adam",
-              "euclidean: peak RSS", "autodiff: peak RSS"]
+        rows.append(
+            [
+                f"{dim:,}",
+                f"{1e3 * step:.1f} ms" if step < 1 else f"{step:.1f} s",
+                _gb(point["rss_process_peak_bytes"]),
+                _gb(point["xla_memory"]["total_bytes"]),
+                _gb(point["state_bytes"]),
+                _peak(points["euclidean"].get(dim)),
+                _peak(points["autodiff"].get(dim)),
+            ]
+        )
+    header = [
+        "D",
+        "relative: step (min)",
+        "relative: peak RSS",
+        "XLA's plan",
+        "params + grads + Adam",
+        "euclidean: peak RSS",
+        "autodiff: peak RSS",
+    ]
     return {"memory/steps": _harness.markdown_table(header, rows)}
 
 

@@ -32,8 +32,19 @@ from benchmarks._harness import REPO_ROOT, RESULTS
 
 PAGE = REPO_ROOT / "docs" / "benchmarks.md"
 # the benchmark modules, in the order of the page
-MODULES = ("gradient_scaling", "step_overhead", "estimator", "conditioning", "memory", "estimator_memory",
-           "devices", "density", "identifiability", "defaults", "hybrid")
+MODULES = (
+    "gradient_scaling",
+    "step_overhead",
+    "estimator",
+    "conditioning",
+    "memory",
+    "estimator_memory",
+    "devices",
+    "density",
+    "identifiability",
+    "defaults",
+    "hybrid",
+)
 MARKED = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
@@ -69,8 +80,10 @@ def render(page, tables):
     unknown = sorted(set(marked) - set(tables))
     unplaced = sorted(set(tables) - set(marked))
     if unknown or unplaced:
-        raise ValueError(f"expected one marker per generated table; markers without a table: {unknown}, "
-                         f"tables without a marker: {unplaced}")
+        raise ValueError(
+            f"expected one marker per generated table; markers without a table: {unknown}, "
+            f"tables without a marker: {unplaced}"
+        )
     return MARKED.sub(lambda match: match.group(1) + tables[match.group("name")] + match.group(4), page)
 
 
@@ -81,8 +94,7 @@ def differences(page, tables):
         name, body = match.group("name"), match.group("body")
         wanted = tables.get(name)
         if wanted is not None and body != wanted:
-            diff = difflib.unified_diff(body.splitlines(), wanted.splitlines(), "page", "generated",
-                                        lineterm="", n=0)
+            diff = difflib.unified_diff(body.splitlines(), wanted.splitlines(), "page", "generated", lineterm="", n=0)
             found.append((name, "\n".join(diff)))
     return found
 
@@ -95,14 +107,15 @@ def check(page_path=PAGE, results=RESULTS):
         render(page, tables)
     except ValueError as error:
         return [str(error)]
-    return [f"{page_path}: table {name!r} differs from what its results give:\n{diff}"
-            for name, diff in differences(page, tables)]
+    return [
+        f"{page_path}: table {name!r} differs from what its results give:\n{diff}"
+        for name, diff in differences(page, tables)
+    ]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="compare only; exit status 1 when a table differs")
+    parser.add_argument("--check", action="store_true", help="compare only; exit status 1 when a table differs")
     parser.add_argument("--page", type=Path, default=PAGE)
     parser.add_argument("--results", type=Path, default=RESULTS, help="the folder of the result JSON files")
     args = parser.parse_args(argv)

@@ -131,16 +131,18 @@ FUNCTIONS = {
 
 def inputs(dim, batch, n_layers, seed=0):
     rng = np.random.default_rng(seed)
-    weights = tuple(jnp.asarray(rng.standard_normal((dim, dim), dtype=np.float32) / np.float32(dim ** 0.5))
-                    for _ in range(n_layers))
+    weights = tuple(
+        jnp.asarray(rng.standard_normal((dim, dim), dtype=np.float32) / np.float32(dim**0.5)) for _ in range(n_layers)
+    )
     X = jnp.asarray(rng.standard_normal((batch, dim), dtype=np.float32))
     params = tuple(Layer(W, jnp.zeros((dim,), jnp.float32)) for W in weights)
     return weights, params, X
 
 
 def main(argv=None):
-    parser = _harness.parser(__doc__, "D = 256 and 10 rounds unless given: seconds",
-                             "benchmarks/results/step_overhead[_quick].json")
+    parser = _harness.parser(
+        __doc__, "D = 256 and 10 rounds unless given: seconds", "benchmarks/results/step_overhead[_quick].json"
+    )
     parser.add_argument("--dim", type=int, default=None, help="D (default 2048, quick 256)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--layers", type=int, default=2)
@@ -149,7 +151,7 @@ def main(argv=None):
     dim = args.dim or (256 if args.quick else 2048)
     repeats = args.repeats or (10 if args.quick else 30)
     weights, params, X = inputs(dim, args.batch, args.layers)
-    product_flops = 2 * args.batch * dim ** 2  # one (B×D)·(D×D) product
+    product_flops = 2 * args.batch * dim**2  # one (B×D)·(D×D) product
     calls, products = {}, {}
     for name, fn in FUNCTIONS.items():
         call_args = (weights, X) if name.startswith("chain") or name == "inverses" else (params, X)
@@ -161,8 +163,9 @@ def main(argv=None):
     floor = 4 * args.layers - 1
     if products["chain"] is not None and abs(products["chain"] - floor) > 0.05:
         # e.g. two identical products merged by XLA: the chain would not be the floor it claims
-        raise RuntimeError(f"the compiled chain does {products['chain']:.3f} products' worth of flops, "
-                           f"not the {floor} of the floor")
+        raise RuntimeError(
+            f"the compiled chain does {products['chain']:.3f} products' worth of flops, not the {floor} of the floor"
+        )
     # a fresh order each round: no contender always runs right after another (which leaves the
     # shared weights in cache for the next, or evicts them)
     samples, faults = time_interleaved({name: (*calls[name], repeats) for name in calls}, list(calls))
@@ -171,13 +174,20 @@ def main(argv=None):
     paired = float(np.median(np.asarray(samples["relative"]) / np.asarray(samples["chain"])))
     # what euclidean / relative would be with the relative gradient exactly at its floor
     euclidean_bound = (medians["inverses"] + (3 * args.layers - 1) / floor * medians["chain"]) / medians["chain"]
-    flops = 2 * (4 * args.layers - 1) * args.batch * dim ** 2
+    flops = 2 * (4 * args.layers - 1) * args.batch * dim**2
     record = {
-        "dim": dim, "batch": args.batch, "layers": args.layers, "dtype": "float32", "repeats": repeats,
-        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "cpus": len(os.sched_getaffinity(0)),
-        "median_seconds": medians, "min_seconds": {name: float(min(s)) for name, s in samples.items()},
+        "dim": dim,
+        "batch": args.batch,
+        "layers": args.layers,
+        "dtype": "float32",
+        "repeats": repeats,
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "cpus": len(os.sched_getaffinity(0)),
+        "median_seconds": medians,
+        "min_seconds": {name: float(min(s)) for name, s in samples.items()},
         "chain_gflop_per_s": flops / medians["chain"] / 1e9,
-        "products": products, "paired_relative_over_chain": paired,
+        "products": products,
+        "paired_relative_over_chain": paired,
         "euclidean_over_relative_at_the_floor": euclidean_bound,
         "page_faults_per_call": {name: n / repeats for name, n in faults.items()},
         "samples": samples,
@@ -185,13 +195,16 @@ def main(argv=None):
     print(f"D = {dim}, B = {args.batch}, L = {args.layers}, float32, {repeats} interleaved calls each")
     for name, m in medians.items():
         count = "" if products[name] is None else f", {products[name]:5.2f} products' flops"
-        print(f"  {name:11s} median {1e3 * m:9.2f} ms  ({m / medians['chain']:.3f} × chain), "
-              f"min {1e3 * min(samples[name]):9.2f} ms{count}, {faults[name] / repeats:6.0f} page faults/call")
+        print(
+            f"  {name:11s} median {1e3 * m:9.2f} ms  ({m / medians['chain']:.3f} × chain), "
+            f"min {1e3 * min(samples[name]):9.2f} ms{count}, {faults[name] / repeats:6.0f} page faults/call"
+        )
     print(f"  relative / chain, median of the ratios paired by round: {paired:.3f}")
     print(f"  euclidean / relative with the relative gradient at its floor: {euclidean_bound:.2f}")
     record["checks"] = _harness.report_targets(TARGETS, record)
-    path = _harness.write_result(_harness.output_path(args, _harness.RESULTS, "step_overhead"), record,
-                                 benchmark="step_overhead", argv=argv)
+    path = _harness.write_result(
+        _harness.output_path(args, _harness.RESULTS, "step_overhead"), record, benchmark="step_overhead", argv=argv
+    )
     print("wrote", path)
 
 
@@ -212,10 +225,26 @@ def tables(load):
         ratio = {target.name: target.measured(result) for target in TARGETS}
         threads = f"{result['cpus']}" + (" (`taskset -c 0`)" if result["cpus"] == 1 else "")
         times = [_ms(result["median_seconds"][k]) for k in ("relative", "chain", "chain_plain", "authors", "euclidean")]
-        rows.append([threads, *times, f"**{ratio['relative / chain']:.2f}**", f"{ratio['authors / relative']:.1f}",
-                     f"{ratio['euclidean / relative']:.1f}"])
-    header = ["threads", "relative", "fenced chain", "unfenced chain", "authors' grouping", "euclidean",
-              "relative / fenced chain", "authors / relative", "euclidean / relative"]
+        rows.append(
+            [
+                threads,
+                *times,
+                f"**{ratio['relative / chain']:.2f}**",
+                f"{ratio['authors / relative']:.1f}",
+                f"{ratio['euclidean / relative']:.1f}",
+            ]
+        )
+    header = [
+        "threads",
+        "relative",
+        "fenced chain",
+        "unfenced chain",
+        "authors' grouping",
+        "euclidean",
+        "relative / fenced chain",
+        "authors / relative",
+        "euclidean / relative",
+    ]
     return {"step_overhead/threads": _harness.markdown_table(header, rows)}
 
 

@@ -22,8 +22,10 @@ import pathlib
 
 HERE = pathlib.Path(__file__).resolve().parent
 WINDOWS = (("2006-12-20 10:00:00", 240), ("2006-12-21 10:00:00", 240))
-UCI_HEADER = ("Date;Time;Global_active_power;Global_reactive_power;Voltage;Global_intensity;"
-              "Sub_metering_1;Sub_metering_2;Sub_metering_3")
+UCI_HEADER = (
+    "Date;Time;Global_active_power;Global_reactive_power;Voltage;Global_intensity;"
+    "Sub_metering_1;Sub_metering_2;Sub_metering_3"
+)
 
 
 def package_csv():

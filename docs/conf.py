@@ -59,8 +59,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "images", "**/.ipynb_checkpoints",
-                    "auto_examples/*.ipynb", "auto_examples/*.py"]
+exclude_patterns = ["_build", "_ext", "images", "**/.ipynb_checkpoints", "auto_examples/*.ipynb", "auto_examples/*.py"]
 templates_path = []
 
 # autodoc / autosummary / numpydoc

@@ -50,14 +50,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--layers", type=int, default=2, help="mixing layers L")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default=str(pathlib.Path(__file__).resolve().parents[1] / "docs" / "images" / "examples"))
+    parser.add_argument(
+        "--out-dir", default=str(pathlib.Path(__file__).resolve().parents[1] / "docs" / "images" / "examples")
+    )
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     n_per_segment = 250 if args.quick else 1000
-    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=5,
-                                  n_layers=args.layers, random_state=args.seed)
+    data = make_segmented_mixture(
+        n_segments=40, n_per_segment=n_per_segment, n_components=5, n_layers=args.layers, random_state=args.seed
+    )
     settings = conditional_settings(args.layers)
     if args.quick:
         settings["max_iter"] = 60
@@ -95,8 +98,7 @@ def main(argv=None):
     fig.suptitle("Learned per-segment scales against the true ones")
     fig.tight_layout()
     fig.savefig(out / "identifiability_scales.png", dpi=110)
-    print("correlation of learned and true per-segment log-scales: "
-          + ", ".join(f"{r:.3f}" for r in correlations))
+    print("correlation of learned and true per-segment log-scales: " + ", ".join(f"{r:.3f}" for r in correlations))
     print(f"figures: {out / 'identifiability_sources.png'}, {out / 'identifiability_scales.png'}")
 
 

@@ -48,8 +48,12 @@ DEFAULT_OUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "docs" / "ima
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, a few seconds")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=DEFAULT_OUT_DIR,
-                        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--out-dir",
+        type=pathlib.Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     return parser.parse_args(argv)
 
@@ -60,11 +64,19 @@ def main(argv=None):
     n_samples = 2000 if args.quick else 10000
     n_components = 5
 
-    data = make_segmented_mixture(n_segments=1, n_per_segment=n_samples, n_components=n_components,
-                                  n_layers=1, source="laplace", random_state=args.seed)
+    data = make_segmented_mixture(
+        n_segments=1,
+        n_per_segment=n_samples,
+        n_components=n_components,
+        n_layers=1,
+        source="laplace",
+        random_state=args.seed,
+    )
     A = data.mixing[0]
-    print(f"Linear Laplace mixture: {n_samples} training and {n_samples} held-out samples, "
-          f"D = {n_components}, condition number of A {np.linalg.cond(A):.2f}.")
+    print(
+        f"Linear Laplace mixture: {n_samples} training and {n_samples} held-out samples, "
+        f"D = {n_components}, condition number of A {np.linalg.cond(A):.2f}."
+    )
 
     start = time.perf_counter()
     model = nica.NonlinearICA(n_layers=1, prior="laplace", random_state=args.seed).fit(data.X_train)
@@ -77,15 +89,18 @@ def main(argv=None):
     mcc_fastica = mean_corr_coef(data.S_test, fastica.transform(data.X_test))
     amari_fastica = amari_distance(fastica.components_, A)
 
-    print(f"NonlinearICA(n_layers=1): {model.n_iter_} epochs in {seconds:.1f} s, "
-          f"held-out log-likelihood {model.score(data.X_test):.3f} nats/sample")
+    print(
+        f"NonlinearICA(n_layers=1): {model.n_iter_} epochs in {seconds:.1f} s, "
+        f"held-out log-likelihood {model.score(data.X_test):.3f} nats/sample"
+    )
     print(f"{'method':<12} {'MCC':>7} {'Amari':>7}")
     print(f"{'nica':<12} {mcc_nica:7.4f} {amari_nica:7.4f}")
     print(f"{'FastICA':<12} {mcc_fastica:7.4f} {amari_fastica:7.4f}")
 
     fig = plot_sources(data.S_test, model.transform(data.X_test))
-    fig.suptitle(f"Linear ICA with NonlinearICA(n_layers=1), held-out data: MCC = {mcc_nica:.3f}, "
-                 f"Amari = {amari_nica:.3f}")
+    fig.suptitle(
+        f"Linear ICA with NonlinearICA(n_layers=1), held-out data: MCC = {mcc_nica:.3f}, Amari = {amari_nica:.3f}"
+    )
     path = args.out_dir / "linear_ica_sources.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)

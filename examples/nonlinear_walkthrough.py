@@ -61,8 +61,12 @@ CAVEAT = (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data and few epochs, seconds")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=DEFAULT_OUT_DIR,
-                        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--out-dir",
+        type=pathlib.Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     return parser.parse_args(argv)
 
@@ -76,15 +80,28 @@ def main(argv=None):
     else:
         n_segments, n_per_segment, max_iter = 40, 1000, 600
 
-    data = make_segmented_mixture(n_segments=n_segments, n_per_segment=n_per_segment,
-                                  n_components=n_components, n_layers=n_mixing_layers,
-                                  source="laplace", random_state=args.seed)
+    data = make_segmented_mixture(
+        n_segments=n_segments,
+        n_per_segment=n_per_segment,
+        n_components=n_components,
+        n_layers=n_mixing_layers,
+        source="laplace",
+        random_state=args.seed,
+    )
     n = data.X_train.shape[0]
-    print(f"Segmented nonlinear mixture: D = {n_components}, {n_mixing_layers} mixing layers, "
-          f"{n_segments} segments x {n_per_segment} points ({n} training, {n} held-out)")
+    print(
+        f"Segmented nonlinear mixture: D = {n_components}, {n_mixing_layers} mixing layers, "
+        f"{n_segments} segments x {n_per_segment} points ({n} training, {n} held-out)"
+    )
 
-    model = nica.NonlinearICA(n_layers=3, activation="smooth_leaky_relu", prior="laplace",
-                              learning_rate=1e-2, max_iter=max_iter, random_state=args.seed)
+    model = nica.NonlinearICA(
+        n_layers=3,
+        activation="smooth_leaky_relu",
+        prior="laplace",
+        learning_rate=1e-2,
+        max_iter=max_iter,
+        random_state=args.seed,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         if args.quick:  # the quick run stops at max_iter on purpose
@@ -96,16 +113,19 @@ def main(argv=None):
     fastica = FastICA(whiten="unit-variance", random_state=args.seed).fit(data.X_train)
     mcc_fastica = mean_corr_coef(data.S_test, fastica.transform(data.X_test))
 
-    print(f"NonlinearICA(n_layers=3): {model.n_iter_} epochs in {seconds:.1f} s, best epoch "
-          f"{model.best_iter_}, held-out log-likelihood {model.score(data.X_test):.3f} nats/sample")
+    print(
+        f"NonlinearICA(n_layers=3): {model.n_iter_} epochs in {seconds:.1f} s, best epoch "
+        f"{model.best_iter_}, held-out log-likelihood {model.score(data.X_test):.3f} nats/sample"
+    )
     print("held-out MCC (Pearson)")
     print(f"  NonlinearICA  {mcc_nica:.4f}")
     print(f"  FastICA       {mcc_fastica:.4f}")
     print(CAVEAT)
 
     fig = plot_sources(data.S_test, S_est)
-    fig.suptitle(f"NonlinearICA on a 2-layer mixture, held-out sources: MCC = {mcc_nica:.3f} "
-                 f"(FastICA {mcc_fastica:.3f})")
+    fig.suptitle(
+        f"NonlinearICA on a 2-layer mixture, held-out sources: MCC = {mcc_nica:.3f} (FastICA {mcc_fastica:.3f})"
+    )
     path = args.out_dir / "nonlinear_walkthrough_sources.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -82,8 +82,12 @@ def load_daphnet(path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="at most 30 epochs, seconds")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=DEFAULT_OUT_DIR,
-                        help=f"where to write the PNG (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--out-dir",
+        type=pathlib.Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"where to write the PNG (default: {DEFAULT_OUT_DIR})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise, split and models")
     return parser.parse_args(argv)
 
@@ -108,15 +112,25 @@ def plot(names, X, S, u, log_scale, held_out_score, path):
     fig.axes[1].set_title("recovered components, nonlinear model")
     for ax in fig.axes[-2:]:
         ax.set_xlabel("time (s)")
-    heat = fig.add_subplot(grid[n_channels + 1:, :])
-    image = heat.imshow(log_scale.T, aspect="auto", cmap="viridis", interpolation="nearest",
-                        extent=(0, u.max() + 1, n_channels + 0.5, 0.5))
-    heat.set(xlabel=f"segment u ({SEGMENT_LENGTH / SAMPLING_HZ:.0f} s each)", ylabel="component",
-             title="learned log-scale of each component per segment (the nonstationarity used)")
+    heat = fig.add_subplot(grid[n_channels + 1 :, :])
+    image = heat.imshow(
+        log_scale.T,
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+        extent=(0, u.max() + 1, n_channels + 0.5, 0.5),
+    )
+    heat.set(
+        xlabel=f"segment u ({SEGMENT_LENGTH / SAMPLING_HZ:.0f} s each)",
+        ylabel="component",
+        title="learned log-scale of each component per segment (the nonstationarity used)",
+    )
     heat.set_yticks(range(1, n_channels + 1))
     fig.colorbar(image, ax=heat, label="log scale")
-    fig.suptitle(f"Daphnet S06R02E0, 9 accelerometer channels: ConditionalNonlinearICA with "
-                 f"u = segment, held-out log p(x | u) = {held_out_score:.2f} nats")
+    fig.suptitle(
+        f"Daphnet S06R02E0, 9 accelerometer channels: ConditionalNonlinearICA with "
+        f"u = segment, held-out log p(x | u) = {held_out_score:.2f} nats"
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
@@ -125,8 +139,10 @@ def main(argv=None):
     args = parse_args(argv)
     path = find_daphnet_csv()
     if path is None:
-        print("This example needs the Daphnet recording that ships inside the aeon package "
-              f"(versions 1.0 to 1.6), which is not installed here.\nInstall it with:  {INSTALL}")
+        print(
+            "This example needs the Daphnet recording that ships inside the aeon package "
+            f"(versions 1.0 to 1.6), which is not installed here.\nInstall it with:  {INSTALL}"
+        )
         return 0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -134,13 +150,21 @@ def main(argv=None):
     X = counts + rng.uniform(size=counts.shape)  # dequantize the integer readings
     u = np.arange(X.shape[0]) // SEGMENT_LENGTH
     held_out = rng.random(X.shape[0]) < 0.2
-    print(f"data  {X.shape[0]} samples x {X.shape[1]} channels ({SAMPLING_HZ} Hz, "
-          f"{X.shape[0] / SAMPLING_HZ:.1f} s), {u.max() + 1} segments of {SEGMENT_LENGTH} samples, "
-          f"{held_out.sum()} held out")
+    print(
+        f"data  {X.shape[0]} samples x {X.shape[1]} channels ({SAMPLING_HZ} Hz, "
+        f"{X.shape[0] / SAMPLING_HZ:.1f} s), {u.max() + 1} segments of {SEGMENT_LENGTH} samples, "
+        f"{held_out.sum()} held out"
+    )
 
-    settings = dict(activation="tanh_linear", prior="laplace", learning_rate=3e-3, batch_size=128,
-                    max_iter=30 if args.quick else 1000, n_iter_no_change=20,
-                    random_state=args.seed)
+    settings = dict(
+        activation="tanh_linear",
+        prior="laplace",
+        learning_rate=3e-3,
+        batch_size=128,
+        max_iter=30 if args.quick else 1000,
+        n_iter_no_change=20,
+        random_state=args.seed,
+    )
     print(f"ConditionalNonlinearICA({', '.join(f'{k}={v!r}' for k, v in settings.items())})")
     print(f"{'model':<10} {'layers':>6} {'epochs':>6} {'seconds':>7}  held-out log-lik")
     models = {}

@@ -51,8 +51,12 @@ TITLES = {"two_moons": "two moons", "mixture_of_gaussians": "ring of 8 Gaussians
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small models and data, seconds")
-    parser.add_argument("--out-dir", type=pathlib.Path, default=DEFAULT_OUT_DIR,
-                        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--out-dir",
+        type=pathlib.Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"where to write the PNGs (default: {DEFAULT_OUT_DIR})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     return parser.parse_args(argv)
 
@@ -64,8 +68,13 @@ def main(argv=None):
         n_samples, settings = 1000, dict(n_layers=8, max_iter=60, n_iter_no_change=10)
     else:
         n_samples, settings = 4000, dict(n_layers=16, max_iter=1000, n_iter_no_change=30)
-    settings.update(activation=smooth_leaky_relu(alpha=0.5), prior="laplace", learning_rate=1e-2,
-                    batch_size=128, random_state=args.seed)
+    settings.update(
+        activation=smooth_leaky_relu(alpha=0.5),
+        prior="laplace",
+        learning_rate=1e-2,
+        batch_size=128,
+        random_state=args.seed,
+    )
     print(f"NonlinearICA({', '.join(f'{k}={v!r}' for k, v in settings.items())})")
     print(f"{n_samples} training and {n_samples} held-out samples per density")
     print(f"{'density':<22} {'epochs':>6} {'seconds':>7} {'held-out log-lik':>17}")
@@ -88,14 +97,17 @@ def main(argv=None):
         bounds = np.column_stack([lo - margin, hi + margin])
         top, bottom = axes[0, column], axes[1, column]
         top.scatter(X_train[:, 0], X_train[:, 1], s=2, alpha=0.5, linewidths=0, rasterized=True)
-        top.set(xlim=bounds[0], ylim=bounds[1], xlabel="$x_1$", ylabel="$x_2$",
-                title=f"{TITLES[name]}: {n_samples} samples")
+        top.set(
+            xlim=bounds[0], ylim=bounds[1], xlabel="$x_1$", ylabel="$x_2$", title=f"{TITLES[name]}: {n_samples} samples"
+        )
         top.set_aspect("equal", adjustable="box")
         plot_density_2d(model, bounds=bounds, resolution=200, ax=bottom)
         bottom.set_title(f"model density, held-out log-lik {score:.2f}")
 
-    fig.suptitle(f"NonlinearICA density estimates ({settings['n_layers']} layers, "
-                 f"smooth_leaky_relu(alpha=0.5), {settings['prior']} base)")
+    fig.suptitle(
+        f"NonlinearICA density estimates ({settings['n_layers']} layers, "
+        f"smooth_leaky_relu(alpha=0.5), {settings['prior']} base)"
+    )
     path = args.out_dir / "toy_densities.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -17,5 +17,15 @@ from nica._src.activations import (
     tanh_linear,
 )
 
-__all__ = ["Activation", "SmoothLeakyReLU", "TanhLinear", "LeakyReLU",
-           "smooth_leaky_relu", "tanh_linear", "leaky_relu", "get", "register", "names"]
+__all__ = [
+    "Activation",
+    "SmoothLeakyReLU",
+    "TanhLinear",
+    "LeakyReLU",
+    "smooth_leaky_relu",
+    "tanh_linear",
+    "leaky_relu",
+    "get",
+    "register",
+    "names",
+]

@@ -14,5 +14,13 @@ from nica._src.gradients import (
     register,
 )
 
-__all__ = ["GradientForm", "RelativeGradient", "EquivariantGradient", "EuclideanGradient", "AutodiffGradient",
-           "get", "register", "names"]
+__all__ = [
+    "GradientForm",
+    "RelativeGradient",
+    "EquivariantGradient",
+    "EuclideanGradient",
+    "AutodiffGradient",
+    "get",
+    "register",
+    "names",
+]

@@ -14,5 +14,14 @@ from nica._src.objectives import (
     register,
 )
 
-__all__ = ["Objective", "Likelihood", "LabelCrossEntropy", "WeightedSum", "likelihood", "label_cross_entropy",
-           "get", "register", "names"]
+__all__ = [
+    "Objective",
+    "Likelihood",
+    "LabelCrossEntropy",
+    "WeightedSum",
+    "likelihood",
+    "label_cross_entropy",
+    "get",
+    "register",
+    "names",
+]

@@ -28,6 +28,25 @@ from nica._src.priors import (
     register,
 )
 
-__all__ = ["Prior", "LearnedPrior", "ConditionalPrior", "Gaussian", "Laplace", "Logistic", "HypSecant",
-           "LogisticMixture", "SegmentConditional", "MLPConditional", "gaussian", "laplace", "logistic",
-           "hypsecant", "logistic_mixture", "segment_conditional", "mlp_conditional", "get", "register", "names"]
+__all__ = [
+    "Prior",
+    "LearnedPrior",
+    "ConditionalPrior",
+    "Gaussian",
+    "Laplace",
+    "Logistic",
+    "HypSecant",
+    "LogisticMixture",
+    "SegmentConditional",
+    "MLPConditional",
+    "gaussian",
+    "laplace",
+    "logistic",
+    "hypsecant",
+    "logistic_mixture",
+    "segment_conditional",
+    "mlp_conditional",
+    "get",
+    "register",
+    "names",
+]

@@ -113,8 +113,7 @@ class NicaRegistry(SphinxDirective):
 
 GALLERY_ARGS_ENV = "NICA_GALLERY_ARGS"  # e.g. NICA_GALLERY_ARGS="" for the scripts' full runs
 ARGS_STAMP = Path("auto_examples") / "_written" / "ARGS"  # the arguments of the last full build
-EXAMPLE_ORDER = ("linear_ica", "toy_densities", "nonlinear_walkthrough",
-                 "identifiability_walkthrough", "real_signals")
+EXAMPLE_ORDER = ("linear_ica", "toy_densities", "nonlinear_walkthrough", "identifiability_walkthrough", "real_signals")
 
 
 class ExampleOrder:
@@ -175,7 +174,8 @@ def gallery_argv(gallery_conf, script_vars):
     src = Path(script_vars["src_file"])
     script_vars["example_globals"]["__file__"] = str(src)
     script_vars["example_globals"]["__doc__"] = ast.get_docstring(
-        ast.parse(src.read_text(encoding="utf-8")), clean=False)
+        ast.parse(src.read_text(encoding="utf-8")), clean=False
+    )
     args = shlex.split(gallery_args())
     # relative to the folder the script runs in (sphinx-gallery's working directory), so that
     # what it prints does not show the build machine's paths
@@ -194,8 +194,10 @@ def written_png_scraper(block, block_vars, gallery_conf):
 
     out = _written_dir(block_vars)
     shown = block_vars.setdefault("nica_pngs_shown", set())
-    new = sorted((path for path in out.glob("*.png") if path.name not in shown),
-                 key=lambda path: (path.stat().st_mtime_ns, path.name))
+    new = sorted(
+        (path for path in out.glob("*.png") if path.name not in shown),
+        key=lambda path: (path.stat().st_mtime_ns, path.name),
+    )
     rst = ""
     for png, target in zip(new, block_vars["image_path_iterator"]):
         shutil.copyfile(png, target)

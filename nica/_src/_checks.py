@@ -158,8 +158,11 @@ def check_parameter(value, name: str, constraints: Iterable, *, owner: str | Non
 def check_parameters(table: Mapping[str, Iterable], params: Mapping[str, Any], *, owner: str | None = None) -> dict:
     """Every entry of ``params`` that ``table`` names, checked (in the table's order); returns
     the converted values."""
-    return {name: check_parameter(params[name], name, constraints, owner=owner)
-            for name, constraints in table.items() if name in params}
+    return {
+        name: check_parameter(params[name], name, constraints, owner=owner)
+        for name, constraints in table.items()
+        if name in params
+    }
 
 
 def check_int(value, name: str, minimum: int = 1, maximum: int | None = None, *, owner: str | None = None) -> int:
@@ -167,8 +170,15 @@ def check_int(value, name: str, minimum: int = 1, maximum: int | None = None, *,
     return check_parameter(value, name, [Interval(int, minimum, maximum)], owner=owner)
 
 
-def check_real(value, name: str, low: float | None = None, high: float | None = None, *, closed: str = "neither",
-               owner: str | None = None) -> float:
+def check_real(
+    value,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    closed: str = "neither",
+    owner: str | None = None,
+) -> float:
     """A finite real number (not a bool) between ``low`` and ``high`` (bounds excluded unless
     ``closed`` says otherwise)."""
     return check_parameter(value, name, [Interval(float, low, high, closed)], owner=owner)
@@ -204,8 +214,9 @@ def refuse_unusable(obj, kind: str, base: type, names: Iterable[str], factories:
     if isinstance(obj, type) and issubclass(obj, base):
         return TypeError(f"{kind} must be an instance; got the class {obj.__name__}: pass {obj.__name__}(...).")
     if callable(obj) and getattr(obj, "__name__", None) in {*names, *factories}:
-        return TypeError(f"{kind} must be an nica.{kind}s object; got the function {obj.__name__}: "
-                         f"call it, {obj.__name__}(...).")
+        return TypeError(
+            f"{kind} must be an nica.{kind}s object; got the function {obj.__name__}: call it, {obj.__name__}(...)."
+        )
     return TypeError(f"{kind} must be a string in {names} or an nica.{kind}s object; got {type(obj).__name__}.")
 
 
@@ -218,6 +229,7 @@ def _label_kinds(y) -> list[str]:
         if isinstance(v, (numbers.Number, np.number)):
             return "number"
         return type(v).__name__
+
     return sorted({kind(v) for v in np.asarray(y, dtype=object).ravel()})
 
 
@@ -227,8 +239,10 @@ def unique_labels(y, name: str = "y"):
     try:
         return np.unique(y, return_counts=True)
     except TypeError:
-        raise ValueError(f"{name} must hold labels of one kind, all numbers or all strings, that can be "
-                         f"sorted; got labels of the kinds {_label_kinds(y)}.") from None
+        raise ValueError(
+            f"{name} must hold labels of one kind, all numbers or all strings, that can be "
+            f"sorted; got labels of the kinds {_label_kinds(y)}."
+        ) from None
 
 
 def labels_known(y, classes, name: str = "y"):
@@ -236,6 +250,8 @@ def labels_known(y, classes, name: str = "y"):
     try:
         return np.isin(y, classes)
     except TypeError:
-        raise ValueError(f"{name} holds labels of kinds {_label_kinds(y)} that cannot be compared with "
-                         f"the segment labels seen during fit ({_label_kinds(classes[:1])[0]}s such as "
-                         f"{classes[:3].tolist()}).") from None
+        raise ValueError(
+            f"{name} holds labels of kinds {_label_kinds(y)} that cannot be compared with "
+            f"the segment labels seen during fit ({_label_kinds(classes[:1])[0]}s such as "
+            f"{classes[:3].tolist()})."
+        ) from None

@@ -58,7 +58,8 @@ class Registry:
             try:
                 factory = self._factories[spec]
             except KeyError:
-                raise ValueError(f"Unknown {self.kind} {spec!r}; expected one of {self.names()} "
-                                 f"or an nica.{self.kind}s object.") from None
+                raise ValueError(
+                    f"Unknown {self.kind} {spec!r}; expected one of {self.names()} or an nica.{self.kind}s object."
+                ) from None
             return factory()
         raise refuse_unusable(spec, self.kind, self.base, self._factories, self.factories)

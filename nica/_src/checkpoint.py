@@ -45,8 +45,9 @@ def check_checkpoint_params(estimator):
     path = getattr(estimator, "checkpoint_path", None)
     every = getattr(estimator, "checkpoint_every", 1)
     if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"checkpoint_path must be None, a str or a path-like; got {path!r} of type "
-                        f"{type(path).__name__}.")
+        raise TypeError(
+            f"checkpoint_path must be None, a str or a path-like; got {path!r} of type {type(path).__name__}."
+        )
     if path is not None:
         path = os.fspath(path)
         if path == "" or os.path.isdir(path):
@@ -61,8 +62,10 @@ def check_checkpoint_params(estimator):
         if every < 1:
             raise ValueError(f"checkpoint_every must be an integer >= 1 (epochs); got {every!r}.")
     else:
-        raise TypeError("checkpoint_every must be an int (epochs) or a datetime.timedelta (time "
-                        f"between checkpoints); got {every!r} of type {type(every).__name__}.")
+        raise TypeError(
+            "checkpoint_every must be an int (epochs) or a datetime.timedelta (time "
+            f"between checkpoints); got {every!r} of type {type(every).__name__}."
+        )
     if path is not None:
         try:
             pickle.dumps(estimator.optimizer)
@@ -74,17 +77,21 @@ def check_checkpoint_params(estimator):
                 "the transformation from the learning rate (optax chains and schedules are closures)."
             ) from None
     if path is not None and getattr(estimator, "n_init", 1) != 1:
-        raise ValueError(f"checkpoint_path needs n_init=1 (a checkpoint holds one run in progress); "
-                         f"got n_init={estimator.n_init!r}.")
+        raise ValueError(
+            f"checkpoint_path needs n_init=1 (a checkpoint holds one run in progress); got n_init={estimator.n_init!r}."
+        )
     return path, every
 
 
 def data_fingerprint(X):
     """Cheap summary of the training data, to tell a resume on other data."""
     X = np.asarray(X)
-    return {"shape": tuple(int(s) for s in X.shape), "dtype": str(X.dtype),
-            "sum": float(np.sum(X, dtype=np.float64)),
-            "sum_squares": float(np.einsum("ij,ij->", X, X, dtype=np.float64))}
+    return {
+        "shape": tuple(int(s) for s in X.shape),
+        "dtype": str(X.dtype),
+        "sum": float(np.sum(X, dtype=np.float64)),
+        "sum_squares": float(np.einsum("ij,ij->", X, X, dtype=np.float64)),
+    }
 
 
 def resume_state(estimator, X, U=None):
@@ -94,17 +101,24 @@ def resume_state(estimator, X, U=None):
     if resume is None:
         return None
     if resume.get("format") != _RESUME_FORMAT:
-        warnings.warn(f"{type(estimator).__name__}: the checkpoint's resume record has format "
-                      f"{resume.get('format')!r}, not {_RESUME_FORMAT}; continuing as a warm start.",
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{type(estimator).__name__}: the checkpoint's resume record has format "
+            f"{resume.get('format')!r}, not {_RESUME_FORMAT}; continuing as a warm start.",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
     fingerprint = data_fingerprint(X)
     if fingerprint != resume["data"]:
-        warnings.warn(f"{type(estimator).__name__}: the data differ from those the checkpoint was "
-                      f"made on ({resume['data']['shape']} rows x features then, "
-                      f"{fingerprint['shape']} now, or other values); it cannot resume that fit "
-                      "exactly and continues as a warm start (max_iter more epochs, a new "
-                      "validation split).", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{type(estimator).__name__}: the data differ from those the checkpoint was "
+            f"made on ({resume['data']['shape']} rows x features then, "
+            f"{fingerprint['shape']} now, or other values); it cannot resume that fit "
+            "exactly and continues as a warm start (max_iter more epochs, a new "
+            "validation split).",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
     return resume
 
@@ -142,11 +156,15 @@ class Checkpointer:
             return
         resume = {
             "format": _RESUME_FORMAT,
-            "params": _as_numpy(state.params), "prior_params": _as_numpy(state.prior_params),
+            "params": _as_numpy(state.params),
+            "prior_params": _as_numpy(state.prior_params),
             "key": np.asarray(jax.random.key_data(key)),
-            "best_score": float(best_score), "no_change": int(no_change), "reductions": int(reductions),
+            "best_score": float(best_score),
+            "no_change": int(no_change),
+            "reductions": int(reductions),
             "epochs_left": int(self.stop_at - estimator.n_iter_),
-            "rng_state": self.rng_state, "data": self.fingerprint,
+            "rng_state": self.rng_state,
+            "data": self.fingerprint,
         }
         live = estimator._state
         estimator._state = TrainState(*_as_numpy(best), _as_numpy(state.opt_state))

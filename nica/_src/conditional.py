@@ -82,8 +82,10 @@ class ConditionalPrior(LearnedPrior):
             raise ValueError("A conditional prior needs the auxiliary variable u; got None.")
         log_scale, loc = self._scale_and_loc(self._check_prior_params(prior_params), u)
         if jnp.ndim(S) != 2 or jnp.shape(S) != jnp.shape(log_scale):
-            raise ValueError(f"S must have shape (n_samples, n_components) = {jnp.shape(log_scale)} "
-                             f"to match u and prior_params; got shape {jnp.shape(S)}.")
+            raise ValueError(
+                f"S must have shape (n_samples, n_components) = {jnp.shape(log_scale)} "
+                f"to match u and prior_params; got shape {jnp.shape(S)}."
+            )
         return _scaled_log_prob(self.base, prior_params.get("base", ()), S, log_scale, loc)
 
     def conditional_sample(self, prior_params, key, u, n_components, dtype=jnp.float32):
@@ -168,8 +170,10 @@ class SegmentConditional(ConditionalPrior):
         if not isinstance(u, jax.core.Tracer) and u.size:
             low, high = int(jnp.min(u)), int(jnp.max(u))
             if low < 0 or high >= self.n_segments:
-                raise ValueError(f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
-                                 f"for this {type(self).__name__} with n_segments={self.n_segments}.")
+                raise ValueError(
+                    f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
+                    f"for this {type(self).__name__} with n_segments={self.n_segments}."
+                )
         return u
 
     def label_log_posterior(self, prior_params, S):
@@ -197,8 +201,9 @@ class SegmentConditional(ConditionalPrior):
         """
         log_scale = prior_params["log_scale"]
         loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
-        per_segment = _scaled_log_prob(self.base, prior_params.get("base", ()), S[:, None, :],
-                                       log_scale[None, :, :], loc[None, :, :])  # (B, M)
+        per_segment = _scaled_log_prob(
+            self.base, prior_params.get("base", ()), S[:, None, :], log_scale[None, :, :], loc[None, :, :]
+        )  # (B, M)
         return jax.nn.log_softmax(per_segment, axis=1)
 
     def marginal_log_prob(self, prior_params, S, log_weights=None):
@@ -244,15 +249,17 @@ class SegmentConditional(ConditionalPrior):
         log_scale = prior_params["log_scale"]
         n_components = jnp.shape(log_scale)[1]
         if jnp.ndim(S) != 2 or jnp.shape(S)[1] != n_components:
-            raise ValueError(f"S must have shape (n_samples, {n_components}) to match prior_params; "
-                             f"got shape {jnp.shape(S)}.")
+            raise ValueError(
+                f"S must have shape (n_samples, {n_components}) to match prior_params; got shape {jnp.shape(S)}."
+            )
         S = jnp.asarray(S)
         if log_weights is None:
             log_weights = jnp.full((self.n_segments,), -math.log(self.n_segments), S.dtype)
         log_weights = self._check_log_weights(log_weights).astype(S.dtype)
         loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
-        per_segment = _scaled_log_prob(self.base, prior_params.get("base", ()), S[None, :, :],
-                                       log_scale[:, None, :], loc[:, None, :])  # (n_segments, n_samples)
+        per_segment = _scaled_log_prob(
+            self.base, prior_params.get("base", ()), S[None, :, :], log_scale[:, None, :], loc[:, None, :]
+        )  # (n_segments, n_samples)
         return jax.nn.logsumexp(per_segment + log_weights[:, None], axis=0)
 
     def _check_log_weights(self, log_weights):
@@ -260,18 +267,23 @@ class SegmentConditional(ConditionalPrior):
         if not isinstance(log_weights, jax.Array):
             arr = np.asarray(log_weights)
             if arr.dtype.kind not in "biuf":
-                raise TypeError(f"log_weights must be a float array of shape ({self.n_segments},); got dtype "
-                                f"{arr.dtype}.")
+                raise TypeError(
+                    f"log_weights must be a float array of shape ({self.n_segments},); got dtype {arr.dtype}."
+                )
             log_weights = jnp.asarray(arr)
         if jnp.shape(log_weights) != (self.n_segments,) or not jnp.issubdtype(log_weights.dtype, jnp.floating):
-            raise ValueError(f"log_weights must be a float array of shape ({self.n_segments},), one "
-                             f"log-probability per segment; got shape {jnp.shape(log_weights)} and "
-                             f"dtype {log_weights.dtype}.")
+            raise ValueError(
+                f"log_weights must be a float array of shape ({self.n_segments},), one "
+                f"log-probability per segment; got shape {jnp.shape(log_weights)} and "
+                f"dtype {log_weights.dtype}."
+            )
         if not isinstance(log_weights, jax.core.Tracer):
             total = float(jax.nn.logsumexp(log_weights))
             if not abs(total) <= _LOG_WEIGHTS_TOLERANCE:
-                raise ValueError(f"log_weights must be log-probabilities: exp(log_weights) sums to "
-                                 f"{math.exp(total) if total < 700 else math.inf:.6g}, not 1.")
+                raise ValueError(
+                    f"log_weights must be log-probabilities: exp(log_weights) sums to "
+                    f"{math.exp(total) if total < 700 else math.inf:.6g}, not 1."
+                )
         return log_weights
 
 
@@ -324,10 +336,16 @@ class MLPConditional(ConditionalPrior):
     def check_aux(self, u):
         """A real array of shape ``(n_samples, n_aux)``."""
         u = as_aux_array(u)
-        if u.ndim != 2 or u.shape[1] != self.n_aux or not jnp.issubdtype(u.dtype, jnp.number) \
-                or jnp.issubdtype(u.dtype, jnp.complexfloating):
-            raise ValueError(f"{type(self).__name__} needs u as a real array of shape (n_samples, "
-                             f"{self.n_aux}); got shape {u.shape} and dtype {u.dtype}.")
+        if (
+            u.ndim != 2
+            or u.shape[1] != self.n_aux
+            or not jnp.issubdtype(u.dtype, jnp.number)
+            or jnp.issubdtype(u.dtype, jnp.complexfloating)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} needs u as a real array of shape (n_samples, "
+                f"{self.n_aux}); got shape {u.shape} and dtype {u.dtype}."
+            )
         return u
 
     def _scale_and_loc(self, prior_params, u):
@@ -339,7 +357,6 @@ class MLPConditional(ConditionalPrior):
             return out, jnp.zeros_like(out)
         log_scale, loc = jnp.split(out, 2, axis=-1)
         return log_scale, loc
-
 
 
 def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) -> SegmentConditional:
@@ -365,8 +382,9 @@ def segment_conditional(base="laplace", n_segments=2, *, learn_location=True) ->
     >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.array([0, 1, 2, 0])).shape
     (4,)
     """
-    return SegmentConditional(get(base), check_int(n_segments, "n_segments"),
-                              check_bool(learn_location, "learn_location"))
+    return SegmentConditional(
+        get(base), check_int(n_segments, "n_segments"), check_bool(learn_location, "learn_location")
+    )
 
 
 def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=True) -> MLPConditional:
@@ -393,5 +411,9 @@ def mlp_conditional(base="laplace", n_aux=1, *, hidden_units=32, learn_location=
     >>> prior.conditional_log_prob(theta, jnp.zeros((4, 2)), jnp.ones((4, 1))).shape
     (4,)
     """
-    return MLPConditional(get(base), check_int(n_aux, "n_aux"), check_int(hidden_units, "hidden_units"),
-                          check_bool(learn_location, "learn_location"))
+    return MLPConditional(
+        get(base),
+        check_int(n_aux, "n_aux"),
+        check_int(hidden_units, "hidden_units"),
+        check_bool(learn_location, "learn_location"),
+    )

@@ -24,8 +24,20 @@ from nica._src.transforms import (
     scale_by_rate,
 )
 
-__all__ = ["fit_optimizer", "is_fit_state", "with_entry", "rate_scale_of", "with_rate_scale", "with_average_decay",
-           "device_copy", "restart_average", "match_averaging", "init_fit_state", "monitored_params", "opt_state_fits"]
+__all__ = [
+    "fit_optimizer",
+    "is_fit_state",
+    "with_entry",
+    "rate_scale_of",
+    "with_rate_scale",
+    "with_average_decay",
+    "device_copy",
+    "restart_average",
+    "match_averaging",
+    "init_fit_state",
+    "monitored_params",
+    "opt_state_fits",
+]
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,8 +97,9 @@ def restart_average(opt_state, params):
     average = opt_state.get("average")
     if average is None:
         return opt_state
-    return with_entry(opt_state, "average", ParamAverageState(jnp.zeros_like(average.steps), average.decay,
-                                                               device_copy(params)))
+    return with_entry(
+        opt_state, "average", ParamAverageState(jnp.zeros_like(average.steps), average.decay, device_copy(params))
+    )
 
 
 def match_averaging(opt_state, params, averaged: bool):
@@ -104,8 +117,10 @@ def init_fit_state(state: TrainState, gradient, *, rate_scale=1.0, averaged=Fals
     the optimizer's state as it is, the other entries initialised as the chain would."""
     trainable = (state.params, state.prior_params)
     opt_state = collections.OrderedDict(
-        optimizer=state.opt_state, rate_scale=scale_by_rate(rate_scale).init(trainable),
-        form=_gradients.get(gradient).update_transform().init(trainable))
+        optimizer=state.opt_state,
+        rate_scale=scale_by_rate(rate_scale).init(trainable),
+        form=_gradients.get(gradient).update_transform().init(trainable),
+    )
     return TrainState(*trainable, match_averaging(opt_state, trainable, averaged))
 
 
@@ -129,7 +144,8 @@ def opt_state_fits(optimizer, opt_state, trainable) -> bool:
     (abstractly: nothing is computed)."""
     leaves, tree = jax.tree_util.tree_flatten(trainable)
     expected_tree, expected_shapes = _expected_state(
-        optimizer, tree, tuple((tuple(np.shape(a)), np.dtype(jax.numpy.result_type(a))) for a in leaves))
+        optimizer, tree, tuple((tuple(np.shape(a)), np.dtype(jax.numpy.result_type(a))) for a in leaves)
+    )
     state_leaves, state_tree = jax.tree_util.tree_flatten(opt_state)
     same_tree = bool(state_tree == expected_tree)
     return same_tree and tuple(tuple(np.shape(a)) for a in state_leaves) == expected_shapes

@@ -69,8 +69,15 @@ SCORE_BATCH = 8192  # rows per batch when the loop scores the validation set
 
 @jax.jit
 def _finite(tree):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
-                              if jnp.issubdtype(leaf.dtype, jnp.inexact)]))
+    return jnp.all(
+        jnp.stack(
+            [
+                jnp.all(jnp.isfinite(leaf))
+                for leaf in jax.tree_util.tree_leaves(tree)
+                if jnp.issubdtype(leaf.dtype, jnp.inexact)
+            ]
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,11 +195,20 @@ def term_values(objective, params, prior_params, X, u, activation, prior, log_de
     ``log_det_offset`` included as the term weighs them; in batches of :data:`SCORE_BATCH` rows."""
     values = []
     for _, term in objective.terms():
-        rows = jnp.concatenate([
-            _term_rows(term, params, prior_params, X[i:i + SCORE_BATCH], None if u is None else u[i:i + SCORE_BATCH],
-                       activation, prior)
-            for i in range(0, X.shape[0], SCORE_BATCH)
-        ])
+        rows = jnp.concatenate(
+            [
+                _term_rows(
+                    term,
+                    params,
+                    prior_params,
+                    X[i : i + SCORE_BATCH],
+                    None if u is None else u[i : i + SCORE_BATCH],
+                    activation,
+                    prior,
+                )
+                for i in range(0, X.shape[0], SCORE_BATCH)
+            ]
+        )
         c = term.log_det_weight
         if c:
             log_det_rows = jnp.asarray(log_det, rows.dtype)
@@ -225,8 +241,10 @@ _FIT_PARAMETERS: dict[str, list] = {
     "averaging": [Interval(float, 0, None, "left")],
     "show_progress": [Satisfies(lambda v: isinstance(v, (bool, np.bool_, str)), "a bool or a str (the bar's label)")],
     "callback": [Satisfies(callable, "callable"), Options((None,))],
-    "resume": [Satisfies(lambda v: isinstance(v, FitProgress), "an nica.FitProgress (a callback's snapshot)"),
-               Options((None,))],
+    "resume": [
+        Satisfies(lambda v: isinstance(v, FitProgress), "an nica.FitProgress (a callback's snapshot)"),
+        Options((None,)),
+    ],
     "early_stopping": [Satisfies(lambda v: isinstance(v, EarlyStopping), "an nica.EarlyStopping"), Options((None,))],
 }
 
@@ -237,8 +255,10 @@ def validation_rows(validation_fraction, n_samples, context=""):
     would be left (``context`` starts the message)."""
     n_val = math.ceil(validation_fraction * n_samples)
     if n_samples - n_val < 1:
-        raise ValueError(f"{context}validation_fraction={validation_fraction} needs at least one training row "
-                         f"beside the validation rows; got {n_samples} samples.")
+        raise ValueError(
+            f"{context}validation_fraction={validation_fraction} needs at least one training row "
+            f"beside the validation rows; got {n_samples} samples."
+        )
     return n_val
 
 
@@ -247,8 +267,9 @@ def _check_validation(validation, validation_fraction, n_features, dtype, prior,
     if validation is not None:
         if isinstance(validation, tuple):
             if len(validation) not in (1, 2):
-                raise ValueError("validation must be X_val or a pair (X_val, u_val); got a tuple of "
-                                 f"{len(validation)} items.")
+                raise ValueError(
+                    f"validation must be X_val or a pair (X_val, u_val); got a tuple of {len(validation)} items."
+                )
             X_val, u_val = (validation + (None,))[:2]
         else:
             X_val, u_val = validation, None
@@ -269,8 +290,10 @@ def _stopping_policy(early_stopping, patience, tol, schedule):
     if early_stopping is None:
         return EarlyStopping(patience, tol, schedule)
     if (patience, tol, schedule) != (10, 1e-4, "plateau"):
-        raise ValueError("give early_stopping or patience/tol/schedule, not both (early_stopping=nica.EarlyStopping("
-                         "patience=..., tol=..., schedule=...)).")
+        raise ValueError(
+            "give early_stopping or patience/tol/schedule, not both (early_stopping=nica.EarlyStopping("
+            "patience=..., tol=..., schedule=...))."
+        )
     return early_stopping
 
 
@@ -294,15 +317,34 @@ class _Loop(NamedTuple):
 # fit_to_data
 
 
-def fit_to_data(state: TrainState, X: ArrayLike, u: ArrayLike | None = None, *, optimizer: optax.GradientTransformation,
-                key: jax.Array, activation: str | Activation = "smooth_leaky_relu", prior: str | Prior = "laplace",
-                gradient: str | GradientForm = "relative", batch_size: int = 256, max_epochs: int = 100,
-                validation_fraction: float | None = 0.1, validation: Any = None, patience: int = 10,
-                tol: float = 1e-4, schedule: str = "plateau", contrastive_weight: float | None = None,
-                log_det_offset: float = 0.0, rate_scale: float = 1.0, averaging: float = 0.0, mesh: Mesh | None = None,
-                show_progress: bool | str = False, callback: Callable[[str, FitProgress], Any] | None = None,
-                resume: FitProgress | None = None, objective: str | Objective | None = None,
-                early_stopping: EarlyStopping | None = None) -> tuple[TrainState, FitHistory]:
+def fit_to_data(
+    state: TrainState,
+    X: ArrayLike,
+    u: ArrayLike | None = None,
+    *,
+    optimizer: optax.GradientTransformation,
+    key: jax.Array,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    gradient: str | GradientForm = "relative",
+    batch_size: int = 256,
+    max_epochs: int = 100,
+    validation_fraction: float | None = 0.1,
+    validation: Any = None,
+    patience: int = 10,
+    tol: float = 1e-4,
+    schedule: str = "plateau",
+    contrastive_weight: float | None = None,
+    log_det_offset: float = 0.0,
+    rate_scale: float = 1.0,
+    averaging: float = 0.0,
+    mesh: Mesh | None = None,
+    show_progress: bool | str = False,
+    callback: Callable[[str, FitProgress], Any] | None = None,
+    resume: FitProgress | None = None,
+    objective: str | Objective | None = None,
+    early_stopping: EarlyStopping | None = None,
+) -> tuple[TrainState, FitHistory]:
     """Train by exact maximum likelihood (or another objective): epochs, validation, early
     stopping, a rate schedule.
 
@@ -437,18 +479,33 @@ def fit_to_data(state: TrainState, X: ArrayLike, u: ArrayLike | None = None, *, 
     """
     # every argument checked before any JAX work
     if not isinstance(state, TrainState):
-        raise TypeError(f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
-                        f"prior_params)); got {type(state).__name__}.")
+        raise TypeError(
+            f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
+            f"prior_params)); got {type(state).__name__}."
+        )
     check_optimizer(optimizer)
     key = check_key(key)
     form = _gradients.get(gradient)
     activation = _activations.get(activation)
     prior = _priors.get(prior)
     mesh = check_mesh(mesh)
-    args = check_parameters(_FIT_PARAMETERS, dict(
-        batch_size=batch_size, max_epochs=max_epochs, patience=patience, tol=tol, schedule=schedule,
-        log_det_offset=log_det_offset, rate_scale=rate_scale, averaging=averaging, show_progress=show_progress,
-        callback=callback, resume=resume, early_stopping=early_stopping))
+    args = check_parameters(
+        _FIT_PARAMETERS,
+        dict(
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            tol=tol,
+            schedule=schedule,
+            log_det_offset=log_det_offset,
+            rate_scale=rate_scale,
+            averaging=averaging,
+            show_progress=show_progress,
+            callback=callback,
+            resume=resume,
+            early_stopping=early_stopping,
+        ),
+    )
     stopping = _stopping_policy(early_stopping, args["patience"], args["tol"], args["schedule"])
     objective = objective_argument(objective, contrastive_weight, prior)
     n_features, _ = check_params(state.params)
@@ -457,16 +514,24 @@ def fit_to_data(state: TrainState, X: ArrayLike, u: ArrayLike | None = None, *, 
     if X.shape[0] == 0:
         raise ValueError(f"X needs at least one row; got shape {X.shape}.")
     aux: Any = _priors.check_aux(prior, u, X.shape[0], "fit_to_data")
-    _priors.check_prior_params(prior, state.prior_params, n_features, jnp.dtype(dtype), name="state.prior_params",
-                               hint=" and pass them to init_train_state")
+    _priors.check_prior_params(
+        prior,
+        state.prior_params,
+        n_features,
+        jnp.dtype(dtype),
+        name="state.prior_params",
+        hint=" and pass them to init_train_state",
+    )
     val, n_val = _check_validation(validation, validation_fraction, n_features, dtype, prior, X.shape[0])
     averaged = args["averaging"] > 0
     chained = is_fit_state(state.opt_state)
     trainable = (state.params, state.prior_params)
     inner = state.opt_state["optimizer"] if chained else state.opt_state
     if not opt_state_fits(optimizer, inner, trainable):
-        raise ValueError("state.opt_state does not fit optimizer: build the state with "
-                         "init_train_state(optimizer, params, prior_params) and the same optimizer.")
+        raise ValueError(
+            "state.opt_state does not fit optimizer: build the state with "
+            "init_train_state(optimizer, params, prior_params) and the same optimizer."
+        )
 
     if n_val is not None:  # the validation rows, drawn with the key
         key, split_key = jax.random.split(key)
@@ -484,10 +549,22 @@ def fit_to_data(state: TrainState, X: ArrayLike, u: ArrayLike | None = None, *, 
     steps = max(1, train[0].shape[0] // max(1, min(args["batch_size"], train[0].shape[0])))
     decay = average_decay(args["averaging"], steps)
     state = place(state._replace(opt_state=with_average_decay(state.opt_state, decay)), mesh)
-    loop = _Loop(compile_epoch(tx, form, activation, prior, objective, args["batch_size"], mesh), tx, train, val,
-                 activation, prior, objective, stopping, mesh, args["log_det_offset"], decay)
-    state, history = _run(loop, state, key, args["max_epochs"], show_progress=show_progress, callback=callback,
-                          resume=resume)
+    loop = _Loop(
+        compile_epoch(tx, form, activation, prior, objective, args["batch_size"], mesh),
+        tx,
+        train,
+        val,
+        activation,
+        prior,
+        objective,
+        stopping,
+        mesh,
+        args["log_det_offset"],
+        decay,
+    )
+    state, history = _run(
+        loop, state, key, args["max_epochs"], show_progress=show_progress, callback=callback, resume=resume
+    )
     if not chained:
         state = state._replace(opt_state=state.opt_state["optimizer"])
     return state, history
@@ -523,13 +600,28 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
         status = StoppingStatus(resume.best_score, 0, resume.no_change, resume.reductions)
 
     def history():
-        return FitHistory(loss_curve, validation_scores, n_epochs, status.best_epoch, status.best_score, converged,
-                          diverged, rate, validation_log_likelihoods, validation_terms, objective.label)
+        return FitHistory(
+            loss_curve,
+            validation_scores,
+            n_epochs,
+            status.best_epoch,
+            status.best_score,
+            converged,
+            diverged,
+            rate,
+            validation_log_likelihoods,
+            validation_terms,
+            objective.label,
+        )
 
     def report(event, state):
         if callback is not None:
-            callback(event, FitProgress(n_epochs, state, key, best, status.best_score, status.no_change,
-                                        status.reductions, history()))
+            callback(
+                event,
+                FitProgress(
+                    n_epochs, state, key, best, status.best_score, status.no_change, status.reductions, history()
+                ),
+            )
 
     def restart_at(params, rate):
         # a copy: the next epoch donates the state, and ``best`` must outlive it
@@ -543,8 +635,11 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
             state, data_loss = loop.epoch(state, *loop.train, epoch_key)
             n_epochs += 1
             log_det = float(log_abs_det(state.params))
-            loss = float(data_loss) - log_det - loop.log_det_offset if c == 1.0 else \
-                float(data_loss) - c * log_det - c * loop.log_det_offset
+            loss = (
+                float(data_loss) - log_det - loop.log_det_offset
+                if c == 1.0
+                else float(data_loss) - c * log_det - c * loop.log_det_offset
+            )
             if not np.isfinite(loss) or not bool(_finite(state)):
                 diverged = True
                 break
@@ -554,15 +649,36 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
             if loop.val is not None:
                 if averaged:
                     log_det = float(log_abs_det(monitored[0]))
-                values = term_values(objective, monitored[0], monitored[1], loop.val[0], loop.val[1],
-                                     loop.activation, loop.prior, log_det, loop.log_det_offset)
+                values = term_values(
+                    objective,
+                    monitored[0],
+                    monitored[1],
+                    loop.val[0],
+                    loop.val[1],
+                    loop.activation,
+                    loop.prior,
+                    log_det,
+                    loop.log_det_offset,
+                )
                 score = _score(objective, values)
                 if not np.isfinite(score):
                     diverged = True
                     break
-                nll = values[likelihood_at] if likelihood_at is not None else term_values(
-                    _gradients.LIKELIHOOD, monitored[0], monitored[1], loop.val[0], loop.val[1], loop.activation,
-                    loop.prior, log_det, loop.log_det_offset)[0]
+                nll = (
+                    values[likelihood_at]
+                    if likelihood_at is not None
+                    else term_values(
+                        _gradients.LIKELIHOOD,
+                        monitored[0],
+                        monitored[1],
+                        loop.val[0],
+                        loop.val[1],
+                        loop.activation,
+                        loop.prior,
+                        log_det,
+                        loop.log_det_offset,
+                    )[0]
+                )
                 validation_scores.append(score)
                 validation_log_likelihoods.append(-nll)
                 for term, value in zip(terms, values):

@@ -64,9 +64,23 @@ from nica._src.objectives import Objective
 from nica._src.priors import Prior
 from nica._src.transforms import append_stateless, equivariant_transport
 
-__all__ = ["Backprop", "backpropagated_errors", "GradientForm", "RelativeGradient", "EquivariantGradient",
-           "EuclideanGradient", "AutodiffGradient", "relative_gradient", "equivariant_gradient",
-           "euclidean_gradient", "autodiff_gradient", "get", "register", "names", "resolve_objective"]
+__all__ = [
+    "Backprop",
+    "backpropagated_errors",
+    "GradientForm",
+    "RelativeGradient",
+    "EquivariantGradient",
+    "EuclideanGradient",
+    "AutodiffGradient",
+    "relative_gradient",
+    "equivariant_gradient",
+    "euclidean_gradient",
+    "autodiff_gradient",
+    "get",
+    "register",
+    "names",
+    "resolve_objective",
+]
 
 LIKELIHOOD = _objectives.Likelihood()
 
@@ -101,9 +115,9 @@ def _backprop(params, X, activation, prior, prior_params, u, objective) -> Backp
         return objective.mean_loss(prior, prior_params, S, log_det_act, u), (inputs, preacts)
 
     zeros = [jnp.zeros_like(X) for _ in params]
-    (loss, (inputs, preacts)), (deltas, prior_grads) = jax.value_and_grad(
-        data_loss, argnums=(0, 1), has_aux=True
-    )(zeros, prior_params)
+    (loss, (inputs, preacts)), (deltas, prior_grads) = jax.value_and_grad(data_loss, argnums=(0, 1), has_aux=True)(
+        zeros, prior_params
+    )
     return Backprop(loss, deltas, inputs, preacts, prior_grads)
 
 
@@ -115,9 +129,16 @@ def resolve_objective(objective, prior):
     return objective
 
 
-def backpropagated_errors(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                          prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None,
-                          objective: str | Objective | None = None) -> Backprop:
+def backpropagated_errors(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+    objective: str | Objective | None = None,
+) -> Backprop:
     """Forward pass plus back-propagation of the objective's data part (appendix D's trick).
 
     Only the error signals ``δ_k = ∂ℓ_data/∂Y_k`` are differentiated (autodiff of the loss with
@@ -209,8 +230,10 @@ class RelativeGradient(GradientForm):
     name: ClassVar[str] = "relative"
 
     def layer_gradients(self, params, backprop, log_det_weight):
-        return tuple(self._layer(layer, d, Z, Y, log_det_weight) for layer, d, Z, Y in
-                     zip(params, backprop.errors, backprop.inputs, backprop.preactivations))
+        return tuple(
+            self._layer(layer, d, Z, Y, log_det_weight)
+            for layer, d, Z, Y in zip(params, backprop.errors, backprop.inputs, backprop.preactivations)
+        )
 
     @staticmethod
     def _layer(layer: Layer, delta, Z, Y, c):
@@ -280,7 +303,8 @@ class AutodiffGradient(GradientForm):
             return objective.mean_loss(prior, prior_params, S, log_det, u), jax.lax.stop_gradient(data_loss)
 
         (_, data_loss), (grads, prior_grads) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
-            params, prior_params)
+            params, prior_params
+        )
         return data_loss, grads, prior_grads
 
     def layer_gradients(self, params, backprop, log_det_weight):  # pragma: no cover - not used
@@ -389,8 +413,9 @@ def _dispatch(name, params, X, activation, prior, prior_params, u, objective):
     pair = prior_params is not None
     prior, prior_params, u = prior_arguments(prior, prior_params, u, params, X, where)
     objective = resolve_objective(objective, prior)
-    grads, prior_grads = _gradient(get(name), tuple(params), X, _activations.get(activation), prior,
-                                   prior_params, u, objective)
+    grads, prior_grads = _gradient(
+        get(name), tuple(params), X, _activations.get(activation), prior, prior_params, u, objective
+    )
     return (grads, prior_grads) if pair else grads
 
 
@@ -427,27 +452,55 @@ def _document(summary, layers, examples):
     return summary.rstrip() + "\n" + _COMMON_PARAMETERS.format(layers=layers) + "\n" + examples
 
 
-def relative_gradient(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                      prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None,
-                      objective: str | Objective | None = None) -> Any:
+def relative_gradient(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+    objective: str | Objective | None = None,
+) -> Any:
     return _dispatch("relative", params, X, activation, prior, prior_params, u, objective)
 
 
-def equivariant_gradient(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                         prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None,
-                         objective: str | Objective | None = None) -> Any:
+def equivariant_gradient(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+    objective: str | Objective | None = None,
+) -> Any:
     return _dispatch("equivariant", params, X, activation, prior, prior_params, u, objective)
 
 
-def euclidean_gradient(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                       prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None,
-                       objective: str | Objective | None = None) -> Any:
+def euclidean_gradient(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+    objective: str | Objective | None = None,
+) -> Any:
     return _dispatch("euclidean", params, X, activation, prior, prior_params, u, objective)
 
 
-def autodiff_gradient(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                      prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None,
-                      objective: str | Objective | None = None) -> Any:
+def autodiff_gradient(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+    objective: str | Objective | None = None,
+) -> Any:
     return _dispatch("autodiff", params, X, activation, prior, prior_params, u, objective)
 
 
@@ -457,7 +510,9 @@ relative_gradient.__doc__ = _document(
     Computed in the cheap form: per layer a forward product, back-propagation and two extra
     ``(B×D)·(D×D)`` products, about ``(4L − 1)·B·D²`` multiply-adds in all, with no inverse or
     determinant.  Use it in place of a gradient with any optax optimizer.
-""", "``Layer(ΔW, Δb)`` per layer (``Δb`` is ``None`` where the layer has no bias).", """
+""",
+    "``Layer(ΔW, Δb)`` per layer (``Δb`` is ``None`` where the layer has no bias).",
+    """
     Examples
     --------
     >>> import jax, optax
@@ -480,7 +535,8 @@ relative_gradient.__doc__ = _document(
     >>> grads = nica.relative_gradient(params, X, prior=prior, prior_params=theta, u=u)
     >>> updates, state = opt.update(grads, state, (params, theta))
     >>> params, theta = optax.apply_updates((params, theta), updates)
-""")
+""",
+)
 
 equivariant_gradient.__doc__ = _document(
     """The relative gradient in the group's coordinates, ``H̄ = [G, g] W̄ᵀ``, per layer.
@@ -496,7 +552,9 @@ equivariant_gradient.__doc__ = _document(
     per step than it does on ``relative_gradient``.  The transport costs one ``D×D×D`` product
     per layer: cheaper than ``relative_gradient``'s extra products when ``D < B``, more when
     ``D > B``.
-""", "``Layer(H, h)`` per layer, ``H`` of shape ``(D, D)`` (``h`` is ``None`` without bias).", """
+""",
+    "``Layer(H, h)`` per layer, ``H`` of shape ``(D, D)`` (``h`` is ``None`` without bias).",
+    """
     Examples
     --------
     >>> import jax, optax
@@ -507,14 +565,17 @@ equivariant_gradient.__doc__ = _document(
     >>> state = opt.init(params)
     >>> updates, state = opt.update(nica.equivariant_gradient(params, X), state, params)
     >>> params = optax.apply_updates(params, nica.transport(updates, params))
-""")
+""",
+)
 
 euclidean_gradient.__doc__ = _document(
     """Ordinary gradient ``(G, g)`` of the mean NLL, with ``−W⁻ᵀ`` from an explicit inverse.
 
     The paper's "ordinary gradient" baseline (Figure 1): back-propagation for the data terms and
     an ``O(D³)`` matrix inverse per layer for the log-determinant.
-""", "``Layer(G, g)`` per layer.", """
+""",
+    "``Layer(G, g)`` per layer.",
+    """
     Examples
     --------
     >>> import jax
@@ -523,14 +584,17 @@ euclidean_gradient.__doc__ = _document(
     >>> X = jax.random.laplace(jax.random.key(1), (10, 3))
     >>> nica.euclidean_gradient(params, X)[0].W.shape
     (3, 3)
-""")
+""",
+)
 
 autodiff_gradient.__doc__ = _document(
     """Ordinary gradient ``(G, g)`` of the mean NLL by brute-force automatic differentiation.
 
     Builds every per-sample Jacobian of the network (``B×D×D`` memory) and differentiates its
     ``slogdet``: ``O(B·D³)`` time.  The paper's "autodiff" baseline (Figure 1).
-""", "``Layer(G, g)`` per layer.", """
+""",
+    "``Layer(G, g)`` per layer.",
+    """
     Examples
     --------
     >>> import jax
@@ -539,4 +603,5 @@ autodiff_gradient.__doc__ = _document(
     >>> X = jax.random.laplace(jax.random.key(1), (10, 3))
     >>> nica.autodiff_gradient(params, X)[1].b.shape
     (3,)
-""")
+""",
+)

@@ -39,24 +39,16 @@ def _as_float_array(x, name) -> np.ndarray:
 def _check_finite(arr, name):
     if not np.all(np.isfinite(arr)):
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(
-            f"{name} must contain only finite values, got {n_bad} NaN or infinite entries."
-        )
+        raise ValueError(f"{name} must contain only finite values, got {n_bad} NaN or infinite entries.")
 
 
 def _check_sources(S, name) -> np.ndarray:
     """Validate one ``(n_samples, n_components)`` array of sources."""
     arr = _as_float_array(S, name)
     if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D with shape (n_samples, n_components), "
-            f"got an array of shape {arr.shape}."
-        )
+        raise ValueError(f"{name} must be 2-D with shape (n_samples, n_components), got an array of shape {arr.shape}.")
     if arr.shape[0] < 2:
-        raise ValueError(
-            f"{name} must have at least 2 samples (rows) to compute correlations, "
-            f"got shape {arr.shape}."
-        )
+        raise ValueError(f"{name} must have at least 2 samples (rows) to compute correlations, got shape {arr.shape}.")
     if arr.shape[1] < 1:
         raise ValueError(f"{name} must have at least 1 component (column), got shape {arr.shape}.")
     _check_finite(arr, name)
@@ -166,8 +158,7 @@ def _match_components(S_true, S_est, method="pearson"):
     S_est = _check_sources(S_est, "S_est")
     if S_true.shape[0] != S_est.shape[0]:
         raise ValueError(
-            "S_true and S_est must have the same number of samples (rows), got "
-            f"{S_true.shape[0]} and {S_est.shape[0]}."
+            f"S_true and S_est must have the same number of samples (rows), got {S_true.shape[0]} and {S_est.shape[0]}."
         )
     if method == "spearman":
         S_true = rankdata(S_true, axis=0)
@@ -180,9 +171,7 @@ def _match_components(S_true, S_est, method="pearson"):
 def _check_square(M, name) -> np.ndarray:
     arr = _as_float_array(M, name)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty square 2-D matrix, got an array of shape {arr.shape}."
-        )
+        raise ValueError(f"{name} must be a non-empty square 2-D matrix, got an array of shape {arr.shape}.")
     _check_finite(arr, name)
     return arr
 
@@ -246,8 +235,7 @@ def amari_distance(W: ArrayLike, A: ArrayLike) -> float:
     col_max = P.max(axis=0)
     if np.any(row_max == 0) or np.any(col_max == 0):
         raise ValueError(
-            "W @ A has an all-zero row or column, so the Amari distance is undefined; "
-            "W @ A must be non-singular."
+            "W @ A has an all-zero row or column, so the Amari distance is undefined; W @ A must be non-singular."
         )
     if d == 1:
         return 0.0
@@ -298,12 +286,12 @@ def make_mcc_scorer(method: str = "pearson") -> Callable:
 
     def mcc_scorer(estimator, X, y):
         if not callable(getattr(estimator, "transform", None)):
-            raise TypeError(f"The MCC scorer scores an estimator with a transform method; got "
-                            f"{type(estimator).__name__}, which has none.")
-        if y is None:
-            raise ValueError(
-                "The MCC scorer needs the true sources as y (n_samples, n_components), got None."
+            raise TypeError(
+                f"The MCC scorer scores an estimator with a transform method; got "
+                f"{type(estimator).__name__}, which has none."
             )
+        if y is None:
+            raise ValueError("The MCC scorer needs the true sources as y (n_samples, n_components), got None.")
         return mean_corr_coef(y, estimator.transform(X), method=method)
 
     mcc_scorer.__name__ = mcc_scorer.__qualname__ = f"mcc_scorer_{method}"

@@ -25,10 +25,29 @@ from nica._src._checks import check_bool, check_int
 from nica._src.activations import Activation
 from nica._src.priors import Prior
 
-__all__ = ["Layer", "init_params", "forward", "inverse", "forward_and_log_det", "inverse_and_log_det",
-           "log_likelihood", "check_params", "check_data", "check_key", "params_dtype", "validated",
-           "prior_arguments", "forward_trace", "inverse_trace", "log_abs_det_weights", "log_abs_det",
-           "forward_jit", "inverse_jit", "log_likelihood_without_det", "marginal_log_likelihood_without_det"]
+__all__ = [
+    "Layer",
+    "init_params",
+    "forward",
+    "inverse",
+    "forward_and_log_det",
+    "inverse_and_log_det",
+    "log_likelihood",
+    "check_params",
+    "check_data",
+    "check_key",
+    "params_dtype",
+    "validated",
+    "prior_arguments",
+    "forward_trace",
+    "inverse_trace",
+    "log_abs_det_weights",
+    "log_abs_det",
+    "forward_jit",
+    "inverse_jit",
+    "log_likelihood_without_det",
+    "marginal_log_likelihood_without_det",
+]
 
 
 class Layer(NamedTuple):
@@ -56,10 +75,7 @@ def check_params(params) -> tuple[int, int]:
     Raises a ``ValueError`` (or ``TypeError``) saying what was expected and what arrived.
     """
     if isinstance(params, Layer) or not isinstance(params, (tuple, list)) or len(params) == 0:
-        raise TypeError(
-            "params must be a non-empty tuple of nica.Layer(W, b); "
-            f"got {type(params).__name__}."
-        )
+        raise TypeError(f"params must be a non-empty tuple of nica.Layer(W, b); got {type(params).__name__}.")
     n_features = None
     for k, layer in enumerate(params):
         if not isinstance(layer, Layer):
@@ -76,8 +92,7 @@ def check_params(params) -> tuple[int, int]:
             )
         if layer.b is not None and jnp.shape(layer.b) != (n_features,):
             raise ValueError(
-                f"params[{k}].b must have shape ({n_features},) to match W; "
-                f"got shape {jnp.shape(layer.b)}."
+                f"params[{k}].b must have shape ({n_features},) to match W; got shape {jnp.shape(layer.b)}."
             )
         if (layer.b is None) != (params[0].b is None):
             raise ValueError("Either every layer has a bias or none does; params mix the two.")
@@ -102,8 +117,7 @@ def _as_numeric_array(X, name) -> jax.Array:
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a rectangular array of numbers; got {type(X).__name__} "
-                         f"({error}).") from None
+        raise ValueError(f"{name} must be a rectangular array of numbers; got {type(X).__name__} ({error}).") from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(f"{name} must be a floating-point array; got dtype {arr.dtype}.")
     return jnp.asarray(arr)
@@ -118,13 +132,9 @@ def check_data(X, n_features: int, dtype, name: str = "X") -> jax.Array:
     """
     X = _as_numeric_array(X, name)
     if X.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D with shape (n_samples, {n_features}); got shape {X.shape}."
-        )
+        raise ValueError(f"{name} must be 2-D with shape (n_samples, {n_features}); got shape {X.shape}.")
     if X.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {X.shape[1]} features but the network expects {n_features}."
-        )
+        raise ValueError(f"{name} has {X.shape[1]} features but the network expects {n_features}.")
     if not jnp.issubdtype(X.dtype, jnp.floating):
         raise TypeError(f"{name} must be a floating-point array; got dtype {X.dtype}.")
     if X.dtype != dtype:
@@ -156,8 +166,9 @@ def prior_arguments(prior, prior_params, u, params, X, where):
                 f"prior_params_){' and the auxiliary variable u' if conditional else ''}."
             )
         prior_params = ()
-    _priors.check_prior_params(prior, prior_params, n_features, dtype, check_dtype=True,
-                               hint=" (or take a fitted estimator's prior_params_)")
+    _priors.check_prior_params(
+        prior, prior_params, n_features, dtype, check_dtype=True, hint=" (or take a fitted estimator's prior_params_)"
+    )
     u = _priors.check_aux(prior, u, X.shape[0], where)
     return prior, prior_params, u
 
@@ -208,16 +219,18 @@ def _random_orthogonal(key, n, dtype):
     # are written by one scatter into one D×D buffer (n·1024 entries, not D²).
     r, c, v, start = [], [], [], 0
     for k, m in zip(jax.random.split(block_key, n_blocks), sizes):
-        r.append(jnp.repeat(rows[start:start + m], m))
-        c.append(jnp.tile(cols[start:start + m], m))
+        r.append(jnp.repeat(rows[start : start + m], m))
+        c.append(jnp.tile(cols[start : start + m], m))
         v.append(jax.random.orthogonal(k, m, dtype=dtype).ravel())
         start += m
-    return jnp.zeros((n, n), dtype).at[jnp.concatenate(r), jnp.concatenate(c)].set(
-        jnp.concatenate(v), unique_indices=True)
+    return (
+        jnp.zeros((n, n), dtype).at[jnp.concatenate(r), jnp.concatenate(c)].set(jnp.concatenate(v), unique_indices=True)
+    )
 
 
-def init_params(key: jax.Array, n_features: int, n_layers: int, *, bias: bool = True,
-                dtype: DTypeLike | None = None) -> tuple[Layer, ...]:
+def init_params(
+    key: jax.Array, n_features: int, n_layers: int, *, bias: bool = True, dtype: DTypeLike | None = None
+) -> tuple[Layer, ...]:
     """Well-conditioned initial parameters: random orthogonal ``W`` and zero ``b``.
 
     Up to 4,096 features each ``W`` is Haar-distributed (the QR decomposition of a Gaussian
@@ -435,8 +448,9 @@ def inverse(params: Sequence[Layer], S: ArrayLike, *, activation: str | Activati
     return inverse_jit(tuple(params), S, _activations.get(activation))
 
 
-def forward_and_log_det(params: Sequence[Layer], X: ArrayLike, *,
-                        activation: str | Activation = "smooth_leaky_relu") -> tuple[jax.Array, jax.Array]:
+def forward_and_log_det(
+    params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu"
+) -> tuple[jax.Array, jax.Array]:
     """Map observations to sources and return the log-determinant of the map's Jacobian, per row.
 
     The flow interface of distrax and flowjax (``bijector.forward_and_log_det``): ``S = g(X)``
@@ -486,8 +500,9 @@ def _inverse_and_log_det(params, S, activation):
     return X, -(log_det_act + log_abs_det_weights(params))
 
 
-def inverse_and_log_det(params: Sequence[Layer], S: ArrayLike, *,
-                        activation: str | Activation = "smooth_leaky_relu") -> tuple[jax.Array, jax.Array]:
+def inverse_and_log_det(
+    params: Sequence[Layer], S: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu"
+) -> tuple[jax.Array, jax.Array]:
     """Map sources to observations and return the log-determinant of that map's Jacobian, per row.
 
     The other direction of :func:`forward_and_log_det` (distrax's and flowjax's
@@ -526,8 +541,15 @@ def inverse_and_log_det(params: Sequence[Layer], S: ArrayLike, *,
     return _inverse_and_log_det(tuple(params), S, _activations.get(activation))
 
 
-def log_likelihood(params: Sequence[Layer], X: ArrayLike, *, activation: str | Activation = "smooth_leaky_relu",
-                   prior: str | Prior = "laplace", prior_params: Any = None, u: ArrayLike | None = None) -> jax.Array:
+def log_likelihood(
+    params: Sequence[Layer],
+    X: ArrayLike,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    prior_params: Any = None,
+    u: ArrayLike | None = None,
+) -> jax.Array:
     """Exact per-sample log-likelihood: eq. (3), or eq. (4) given an auxiliary variable ``u``.
 
     ``log p(x | u) = Σ_i log p_i(s_i | u) + Σ_{k<L} Σ_i log σ'(y_{k,i}) + Σ_k log|det W_k|``

@@ -36,8 +36,17 @@ from nica._src._checks import check_real
 from nica._src._registry import Registry
 from nica._src.conditional import SegmentConditional
 
-__all__ = ["Objective", "Likelihood", "LabelCrossEntropy", "WeightedSum", "likelihood", "label_cross_entropy",
-           "get", "register", "names"]
+__all__ = [
+    "Objective",
+    "Likelihood",
+    "LabelCrossEntropy",
+    "WeightedSum",
+    "likelihood",
+    "label_cross_entropy",
+    "get",
+    "register",
+    "names",
+]
 
 
 class Objective(abc.ABC):
@@ -176,8 +185,12 @@ class WeightedSum(Objective):
 
     def __post_init__(self):
         for item in self.weighted_terms:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Objective)
-                    and not isinstance(item[1], WeightedSum)):
+            if not (
+                isinstance(item, tuple)
+                and len(item) == 2
+                and isinstance(item[1], Objective)
+                and not isinstance(item[1], WeightedSum)
+            ):
                 raise TypeError(f"weighted_terms must hold (weight, term) pairs of single objectives; got {item!r}.")
             check_real(item[0], "an objective's weight", 0.0, closed="left")
 

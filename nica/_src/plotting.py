@@ -264,21 +264,13 @@ def plot_density_2d(model, X=None, *, bounds=None, resolution=200, ax=None):
     check_is_fitted(model)
     n_features = getattr(model, "n_features_in_", None)
     if n_features != 2:
-        raise ValueError(
-            f"plot_density_2d needs a model fitted on 2 features, got a model fitted on {n_features}."
-        )
-    if (
-        isinstance(resolution, (bool, np.bool_))
-        or not isinstance(resolution, numbers.Integral)
-        or resolution < 2
-    ):
+        raise ValueError(f"plot_density_2d needs a model fitted on 2 features, got a model fitted on {n_features}.")
+    if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution, numbers.Integral) or resolution < 2:
         raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}.")
     if X is not None:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] < 1 or not np.all(np.isfinite(X)):
-            raise ValueError(
-                f"X must be a finite array of shape (n_samples, 2), got an array of shape {X.shape}."
-            )
+            raise ValueError(f"X must be a finite array of shape (n_samples, 2), got an array of shape {X.shape}.")
     if bounds is not None:
         bounds = _check_bounds(bounds)
     else:
@@ -341,8 +333,7 @@ def plot_gradient_scaling(results, *, ax=None):
     """
     if not isinstance(results, dict) or not results:
         raise ValueError(
-            "results must be a non-empty dict {method: (dims, seconds)}, "
-            f"got {type(results).__name__} {results!r}."
+            f"results must be a non-empty dict {{method: (dims, seconds)}}, got {type(results).__name__} {results!r}."
         )
     curves = {}
     for method, value in results.items():
@@ -362,8 +353,7 @@ def plot_gradient_scaling(results, *, ax=None):
         for name, arr in (("dims", dims), ("seconds", seconds)):
             if not np.all(np.isfinite(arr) & (arr > 0)):
                 raise ValueError(
-                    f"results[{method!r}]: {name} must be finite and positive for a log-log plot, "
-                    f"got {arr.tolist()}."
+                    f"results[{method!r}]: {name} must be finite and positive for a log-log plot, got {arr.tolist()}."
                 )
         order = np.argsort(dims)
         curves[method] = (dims[order], seconds[order])

@@ -36,9 +36,27 @@ import numpy as np
 from nica._src._checks import check_int
 from nica._src._registry import Registry
 
-__all__ = ["Prior", "LearnedPrior", "Gaussian", "Laplace", "Logistic", "HypSecant", "LogisticMixture",
-           "gaussian", "laplace", "logistic", "hypsecant", "logistic_mixture", "get", "register", "names",
-           "check_prior_params", "prior_params_template", "check_aux", "as_aux_array"]
+__all__ = [
+    "Prior",
+    "LearnedPrior",
+    "Gaussian",
+    "Laplace",
+    "Logistic",
+    "HypSecant",
+    "LogisticMixture",
+    "gaussian",
+    "laplace",
+    "logistic",
+    "hypsecant",
+    "logistic_mixture",
+    "get",
+    "register",
+    "names",
+    "check_prior_params",
+    "prior_params_template",
+    "check_aux",
+    "as_aux_array",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
@@ -113,8 +131,9 @@ class Prior(abc.ABC):
         return jnp.vectorize(jax.grad(self.log_density))(s)
 
     def _standard_sample(self, key, shape, dtype):
-        raise NotImplementedError(f"{type(self).__name__} does not define _standard_sample(key, shape, dtype): "
-                                  "it cannot be sampled.")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define _standard_sample(key, shape, dtype): it cannot be sampled."
+        )
 
     def log_prob(self, S):
         """Sum of :meth:`log_density` over the last axis (the components): shape ``S.shape[:-1]``."""
@@ -262,8 +281,11 @@ class LearnedPrior(Prior):
         """Refuse prior parameters that are not this prior's (e.g. ``()`` or another prior's)."""
         keys = self._required_keys()
         if not isinstance(prior_params, dict) or not set(keys) <= set(prior_params):
-            got = (f"a dict with keys {sorted(prior_params)}" if isinstance(prior_params, dict)
-                   else type(prior_params).__name__)
+            got = (
+                f"a dict with keys {sorted(prior_params)}"
+                if isinstance(prior_params, dict)
+                else type(prior_params).__name__
+            )
             raise TypeError(
                 f"{type(self).__name__} needs its prior_params, a dict with keys {sorted(keys)} from "
                 f"init_params(key, n_components) or a fitted estimator's prior_params_; got {got}."
@@ -366,9 +388,14 @@ class LogisticMixture(LearnedPrior):
     def param_log_density(self, prior_params, s):
         self._check_prior_params(prior_params)
         lead = (1,) * (jnp.ndim(s) - 1)  # explicit broadcasting over the leading (sample) axes
-        log_w, loc, log_scale = (jnp.reshape(a, lead + jnp.shape(a)) for a in (
-            jax.nn.log_softmax(prior_params["logits"], axis=-1), prior_params["loc"],
-            prior_params["log_scale"]))
+        log_w, loc, log_scale = (
+            jnp.reshape(a, lead + jnp.shape(a))
+            for a in (
+                jax.nn.log_softmax(prior_params["logits"], axis=-1),
+                prior_params["loc"],
+                prior_params["log_scale"],
+            )
+        )
         z = (s[..., None] - loc) * jnp.exp(-log_scale)  # (..., D, K)
         return jax.nn.logsumexp(log_w + _logistic_log_density(z) - log_scale, axis=-1)
 
@@ -385,7 +412,7 @@ class LogisticMixture(LearnedPrior):
         return (chosen(prior_params["loc"]) + jnp.exp(chosen(prior_params["log_scale"])) * eps).astype(dtype)
 
 
-_INIT_HALF_WIDTH = 1.0        # initial locations evenly spread over [−1, 1] (before rescaling)
+_INIT_HALF_WIDTH = 1.0  # initial locations evenly spread over [−1, 1] (before rescaling)
 _INIT_SCALE_PER_SPACING = 0.5  # initial logistic scale, in units of the spacing of the locations
 
 
@@ -581,8 +608,7 @@ def prior_params_template(prior, n_features, dtype):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
 
 
-def check_prior_params(prior, prior_params, n_features, dtype, *, name="prior_params", hint="",
-                       check_dtype=False):
+def check_prior_params(prior, prior_params, n_features, dtype, *, name="prior_params", hint="", check_dtype=False):
     """Refuse ``prior_params`` whose pytree structure or shapes (and, with ``check_dtype``,
     dtypes) are not those of ``prior.init_params(key, n_features, dtype)``."""
     expected = prior_params_template(prior, n_features, np.dtype(dtype))
@@ -613,8 +639,10 @@ def check_aux(prior, u, n_samples, where) -> Any:
     if not prior.conditional:
         return prior.check_aux(u)
     if u is None:
-        raise ValueError(f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
-                         f"(one entry per row of X) to {where}.")
+        raise ValueError(
+            f"prior={type(prior).__name__} is conditional: pass the auxiliary variable u "
+            f"(one entry per row of X) to {where}."
+        )
     if jnp.shape(u)[:1] != (n_samples,):
         raise ValueError(f"u must have one entry per row of X ({n_samples}); got shape {jnp.shape(u)}.")
     return prior.check_aux(u)

@@ -174,8 +174,7 @@ def _parse_power(raw, source):
         stamp = days.astype(np.int64) * _MINUTES_PER_DAY + minute_of_day
         order = np.argsort(stamp, kind="stable")
         sorted_stamp = stamp[order]
-        position = np.minimum(np.searchsorted(sorted_stamp, stamp - _MINUTES_PER_DAY),
-                              stamp.size - 1)
+        position = np.minimum(np.searchsorted(sorted_stamp, stamp - _MINUTES_PER_DAY), stamp.size - 1)
         has_previous_day = sorted_stamp[position] == stamp - _MINUTES_PER_DAY
         previous = values[order[position]]
         imputed = has_previous_day & np.all(previous == values, axis=1)
@@ -409,11 +408,7 @@ def load_digits_density(*, alpha: float = 1e-6, test_size: float = 0.2, val_size
     >>> bool(np.all((x >= 0) & (x < 1)))
     True
     """
-    if (
-        isinstance(alpha, (bool, np.bool_))
-        or not isinstance(alpha, numbers.Real)
-        or not 0.0 < alpha < 0.5
-    ):
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be a number in (0, 0.5), got {alpha!r}.")
     test_size = check_real(test_size, "test_size", 0, 1)
     val_size = check_real(val_size, "val_size", 0, 1)

@@ -28,9 +28,22 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["DATA_AXIS", "MODEL_AXIS", "make_mesh", "check_mesh", "data_shards", "param_shardings",
-           "row_sharding", "constrain_rows", "constrain_params", "shard_params", "place", "place_rows",
-           "fetch", "to_numpy"]
+__all__ = [
+    "DATA_AXIS",
+    "MODEL_AXIS",
+    "make_mesh",
+    "check_mesh",
+    "data_shards",
+    "param_shardings",
+    "row_sharding",
+    "constrain_rows",
+    "constrain_params",
+    "shard_params",
+    "place",
+    "place_rows",
+    "fetch",
+    "to_numpy",
+]
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
@@ -65,8 +78,7 @@ def make_mesh(parallel: str = "data", devices: Sequence[jax.Device] | None = Non
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("devices must hold at least one jax.Device; got an empty sequence.")
-    return jax.make_mesh((len(devices),), (parallel,), axis_types=(AxisType.Auto,),
-                         devices=devices)
+    return jax.make_mesh((len(devices),), (parallel,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def check_mesh(mesh):
@@ -78,9 +90,7 @@ def check_mesh(mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh or None; got {type(mesh).__name__}.")
     unknown = [name for name in mesh.axis_names if name not in (DATA_AXIS, MODEL_AXIS)]
     if unknown:
-        raise ValueError(
-            f"mesh axes must be named {DATA_AXIS!r} and/or {MODEL_AXIS!r}; got {mesh.axis_names}."
-        )
+        raise ValueError(f"mesh axes must be named {DATA_AXIS!r} and/or {MODEL_AXIS!r}; got {mesh.axis_names}.")
     if any(axis_type != AxisType.Auto for axis_type in mesh.axis_types):
         raise ValueError(
             f"mesh axes must have AxisType.Auto (nica.make_mesh builds such meshes); got {mesh.axis_types}."
@@ -112,9 +122,7 @@ def _leaf_spec(path, leaf, mesh) -> PartitionSpec:
 
 def param_shardings(tree, mesh):
     """The :class:`~jax.sharding.NamedSharding` of every leaf of ``tree`` (see :func:`shard_params`)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: NamedSharding(mesh, _leaf_spec(path, leaf, mesh)), tree
-    )
+    return jax.tree_util.tree_map_with_path(lambda path, leaf: NamedSharding(mesh, _leaf_spec(path, leaf, mesh)), tree)
 
 
 def row_sharding(mesh) -> NamedSharding:

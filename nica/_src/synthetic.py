@@ -124,14 +124,9 @@ def apply_mixing(S, mixing, slope: float = 0.2, activation: str = "leaky_relu") 
     activation = _check_mixing_activation(activation)
     H = _as_real_array(S, "S")
     if H.ndim != 2:
-        raise ValueError(
-            f"S must be 2-D with shape (n_samples, n_components), got an array of shape {H.shape}."
-        )
+        raise ValueError(f"S must be 2-D with shape (n_samples, n_components), got an array of shape {H.shape}.")
     if isinstance(mixing, np.ndarray) and mixing.ndim == 2:
-        raise TypeError(
-            "mixing must be a sequence of matrices (A_1, ..., A_L); "
-            "wrap a single matrix in a list: [A]."
-        )
+        raise TypeError("mixing must be a sequence of matrices (A_1, ..., A_L); wrap a single matrix in a list: [A].")
     if isinstance(mixing, (str, bytes)) or not hasattr(mixing, "__iter__"):
         raise TypeError(f"mixing must be a sequence of matrices (A_1, ..., A_L); got {type(mixing).__name__}.")
     matrices = [_as_real_array(A, f"mixing[{index}]") for index, A in enumerate(mixing)]
@@ -141,8 +136,7 @@ def apply_mixing(S, mixing, slope: float = 0.2, activation: str = "leaky_relu") 
     for index, A in enumerate(matrices):
         if A.shape != (dim, dim):
             raise ValueError(
-                f"mixing[{index}] must have shape {(dim, dim)} to act on S with {dim} "
-                f"components, got shape {A.shape}."
+                f"mixing[{index}] must have shape {(dim, dim)} to act on S with {dim} components, got shape {A.shape}."
             )
     for index, A in enumerate(matrices):
         H = H @ A.T
@@ -277,9 +271,7 @@ def make_segmented_mixture(
     try:
         low, high = (float(v) for v in scale_range)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"scale_range must be a pair of numbers (low, high), got {scale_range!r}."
-        ) from None
+        raise ValueError(f"scale_range must be a pair of numbers (low, high), got {scale_range!r}.") from None
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         raise ValueError(f"scale_range must satisfy 0 < low < high (finite), got {scale_range!r}.")
     slope = check_real(slope, "slope", 0, owner="the mixing (an invertible leaky ReLU needs a positive slope)")

@@ -39,8 +39,16 @@ from nica._src.sharding import (
     data_shards,
 )
 
-__all__ = ["TrainState", "init_train_state", "make_train_step", "make_epoch", "build_step", "compile_epoch",
-           "check_optimizer", "objective_argument"]
+__all__ = [
+    "TrainState",
+    "init_train_state",
+    "make_train_step",
+    "make_epoch",
+    "build_step",
+    "compile_epoch",
+    "check_optimizer",
+    "objective_argument",
+]
 
 
 class TrainState(NamedTuple):
@@ -69,12 +77,13 @@ def check_optimizer(optimizer):
     """``optimizer`` if it is an optax ``GradientTransformation``, else a ``TypeError``."""
     if not isinstance(optimizer, optax.GradientTransformation):
         hint = f" (build one: optax.{optimizer}(1e-3))" if isinstance(optimizer, str) else ""
-        raise TypeError(f"optimizer must be an optax.GradientTransformation{hint}; "
-                        f"got {type(optimizer).__name__}.")
+        raise TypeError(f"optimizer must be an optax.GradientTransformation{hint}; got {type(optimizer).__name__}.")
     return optimizer
 
 
-def init_train_state(optimizer: optax.GradientTransformation, params: Sequence[Layer], prior_params: Any = ()) -> TrainState:
+def init_train_state(
+    optimizer: optax.GradientTransformation, params: Sequence[Layer], prior_params: Any = ()
+) -> TrainState:
     """A :class:`TrainState` with the optimizer initialised on ``(params, prior_params)``.
 
     Parameters
@@ -98,11 +107,16 @@ def objective_argument(objective, contrastive_weight, prior):
     (``likelihood() + α · label_cross_entropy()``), checked against ``prior``."""
     if contrastive_weight is not None:
         if objective is not None:
-            raise ValueError("give objective or contrastive_weight, not both (contrastive_weight=α is "
-                             "objective=likelihood() + α * label_cross_entropy()).")
-        warnings.warn("contrastive_weight is deprecated in the functional core; pass objective="
-                      "nica.objectives.likelihood() + α * nica.objectives.label_cross_entropy().",
-                      FutureWarning, stacklevel=3)
+            raise ValueError(
+                "give objective or contrastive_weight, not both (contrastive_weight=α is "
+                "objective=likelihood() + α * label_cross_entropy())."
+            )
+        warnings.warn(
+            "contrastive_weight is deprecated in the functional core; pass objective="
+            "nica.objectives.likelihood() + α * nica.objectives.label_cross_entropy().",
+            FutureWarning,
+            stacklevel=3,
+        )
         weight = check_real(contrastive_weight, "contrastive_weight", 0, closed="left")
         objective = _objectives.likelihood() + weight * _objectives.label_cross_entropy() if weight > 0 else None
     return _gradients.resolve_objective(objective, prior)
@@ -113,16 +127,24 @@ def _check_step_inputs(state, X, u, prior):
     run when the step is traced under ``jax.jit``; concrete segment ids are range-checked by the
     prior itself."""
     if not isinstance(state, TrainState):
-        raise TypeError(f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
-                        f"prior_params)); got {type(state).__name__}.")
+        raise TypeError(
+            f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
+            f"prior_params)); got {type(state).__name__}."
+        )
     n_features, _ = check_params(state.params)
     dtype = params_dtype(state.params)
     X = check_data(X, n_features, dtype)
     if X.shape[0] == 0:
         raise ValueError(f"The step averages over the rows of X: X needs at least one row; got shape {X.shape}.")
     _priors.check_aux(prior, u, X.shape[0], "the step")  # its shape and dtype (and concrete segment ids)
-    _priors.check_prior_params(prior, state.prior_params, n_features, jnp.dtype(dtype), name="state.prior_params",
-                               hint=" and pass them to init_train_state")
+    _priors.check_prior_params(
+        prior,
+        state.prior_params,
+        n_features,
+        jnp.dtype(dtype),
+        name="state.prior_params",
+        hint=" and pass them to init_train_state",
+    )
     return X
 
 
@@ -133,8 +155,9 @@ def build_step(optimizer, form, activation, prior, objective, mesh):
     def step(state: TrainState, X, u=None):
         X = _check_step_inputs(state, X, u, prior)
         X, u = constrain_rows(X, mesh), constrain_rows(u, mesh)
-        loss, grads, prior_grads = form.value_and_gradient(state.params, X, activation, prior, state.prior_params,
-                                                           u, objective)
+        loss, grads, prior_grads = form.value_and_gradient(
+            state.params, X, activation, prior, state.prior_params, u, objective
+        )
         grads = constrain_params(grads, mesh)  # summed over the batch rows: an all-reduce over "data"
         trainable = (state.params, state.prior_params)
         updates, opt_state = optimizer.update((grads, prior_grads), state.opt_state, trainable)
@@ -144,10 +167,16 @@ def build_step(optimizer, form, activation, prior, objective, mesh):
     return step
 
 
-def make_train_step(optimizer: optax.GradientTransformation, *, activation: str | Activation = "smooth_leaky_relu",
-                    prior: str | Prior = "laplace", gradient: str | GradientForm = "relative", mesh: Mesh | None = None,
-                    contrastive_weight: float | None = None,
-                    objective: str | Objective | None = None) -> Callable[..., tuple[TrainState, jax.Array]]:
+def make_train_step(
+    optimizer: optax.GradientTransformation,
+    *,
+    activation: str | Activation = "smooth_leaky_relu",
+    prior: str | Prior = "laplace",
+    gradient: str | GradientForm = "relative",
+    mesh: Mesh | None = None,
+    contrastive_weight: float | None = None,
+    objective: str | Objective | None = None,
+) -> Callable[..., tuple[TrainState, jax.Array]]:
     """Build a pure training step ``step(state, X, u=None) -> (state, loss)``.
 
     Parameters
@@ -203,8 +232,9 @@ def make_train_step(optimizer: optax.GradientTransformation, *, activation: str 
     form = _gradients.get(gradient)
     prior = _priors.get(prior)
     objective = objective_argument(objective, contrastive_weight, prior)
-    return build_step(form.wrap_optimizer(optimizer), form, _activations.get(activation), prior, objective,
-                      check_mesh(mesh))
+    return build_step(
+        form.wrap_optimizer(optimizer), form, _activations.get(activation), prior, objective, check_mesh(mesh)
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,10 +254,7 @@ def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int
         b = min(batch_size, n)
         b -= b % shards
         if b == 0:
-            raise ValueError(
-                f"Data-parallel training over {shards} devices needs at least {shards} samples; "
-                f"got {n}."
-            )
+            raise ValueError(f"Data-parallel training over {shards} devices needs at least {shards} samples; got {n}.")
         n_batches = n // b
         order = jax.random.permutation(key, n)[: n_batches * b].reshape(n_batches, b)
 
@@ -241,10 +268,17 @@ def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int
 
 
 @functools.lru_cache(maxsize=64)
-def make_epoch(optimizer: optax.GradientTransformation, activation: str | Activation, prior: str | Prior,
-               gradient: str | GradientForm, batch_size: int, mesh: Mesh | None = None,
-               contrastive_weight: float | None = None, *,
-               objective: str | Objective | None = None) -> Callable[..., tuple[TrainState, jax.Array]]:
+def make_epoch(
+    optimizer: optax.GradientTransformation,
+    activation: str | Activation,
+    prior: str | Prior,
+    gradient: str | GradientForm,
+    batch_size: int,
+    mesh: Mesh | None = None,
+    contrastive_weight: float | None = None,
+    *,
+    objective: str | Objective | None = None,
+) -> Callable[..., tuple[TrainState, jax.Array]]:
     """A jitted epoch ``epoch(state, X, u, key) -> (state, mean_loss)``.
 
     Shuffles the rows of ``X`` (and of the auxiliary variable ``u``, or ``None``) with ``key``,
@@ -298,5 +332,12 @@ def make_epoch(optimizer: optax.GradientTransformation, activation: str | Activa
     form = _gradients.get(gradient)
     prior = _priors.get(prior)
     objective = objective_argument(objective, contrastive_weight, prior)
-    return compile_epoch(form.wrap_optimizer(optimizer), form, _activations.get(activation), prior, objective,
-                         int(batch_size), check_mesh(mesh))
+    return compile_epoch(
+        form.wrap_optimizer(optimizer),
+        form,
+        _activations.get(activation),
+        prior,
+        objective,
+        int(batch_size),
+        check_mesh(mesh),
+    )

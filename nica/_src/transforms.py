@@ -27,8 +27,16 @@ import optax
 
 from nica._src.network import Layer
 
-__all__ = ["transport", "equivariant_transport", "append_stateless", "RateScaleState", "scale_by_rate",
-           "ParamAverageState", "average_params", "average_decay"]
+__all__ = [
+    "transport",
+    "equivariant_transport",
+    "append_stateless",
+    "RateScaleState",
+    "scale_by_rate",
+    "ParamAverageState",
+    "average_params",
+    "average_decay",
+]
 
 
 def _transport_layer(update: Layer, layer: Layer) -> Layer:
@@ -69,19 +77,23 @@ def transport(updates: Sequence[Layer], params: Sequence[Layer]) -> tuple[Layer,
     True
     """
     for name, tree in (("updates", updates), ("params", params)):
-        if not isinstance(tree, (tuple, list)) or not all(isinstance(layer, (tuple, list)) and len(layer) == 2
-                                                          for layer in tree):
+        if not isinstance(tree, (tuple, list)) or not all(
+            isinstance(layer, (tuple, list)) and len(layer) == 2 for layer in tree
+        ):
             raise TypeError(f"{name} must be a tuple of nica.Layer(W, b); got {type(tree).__name__}.")
     if len(updates) != len(params):
         raise ValueError(f"updates has {len(updates)} layers but params has {len(params)}.")
     updates, params = [Layer(*u) for u in updates], [Layer(*p) for p in params]
     for k, (u, p) in enumerate(zip(updates, params)):
         if jnp.shape(u.W) != jnp.shape(p.W):
-            raise ValueError(f"layer {k}: the update's W has shape {jnp.shape(u.W)} but the layer's W has "
-                             f"shape {jnp.shape(p.W)}.")
+            raise ValueError(
+                f"layer {k}: the update's W has shape {jnp.shape(u.W)} but the layer's W has shape {jnp.shape(p.W)}."
+            )
         if (u.b is None) != (p.b is None):
-            raise ValueError(f"layer {k}: the update's b is {'None' if u.b is None else 'an array'} but the "
-                             f"layer's b is {'None' if p.b is None else 'an array'}.")
+            raise ValueError(
+                f"layer {k}: the update's b is {'None' if u.b is None else 'an array'} but the "
+                f"layer's b is {'None' if p.b is None else 'an array'}."
+            )
     return tuple(_transport_layer(u, p) for u, p in zip(updates, params))
 
 
@@ -127,8 +139,9 @@ def equivariant_transport() -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def append_stateless(inner: optax.GradientTransformation,
-                     transform: optax.GradientTransformation) -> optax.GradientTransformation:
+def append_stateless(
+    inner: optax.GradientTransformation, transform: optax.GradientTransformation
+) -> optax.GradientTransformation:
     """``inner`` followed by the stateless ``transform``, with ``inner``'s own state.
 
     So that a state made by ``inner.init`` (e.g. :func:`nica.init_train_state` with a plain
@@ -256,8 +269,11 @@ def average_params(decay: float = 0.0) -> optax.GradientTransformation:
 
     def init(params):
         dtype = _dtype(params)
-        return ParamAverageState(jnp.zeros([], jnp.int32), jnp.asarray(decay, dtype),
-                                 jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), params))
+        return ParamAverageState(
+            jnp.zeros([], jnp.int32),
+            jnp.asarray(decay, dtype),
+            jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), params),
+        )
 
     def update(updates, state, params=None):
         if params is None:

@@ -26,5 +26,13 @@ from nica.cli._files import CLIError, read_array, write_array
 from nica.cli._main import build_parser, main
 from nica.cli._models import load_model, save_model
 
-__all__ = ["main", "build_parser", "CLIError", "read_array", "write_array", "load_model", "save_model",
-           "load_checkpoint"]
+__all__ = [
+    "main",
+    "build_parser",
+    "CLIError",
+    "read_array",
+    "write_array",
+    "load_model",
+    "save_model",
+    "load_checkpoint",
+]

@@ -40,15 +40,21 @@ from nica.datasets import make_segmented_mixture
 from nica.metrics import mean_corr_coef
 from nica.plotting import plot_sources
 
-__all__ = ["cmd_fit", "cmd_transform", "cmd_inverse_transform", "cmd_score", "cmd_sample", "cmd_demo",
-           "load_checkpoint", "DEMO_SETTINGS"]
+__all__ = [
+    "cmd_fit",
+    "cmd_transform",
+    "cmd_inverse_transform",
+    "cmd_score",
+    "cmd_sample",
+    "cmd_demo",
+    "load_checkpoint",
+    "DEMO_SETTINGS",
+]
 
 
 def _check_features(model, X, path):
     if X.shape[1] != model.n_features_in_:
-        raise CLIError(
-            f"{path!r} has {X.shape[1]} features but the model was fitted on {model.n_features_in_}"
-        )
+        raise CLIError(f"{path!r} has {X.shape[1]} features but the model was fitted on {model.n_features_in_}")
 
 
 def _model_data(args):
@@ -67,8 +73,9 @@ def _pickled_class(path):
     """``(module, name)`` of the first class a pickle names (the saved object's own class, for
     ``joblib.dump(estimator)``), read from its opcodes without unpickling anything; None when
     the file is not such a pickle."""
-    opening, complete = pickle_opening(path, stop=("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD",
-                                                   "STOP"), limit=50)
+    opening, complete = pickle_opening(
+        path, stop=("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "STOP"), limit=50
+    )
     if not complete or not opening:
         return None
     name, arg = opening[-1]
@@ -88,8 +95,9 @@ def load_checkpoint(path):
     if header.get("format") == MODEL_FORMAT:
         return load_model(path)
     if _pickled_class(path) != (nica.NonlinearICA.__module__, "NonlinearICA"):
-        raise CLIError(f"{path!r} is not a nica checkpoint (write one with 'nica fit ... --checkpoint FILE') "
-                       "or model file")
+        raise CLIError(
+            f"{path!r} is not a nica checkpoint (write one with 'nica fit ... --checkpoint FILE') or model file"
+        )
     estimator = joblib_load(path, "checkpoint file", f"checkpoint file {path!r}")
     if not isinstance(estimator, nica.NonlinearICA) or "_state" not in estimator.__dict__:
         raise CLIError(f"checkpoint file {path!r} does not hold a fitted NonlinearICA")
@@ -106,8 +114,10 @@ def _objective(terms):
 
 def cmd_fit(args):
     if os.path.splitext(args.model)[1].lower() in DATA_EXTENSIONS:
-        raise CLIError(f"--model {args.model!r} names a data file (.npy, .npz or .csv); "
-                       "give the model file another name, such as model.nica")
+        raise CLIError(
+            f"--model {args.model!r} names a data file (.npy, .npz or .csv); "
+            "give the model file another name, such as model.nica"
+        )
     check_output(args.model, "model file")
     check_distinct(args.model, [("data file", args.data), ("aux file", args.aux)], "model file")
     if args.checkpoint is not None:
@@ -120,22 +130,34 @@ def cmd_fit(args):
     resumed = None if args.resume is None else load_checkpoint(args.resume)
     X = read_array(args.data)
     given = dict(
-        n_layers=args.n_layers, activation=args.activation, prior=args.prior,
-        learning_rate=args.learning_rate, batch_size=args.batch_size, max_iter=args.max_iter,
-        whiten=False if args.whiten == "none" else args.whiten, gradient=args.gradient,
-        init=args.init, n_init=args.n_init, schedule=args.schedule, averaging=args.averaging,
-        random_state=args.random_state, verbose=args.verbose,
+        n_layers=args.n_layers,
+        activation=args.activation,
+        prior=args.prior,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_iter=args.max_iter,
+        whiten=False if args.whiten == "none" else args.whiten,
+        gradient=args.gradient,
+        init=args.init,
+        n_init=args.n_init,
+        schedule=args.schedule,
+        averaging=args.averaging,
+        random_state=args.random_state,
+        verbose=args.verbose,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
     if args.contrastive_weight is not None:
         if args.aux is None:
-            raise CLIError("--contrastive-weight needs --aux (segment labels): it weighs the "
-                           "cross-entropy of the label posterior")
+            raise CLIError(
+                "--contrastive-weight needs --aux (segment labels): it weighs the cross-entropy of the label posterior"
+            )
         common["contrastive_weight"] = args.contrastive_weight
     if args.objective_term:
         if args.contrastive_weight is not None:
-            raise CLIError("--objective-term and --contrastive-weight cannot be given together: add "
-                           "--objective-term label_cross_entropy=ALPHA instead")
+            raise CLIError(
+                "--objective-term and --contrastive-weight cannot be given together: add "
+                "--objective-term label_cross_entropy=ALPHA instead"
+            )
         common["objective"] = _objective(args.objective_term)
     if args.checkpoint is not None:
         common["checkpoint_path"] = args.checkpoint
@@ -147,8 +169,11 @@ def cmd_fit(args):
         # the fit continues (warm_start): a checkpoint's interrupted fit runs its epochs left,
         # a finished fit max_iter more; options given here take effect as with warm_start
         if hasattr(resumed, "aux_type_") != (args.aux is not None):
-            raise CLIError("--resume: the model was fitted " + ("with" if args.aux is None else "without")
-                           + " --aux; give the same kind of data")
+            raise CLIError(
+                "--resume: the model was fitted "
+                + ("with" if args.aux is None else "without")
+                + " --aux; give the same kind of data"
+            )
         if hasattr(resumed, "aux_type_"):
             common.pop("checkpoint_path", None)
             common.pop("checkpoint_every", None)
@@ -170,8 +195,10 @@ def cmd_fit(args):
     else:
         model = nica.NonlinearICA(**common).fit(X)
     save_model(args.model, model)
-    print(f"fitted {type(model).__name__} on {X.shape[0]} samples × {X.shape[1]} features "
-          f"in {model.n_iter_} epochs; saved to {args.model}")
+    print(
+        f"fitted {type(model).__name__} on {X.shape[0]} samples × {X.shape[1]} features "
+        f"in {model.n_iter_} epochs; saved to {args.model}"
+    )
 
 
 def cmd_transform(args):
@@ -232,34 +259,44 @@ def _check_sample_memory(n_samples, model):
     need = n_samples * model.n_features_in_ * itemsize * _SAMPLE_COPIES
     available = _available_memory()
     if available is not None and need > available:
-        raise CLIError(f"out of memory: {n_samples} samples × {model.n_features_in_} features need about "
-                       f"{need / 2**30:.3g} GiB, {available / 2**30:.3g} GiB is available; draw fewer "
-                       "(several runs with different --random-state draw more)")
+        raise CLIError(
+            f"out of memory: {n_samples} samples × {model.n_features_in_} features need about "
+            f"{need / 2**30:.3g} GiB, {available / 2**30:.3g} GiB is available; draw fewer "
+            "(several runs with different --random-state draw more)"
+        )
 
 
 def cmd_sample(args):
     if args.aux is not None and args.label is not None:  # also refused by the parser
-        raise CLIError("--aux and --label cannot be given together: --aux gives one value per sample, "
-                       "--label one for all samples")
+        raise CLIError(
+            "--aux and --label cannot be given together: --aux gives one value per sample, --label one for all samples"
+        )
     model = load_model(args.model)
     _check_outputs(args, [("model file", args.model), ("aux file", args.aux)])
     n_samples = 1 if args.n_samples is None else args.n_samples
     _check_sample_memory(n_samples, model)
     if hasattr(model, "aux_type_"):
         if args.label is not None:
-            label = label_from_text(args.label, model) if model.aux_type_ == "discrete" \
+            label = (
+                label_from_text(args.label, model)
+                if model.aux_type_ == "discrete"
                 else continuous_from_text(args.label, model)
+            )
             X = model.sample(n_samples, y=label, random_state=args.random_state)
         elif args.aux is not None:
             u = read_aux(args, model)
             if args.n_samples is not None and args.n_samples != u.shape[0]:
-                raise CLIError(f"-n {args.n_samples} but --aux {args.aux!r} has {u.shape[0]} rows "
-                               "(one sample is drawn per row; leave -n out)")
+                raise CLIError(
+                    f"-n {args.n_samples} but --aux {args.aux!r} has {u.shape[0]} rows "
+                    "(one sample is drawn per row; leave -n out)"
+                )
             X = model.sample(u.shape[0], y=u, random_state=args.random_state)
         else:
             if model.aux_type_ == "continuous":
-                raise CLIError("the model's auxiliary variable is continuous: give --aux (one value per "
-                               "sample) or --label (one value for all samples)")
+                raise CLIError(
+                    "the model's auxiliary variable is continuous: give --aux (one value per "
+                    "sample) or --label (one value for all samples)"
+                )
             X = model.sample(n_samples, random_state=args.random_state)
     else:
         if args.aux is not None or args.label is not None:
@@ -280,19 +317,24 @@ def cmd_demo(args):
     formats = _figure_formats()
     ext = os.path.splitext(args.figure)[1].lower().lstrip(".")
     if ext not in formats:
-        raise CLIError(f"unsupported --figure {args.figure!r}: expected one of "
-                       f"{', '.join('.' + f for f in sorted(formats))}")
+        raise CLIError(
+            f"unsupported --figure {args.figure!r}: expected one of {', '.join('.' + f for f in sorted(formats))}"
+        )
 
     n_per_segment = 250 if args.quick else 1000
     n_components, n_layers = 5, 2
-    print(f"nica demo: {n_components} sources, 40 segments × {n_per_segment} points, "
-          f"mixed by a {n_layers}-layer leaky-ReLU network (the segment-modulated benchmark recipe)")
-    data = make_segmented_mixture(n_segments=40, n_per_segment=n_per_segment, n_components=n_components,
-                                  n_layers=n_layers, random_state=args.seed)
+    print(
+        f"nica demo: {n_components} sources, 40 segments × {n_per_segment} points, "
+        f"mixed by a {n_layers}-layer leaky-ReLU network (the segment-modulated benchmark recipe)"
+    )
+    data = make_segmented_mixture(
+        n_segments=40, n_per_segment=n_per_segment, n_components=n_components, n_layers=n_layers, random_state=args.seed
+    )
     X_train, X_test = data.X_train.astype(np.float32), data.X_test.astype(np.float32)
     start = time.perf_counter()
-    model = nica.ConditionalNonlinearICA(**DEMO_SETTINGS, max_iter=60 if args.quick else 1000,
-                                         random_state=args.seed, verbose=1)
+    model = nica.ConditionalNonlinearICA(
+        **DEMO_SETTINGS, max_iter=60 if args.quick else 1000, random_state=args.seed, verbose=1
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter in --quick mode
         model.fit(X_train, data.u_train)
@@ -301,8 +343,10 @@ def cmd_demo(args):
     mcc = mean_corr_coef(data.S_test, S_est)
     fast = mean_corr_coef(data.S_test, FastICA(random_state=args.seed).fit(data.X_train).transform(data.X_test))
     print(f"held-out MCC  ConditionalNonlinearICA: {mcc:.3f}   FastICA: {fast:.3f}")
-    print(f"fit: {model.n_iter_} epochs in {fit_seconds:.1f} s; held-out log-likelihood "
-          f"{model.score(X_test, data.u_test):.3f} nats/sample")
+    print(
+        f"fit: {model.n_iter_} epochs in {fit_seconds:.1f} s; held-out log-likelihood "
+        f"{model.score(X_test, data.u_test):.3f} nats/sample"
+    )
     fig = plot_sources(data.S_test, S_est)
     write_file(args.figure, lambda handle: fig.savefig(handle, dpi=110, format=ext), "figure file")
     print(f"figure: {args.figure}")

@@ -14,9 +14,23 @@ import numpy as np
 
 from nica._src.io import write_atomically
 
-__all__ = ["CLIError", "DATA_EXTENSIONS", "os_reason", "check_input", "check_output", "check_distinct", "write_file",
-           "split_key", "read_array", "as_text", "write_array", "labels_from_text", "as_float", "describe_position",
-           "warn_if_not_finite"]
+__all__ = [
+    "CLIError",
+    "DATA_EXTENSIONS",
+    "os_reason",
+    "check_input",
+    "check_output",
+    "check_distinct",
+    "write_file",
+    "split_key",
+    "read_array",
+    "as_text",
+    "write_array",
+    "labels_from_text",
+    "as_float",
+    "describe_position",
+    "warn_if_not_finite",
+]
 
 DATA_EXTENSIONS = (".npy", ".npz", ".csv")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -92,7 +106,9 @@ def check_output(path, what, extensions=None, *, make_dirs=False):
         raise CLIError(f"cannot write {what} {path!r}: {blocker!r} is a file, not a directory")
     if not os.path.isdir(parent):
         if not make_dirs:
-            raise CLIError(f"cannot write {what} {path!r}: directory {os.path.dirname(path) or parent!r} does not exist")
+            raise CLIError(
+                f"cannot write {what} {path!r}: directory {os.path.dirname(path) or parent!r} does not exist"
+            )
         while not os.path.isdir(parent):
             parent = os.path.dirname(parent)
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -161,8 +177,9 @@ def _load_numpy(path, key, name):
             raise CLIError(f"{name} file {path!r}: member {key!r} is not a NumPy array")
         return array
     if magic[:1] == b"\x80":
-        raise CLIError(f"{name} file {path!r} holds pickled Python objects, not a NumPy array "
-                       "(nica does not unpickle data files)")
+        raise CLIError(
+            f"{name} file {path!r} holds pickled Python objects, not a NumPy array (nica does not unpickle data files)"
+        )
     raise CLIError(f"{name} file {path!r} is not a NumPy .npy or .npz file")
 
 
@@ -196,10 +213,14 @@ def read_array(path, *, numeric=True, name="data"):
     except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, ...: corrupt
         detail = " ".join(str(exc).split())[:200]
         if "allow_pickle" in detail:
-            raise CLIError(f"{name} file {path!r} holds Python objects (dtype object), not numbers; "
-                           "nica does not unpickle data files") from None
-        raise CLIError(f"cannot read {name} file {path!r}: corrupt or truncated "
-                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+            raise CLIError(
+                f"{name} file {path!r} holds Python objects (dtype object), not numbers; "
+                "nica does not unpickle data files"
+            ) from None
+        raise CLIError(
+            f"cannot read {name} file {path!r}: corrupt or truncated "
+            f"({type(exc).__name__}{': ' + detail if detail else ''})"
+        ) from None
     return _check_numeric(array, path, name) if numeric else _check_aux(array, path, name)
 
 
@@ -250,8 +271,9 @@ def _check_aux(array, path, name):
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim not in (1, 2):
-        raise CLIError(f"{name} file {path!r} must hold one value (or row of values) per sample; "
-                       f"got shape {array.shape}")
+        raise CLIError(
+            f"{name} file {path!r} must hold one value (or row of values) per sample; got shape {array.shape}"
+        )
     if array.shape[0] == 0 or array.size == 0:
         raise CLIError(f"{name} file {path!r} holds no values (shape {array.shape})")
     if array.dtype.kind == "f":
@@ -349,12 +371,17 @@ def write_array(path, array):
     elif ext == ".npz":
         write_file(path, lambda handle: np.savez(handle, X=array), "output file")
     else:
-        write_file(path, lambda handle: np.savetxt(handle, np.atleast_2d(array.T).T, delimiter=",",
-                                                          fmt="%.17g"), "output file")
+        write_file(
+            path, lambda handle: np.savetxt(handle, np.atleast_2d(array.T).T, delimiter=",", fmt="%.17g"), "output file"
+        )
 
 
 def warn_if_not_finite(array, what):
     bad = ~np.isfinite(array)
     if bad.any():
-        warnings.warn(f"{int(bad.sum())} of the {array.size} values of the {what} are NaN or infinite "
-                      "(inputs far outside the range of the training data?)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(bad.sum())} of the {array.size} values of the {what} are NaN or infinite "
+            "(inputs far outside the range of the training data?)",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -39,8 +39,7 @@ def checkpoint_every_option(text):
         return int(match.group(1))
     if match and match.group(2) in _DURATION_UNITS and float(match.group(1)) > 0:
         return datetime.timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
-    raise argparse.ArgumentTypeError(f"expected a number of epochs (5) or a duration (30s, 10min, 2h); "
-                                     f"got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected a number of epochs (5) or a duration (30s, 10min, 2h); got {text!r}")
 
 
 class _UsageError(Exception):
@@ -75,8 +74,7 @@ def _objective_term(text):
     name, _, weight = text.partition("=")
     name = name.strip()
     if name not in nica.objectives.names():
-        raise argparse.ArgumentTypeError(f"unknown objective term {name!r}; expected one of "
-                                         f"{nica.objectives.names()}")
+        raise argparse.ArgumentTypeError(f"unknown objective term {name!r}; expected one of {nica.objectives.names()}")
     try:
         value = float(weight) if weight.strip() else 1.0
     except ValueError:
@@ -98,54 +96,88 @@ def build_parser():
     demo.add_argument("--seed", type=_seed, default=0)
     demo.set_defaults(func=cmd_demo)
 
-    fit = sub.add_parser("fit", help="fit a model to DATA and save it",
-                         description="Fit a model to DATA and save it.  An option left out takes the "
-                                     "estimator's default.")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a model to DATA and save it",
+        description="Fit a model to DATA and save it.  An option left out takes the estimator's default.",
+    )
     fit.add_argument("data")
     fit.add_argument("--aux", help="auxiliary variable u (segment labels or values): fits ConditionalNonlinearICA")
     fit.add_argument("--model", required=True, help="output model file")
     fit.add_argument("--n-layers", type=int)
-    fit.add_argument("--contrastive-weight", type=float, metavar="ALPHA",
-                     help="with --aux: weight of the label posterior's cross-entropy in the hybrid "
-                          "objective (default 'auto': 2 for segment labels, 0 for a continuous u; "
-                          "0: exact maximum likelihood)")
-    fit.add_argument("--objective-term", type=_objective_term, action="append", metavar="NAME=WEIGHT",
-                     help="add WEIGHT times the objective term NAME to the likelihood (repeatable; one of "
-                          f"{', '.join(nica.objectives.names())}); the objective is then the likelihood plus "
-                          "these terms (with --aux, instead of the default hybrid objective)")
+    fit.add_argument(
+        "--contrastive-weight",
+        type=float,
+        metavar="ALPHA",
+        help="with --aux: weight of the label posterior's cross-entropy in the hybrid "
+        "objective (default 'auto': 2 for segment labels, 0 for a continuous u; "
+        "0: exact maximum likelihood)",
+    )
+    fit.add_argument(
+        "--objective-term",
+        type=_objective_term,
+        action="append",
+        metavar="NAME=WEIGHT",
+        help="add WEIGHT times the objective term NAME to the likelihood (repeatable; one of "
+        f"{', '.join(nica.objectives.names())}); the objective is then the likelihood plus "
+        "these terms (with --aux, instead of the default hybrid objective)",
+    )
     fit.add_argument("--activation", choices=nica.activations.names())
     fit.add_argument("--prior", choices=nica.priors.names())
-    fit.add_argument("--learning-rate", type=float,
-                     help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise")
+    fit.add_argument(
+        "--learning-rate", type=float, help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise"
+    )
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--max-iter", type=int)
     fit.add_argument("--whiten", choices=["auto", "standardize", "unit-variance", "none"])
-    fit.add_argument("--gradient", choices=["auto", *nica.gradients.names()],
-                     help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
-                          "equivariant: the optimizer in the group's coordinates, "
-                          "usually better with Adam while n_features <= batch size (docs/benchmarks.md)")
-    fit.add_argument("--init", choices=["auto", "fastica", "random"],
-                     help="starting point of the first layer (auto: FastICA's rotation for linear ICA)")
+    fit.add_argument(
+        "--gradient",
+        choices=["auto", *nica.gradients.names()],
+        help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
+        "equivariant: the optimizer in the group's coordinates, "
+        "usually better with Adam while n_features <= batch size (docs/benchmarks.md)",
+    )
+    fit.add_argument(
+        "--init",
+        choices=["auto", "fastica", "random"],
+        help="starting point of the first layer (auto: FastICA's rotation for linear ICA)",
+    )
     fit.add_argument("--n-init", type=int, help="number of initialisations; the most likely is kept")
     fit.add_argument("--schedule", choices=["plateau", "constant"])
-    fit.add_argument("--averaging", type=float, metavar="TAU",
-                     help="validate and keep a running average of the parameters over TAU epochs "
-                          "(default 'auto': 0.5 with --aux and more than one layer, else 0: the "
-                          "last iterate)")
+    fit.add_argument(
+        "--averaging",
+        type=float,
+        metavar="TAU",
+        help="validate and keep a running average of the parameters over TAU epochs "
+        "(default 'auto': 0.5 with --aux and more than one layer, else 0: the "
+        "last iterate)",
+    )
     fit.add_argument("--random-state", type=_seed, default=None)
     fit.add_argument("--verbose", type=int)
-    fit.add_argument("--checkpoint", metavar="FILE",
-                     help="save the fit in progress here (joblib) every --checkpoint-every; "
-                          "'nica fit DATA --resume FILE --model OUT' continues it")
-    fit.add_argument("--checkpoint-every", type=checkpoint_every_option, metavar="EVERY",
-                     help="epochs (5, default 1) or time (30s, 10min, 2h) between checkpoints")
-    fit.add_argument("--resume", metavar="FILE",
-                     help="continue the fit saved in FILE (a --checkpoint file, or a --model file) on DATA; "
-                          "an interrupted fit runs its epochs left and ends as it would have")
+    fit.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="save the fit in progress here (joblib) every --checkpoint-every; "
+        "'nica fit DATA --resume FILE --model OUT' continues it",
+    )
+    fit.add_argument(
+        "--checkpoint-every",
+        type=checkpoint_every_option,
+        metavar="EVERY",
+        help="epochs (5, default 1) or time (30s, 10min, 2h) between checkpoints",
+    )
+    fit.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="continue the fit saved in FILE (a --checkpoint file, or a --model file) on DATA; "
+        "an interrupted fit runs its epochs left and ends as it would have",
+    )
     fit.set_defaults(func=cmd_fit)
 
-    for name, func, help_text in [("transform", cmd_transform, "sources of DATA"),
-                                  ("inverse-transform", cmd_inverse_transform, "observations from sources")]:
+    for name, func, help_text in [
+        ("transform", cmd_transform, "sources of DATA"),
+        ("inverse-transform", cmd_inverse_transform, "observations from sources"),
+    ]:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("model")
         p.add_argument("data")
@@ -161,8 +193,13 @@ def build_parser():
 
     sample = sub.add_parser("sample", help="draw samples from a fitted model")
     sample.add_argument("model")
-    sample.add_argument("-n", "--n-samples", type=_int_option(1, name="n_samples must be a positive integer"), default=None,
-                        help="how many samples (default 1; with --aux, one per row of U)")
+    sample.add_argument(
+        "-n",
+        "--n-samples",
+        type=_int_option(1, name="n_samples must be a positive integer"),
+        default=None,
+        help="how many samples (default 1; with --aux, one per row of U)",
+    )
     sample.add_argument("-o", "--output", required=True)
     given_u = sample.add_mutually_exclusive_group()
     given_u.add_argument("--aux", help="one auxiliary value per sample")
@@ -194,7 +231,7 @@ def main(argv=None):
 
 def _one_line(text, limit=600):
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _say(line):
@@ -241,8 +278,9 @@ def _run(args):
         _silence_stdout()
         return _fail("the output pipe was closed before nica finished writing")
     except MemoryError:
-        return _fail("out of memory: the data or model do not fit (try fewer samples, a smaller "
-                     "--batch-size, or float32 data)")
+        return _fail(
+            "out of memory: the data or model do not fit (try fewer samples, a smaller --batch-size, or float32 data)"
+        )
     except (ValueError, TypeError) as exc:  # the estimators' own clear messages, on one line
         return _fail(str(exc))
     except OSError as exc:
@@ -251,8 +289,9 @@ def _run(args):
     except Exception as exc:  # the last resort: still one line, naming what went wrong
         if _is_out_of_memory(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _fail(f"out of memory ({_one_line(first, 200)}): try fewer samples, a smaller "
-                         "--batch-size, or float32 data")
+            return _fail(
+                f"out of memory ({_one_line(first, 200)}): try fewer samples, a smaller --batch-size, or float32 data"
+            )
         return _fail(f"unexpected {type(exc).__name__}: {exc}")
     return 0
 

@@ -25,19 +25,41 @@ from nica.cli._files import (
     write_file,
 )
 
-__all__ = ["MODEL_FORMAT", "save_model", "load_model", "model_header", "joblib_load", "read_aux",
-           "label_from_text", "continuous_from_text", "strict_int"]
+__all__ = [
+    "MODEL_FORMAT",
+    "save_model",
+    "load_model",
+    "model_header",
+    "joblib_load",
+    "read_aux",
+    "label_from_text",
+    "continuous_from_text",
+    "strict_int",
+]
 
 MODEL_FORMAT = "nica-model"
-_VALUE_OPCODES = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "BININT", "BININT1", "BININT2", "INT",
-                  "LONG1")
+_VALUE_OPCODES = (
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "INT",
+    "LONG1",
+)
 _MODEL_FORMAT_VERSION = 1  # the layout of the saved dictionary; files without the field are 1
 
 
 def save_model(path, estimator):
     """Save a fitted estimator with a format tag and the nica version that wrote it."""
-    payload = {"format": MODEL_FORMAT, "format_version": _MODEL_FORMAT_VERSION,
-               "version": nica.__version__, "estimator": estimator}
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": _MODEL_FORMAT_VERSION,
+        "version": nica.__version__,
+        "estimator": estimator,
+    }
     check_output(path, "model file")
     write_file(path, lambda handle: joblib.dump(payload, handle), "model file")
 
@@ -68,18 +90,25 @@ def _check_model_version(header, path):
     written = header.get("version")
     fmt = header.get("format_version", 1)
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > _MODEL_FORMAT_VERSION or fmt < 1:
-        raise CLIError(f"model file {path!r} uses model format {fmt!r} (written by nica {written}); "
-                       f"this is nica {running}, which reads format {_MODEL_FORMAT_VERSION}")
+        raise CLIError(
+            f"model file {path!r} uses model format {fmt!r} (written by nica {written}); "
+            f"this is nica {running}, which reads format {_MODEL_FORMAT_VERSION}"
+        )
     w, r = _parse_version(written), _parse_version(running)
     if w is None:
-        raise CLIError(f"model file {path!r} does not say which nica version wrote it "
-                       f"(version tag {written!r})")
+        raise CLIError(f"model file {path!r} does not say which nica version wrote it (version tag {written!r})")
     if w[:2] != r[:2]:
-        raise CLIError(f"model file {path!r} was written by nica {written} but this is nica {running}: "
-                       f"refit the model with nica {running} or use nica {w[0]}.{w[1]}.x to read it")
+        raise CLIError(
+            f"model file {path!r} was written by nica {written} but this is nica {running}: "
+            f"refit the model with nica {running} or use nica {w[0]}.{w[1]}.x to read it"
+        )
     if w != r:
-        warnings.warn(f"model file {path!r} was written by nica {written}; this is nica {running} "
-                      "(a patch release: the model is read as it is)", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"model file {path!r} was written by nica {written}; this is nica {running} "
+            "(a patch release: the model is read as it is)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def joblib_load(path, what, described):
@@ -93,8 +122,9 @@ def joblib_load(path, what, described):
         raise CLIError(f"cannot read {what} {path!r}: {os_reason(exc)}") from None
     except Exception as exc:  # EOFError, UnpicklingError, zlib.error, AttributeError, ...
         detail = " ".join(str(exc).split())[:200]
-        raise CLIError(f"{described} is truncated or corrupt "
-                       f"({type(exc).__name__}{': ' + detail if detail else ''})") from None
+        raise CLIError(
+            f"{described} is truncated or corrupt ({type(exc).__name__}{': ' + detail if detail else ''})"
+        ) from None
 
 
 def load_model(path):
@@ -152,10 +182,14 @@ def label_from_text(text, model):
         value = strict_int(text)
         if value is None:
             kind_of = "a number that is not an integer" if as_float(text) is not None else "not an integer"
-            raise CLIError(f"--label {text!r} is {kind_of}; the model's segment labels are integers "
-                           f"({_known_labels(classes)})")
-        matches = np.flatnonzero(classes == value) if np.iinfo(classes.dtype).min <= value <= np.iinfo(classes.dtype).max \
+            raise CLIError(
+                f"--label {text!r} is {kind_of}; the model's segment labels are integers ({_known_labels(classes)})"
+            )
+        matches = (
+            np.flatnonzero(classes == value)
+            if np.iinfo(classes.dtype).min <= value <= np.iinfo(classes.dtype).max
             else np.array([], dtype=int)
+        )
     elif kind == "b":
         value = _parse_bool(text)
         if value is None:
@@ -164,8 +198,10 @@ def label_from_text(text, model):
     elif kind == "f":
         value = as_float(text)
         if value is None or not np.isfinite(value):
-            raise CLIError(f"--label {text!r} is not a finite number; the model's segment labels are numbers "
-                           f"({_known_labels(classes)})")
+            raise CLIError(
+                f"--label {text!r} is not a finite number; the model's segment labels are numbers "
+                f"({_known_labels(classes)})"
+            )
         matches = np.flatnonzero(classes == value)
     elif kind == "S":
         matches = [i for i, c in enumerate(classes) if c == text.encode("utf-8")]
@@ -181,13 +217,16 @@ def continuous_from_text(text, model):
     values = [as_float(cell) for cell in cells]
     dims = int(model.aux_mean_.shape[0])
     if any(v is None for v in values):
-        raise CLIError(f"--label {text!r} is not a number; the model's auxiliary variable is continuous "
-                       f"with {dims} dimension(s) (give {dims} comma-separated numbers)")
+        raise CLIError(
+            f"--label {text!r} is not a number; the model's auxiliary variable is continuous "
+            f"with {dims} dimension(s) (give {dims} comma-separated numbers)"
+        )
     if not all(np.isfinite(values)):
         raise CLIError(f"--label {text!r} is not finite")
     if len(values) != dims:
-        raise CLIError(f"--label {text!r} has {len(values)} value(s) but the model's auxiliary variable "
-                       f"has {dims} dimension(s)")
+        raise CLIError(
+            f"--label {text!r} has {len(values)} value(s) but the model's auxiliary variable has {dims} dimension(s)"
+        )
     return np.array(values) if dims > 1 else np.float64(values[0])
 
 
@@ -198,8 +237,10 @@ def _aux_for_model(u, model, path):
             converted = labels_from_text(u, path, distinct=False)
             if converted.dtype.kind not in "iuf":
                 bad = str([c for c in converted.ravel() if as_float(c) is None][0])
-                raise CLIError(f"--aux file {path!r} holds the non-numeric value {bad!r}, but the model's "
-                               "auxiliary variable is continuous")
+                raise CLIError(
+                    f"--aux file {path!r} holds the non-numeric value {bad!r}, but the model's "
+                    "auxiliary variable is continuous"
+                )
             u = converted
         return u.astype(np.float64)
     kind = model.classes_.dtype.kind
@@ -208,8 +249,9 @@ def _aux_for_model(u, model, path):
             converted = labels_from_text(u, path, distinct=False)
             if converted.dtype.kind not in "iuf":
                 known = _known_labels(model.classes_)
-                raise CLIError(f"--aux file {path!r} holds text labels but the model's segment labels are "
-                               f"numbers ({known})")
+                raise CLIError(
+                    f"--aux file {path!r} holds text labels but the model's segment labels are numbers ({known})"
+                )
             u = converted
         if kind in "iu" and u.dtype.kind == "f" and not np.all(u == np.round(u)):
             raise CLIError(f"--aux file {path!r} holds non-integer values but the model's segment labels are integers")

@@ -94,8 +94,10 @@ def _check_optimizer(optimizer, spec):
                 raise  # nica's own messages name the parameter already
             raise TypeError(f"optimizer={spec!r} could not be built: {type(error).__name__}: {error}") from None
     if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "
-                        f"got {type(optimizer).__name__}.")
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "
+            f"got {type(optimizer).__name__}."
+        )
     try:
         _probe_optimizer(optimizer)
     except Exception as error:  # any failure of a user's transformation, named and re-raised
@@ -173,9 +175,11 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         self._check_objective()
         prior = _priors.get(self.prior)
         if prior.conditional:
-            raise ValueError(f"{type(self).__name__}'s prior must be a factorized family (a name or a factorized "
-                             f"nica.priors object); got the conditional {type(prior).__name__}: "
-                             f"{self._conditional_prior_hint(prior)}.")
+            raise ValueError(
+                f"{type(self).__name__}'s prior must be a factorized family (a name or a factorized "
+                f"nica.priors object); got the conditional {type(prior).__name__}: "
+                f"{self._conditional_prior_hint(prior)}."
+            )
         optimizer = _check_optimizer(self._resolve_optimizer, self.optimizer)
         return Setup(_activations.get(self.activation), prior, optimizer)
 
@@ -278,24 +282,32 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         name = type(self).__name__
         changed = self._warm_start_changes(setup.prior)
         if changed:
-            warnings.warn(f"{name}: {', '.join(changed)} changed since the fitted state was made, which "
-                          "cannot continue under the new value(s); this fit starts anew.", UserWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"{name}: {', '.join(changed)} changed since the fitted state was made, which "
+                "cannot continue under the new value(s); this fit starts anew.",
+                UserWarning,
+                stacklevel=3,
+            )
             return False
         gradient = self._resolve_gradient(self.n_features_in_)
         state = TrainState(*self._state)
         trainable = (state.params, state.prior_params)
         with precision(self._dtype):
-            fits = is_fit_state(state.opt_state) and opt_state_fits(setup.optimizer, state.opt_state["optimizer"],
-                                                                    trainable)
+            fits = is_fit_state(state.opt_state) and opt_state_fits(
+                setup.optimizer, state.opt_state["optimizer"], trainable
+            )
             if gradient != self.gradient_ or not fits:
                 what = f"gradient ({self.gradient_!r} -> {gradient!r})" if gradient != self.gradient_ else "optimizer"
-                warnings.warn(f"{name}: the {what} changed since the fitted state was made; the fit "
-                              "continues from the fitted network with a restarted optimizer.", UserWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"{name}: the {what} changed since the fitted state was made; the fit "
+                    "continues from the fitted network with a restarted optimizer.",
+                    UserWarning,
+                    stacklevel=3,
+                )
                 self.gradient_ = gradient
-                self._state = init_fit_state(init_train_state(setup.optimizer, *trainable), gradient,
-                                             averaged=self._averaging() > 0)
+                self._state = init_fit_state(
+                    init_train_state(setup.optimizer, *trainable), gradient, averaged=self._averaging() > 0
+                )
         return True
 
     # ----------------------------------------------------------------------------------------
@@ -352,7 +364,10 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             assert best is not None  # n_init >= 1 starts
             self._state, self.loss_curve_, self.validation_scores_ = best.state, best.loss_curve, best.validation_scores
             self.validation_log_likelihoods_, self.n_iter_, self.best_iter_ = (
-                best.validation_log_likelihoods, best.n_iter, best.best_iter)
+                best.validation_log_likelihoods,
+                best.n_iter,
+                best.best_iter,
+            )
             if reset or resume is not None:
                 self.init_scores_ = scores
             self._warn(best, warn_max_iter)
@@ -367,8 +382,13 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         path, every = _checkpoint.check_checkpoint_params(self)
         if path is None:
             return None
-        return _checkpoint.Checkpointer(path, every, resume["rng_state"] if resume else rng.get_state(),
-                                        _checkpoint.data_fingerprint(X), stop_at=(0 if reset else self.n_iter_) + epochs)
+        return _checkpoint.Checkpointer(
+            path,
+            every,
+            resume["rng_state"] if resume else rng.get_state(),
+            _checkpoint.data_fingerprint(X),
+            stop_at=(0 if reset else self.n_iter_) + epochs,
+        )
 
     def _start(self, seed, X, setup, reset, resume):
         """The state a start of the fit begins from (on the device) and its shuffling key."""
@@ -380,14 +400,19 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
                 W = jnp.asarray(fastica_rotation(X, seed), dtype=params[0].W.dtype)
                 params = (params[0]._replace(W=W),) + tuple(params[1:])
             prior_params = self.prior_.init_params(prior_key, X.shape[1], self._dtype)
-            state = init_fit_state(init_train_state(setup.optimizer, params, prior_params), self.gradient_,
-                                   rate_scale=self._initial_rate_scale(), averaged=averaged)
+            state = init_fit_state(
+                init_train_state(setup.optimizer, params, prior_params),
+                self.gradient_,
+                rate_scale=self._initial_rate_scale(),
+                averaged=averaged,
+            )
             self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
             self.validation_log_likelihoods_ = []
         else:
             state = TrainState(*self._state)  # (the average's entry as averaging now asks)
-            state = state._replace(opt_state=match_averaging(state.opt_state, (state.params, state.prior_params),
-                                                             averaged))
+            state = state._replace(
+                opt_state=match_averaging(state.opt_state, (state.params, state.prior_params), averaged)
+            )
             if resume is not None:  # the checkpoint's last epoch, and its next shuffle
                 resume["best"] = (state.params, state.prior_params)
                 state = TrainState(resume["params"], resume["prior_params"], state.opt_state)
@@ -472,23 +497,57 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             if event == "interrupted":
                 self._state = progress.state
             elif event == "epoch_start" and checkpointer is not None:
-                checkpointer.epoch_start(self, progress.state, progress.key, progress.best,
-                                         progress.best_score, progress.no_change, progress.reductions)
+                checkpointer.epoch_start(
+                    self,
+                    progress.state,
+                    progress.key,
+                    progress.best,
+                    progress.best_score,
+                    progress.no_change,
+                    progress.reductions,
+                )
 
         if resume is not None:  # a checkpoint's loop state (nica._src.checkpoint)
-            resume = FitProgress(0, state, key, resume["best"], resume["best_score"], resume["no_change"],
-                                 resume["reductions"], None)
+            resume = FitProgress(
+                0, state, key, resume["best"], resume["best_score"], resume["no_change"], resume["reductions"], None
+            )
         state, history = fit_to_data(
-            state, train[0], train[1], optimizer=optimizer, key=key, activation=self.activation_,
-            prior=self.prior_, gradient=self.gradient_, batch_size=int(self.batch_size), max_epochs=epochs,
-            validation_fraction=None, validation=val, patience=int(self.n_iter_no_change), tol=self.tol,
-            schedule=self.schedule, log_det_offset=self._log_det_whitening, averaging=self._averaging(),
-            mesh=self._mesh(), show_progress=type(self).__name__ if self.verbose else False, callback=callback,
-            resume=resume, objective=self.objective_)
+            state,
+            train[0],
+            train[1],
+            optimizer=optimizer,
+            key=key,
+            activation=self.activation_,
+            prior=self.prior_,
+            gradient=self.gradient_,
+            batch_size=int(self.batch_size),
+            max_epochs=epochs,
+            validation_fraction=None,
+            validation=val,
+            patience=int(self.n_iter_no_change),
+            tol=self.tol,
+            schedule=self.schedule,
+            log_det_offset=self._log_det_whitening,
+            averaging=self._averaging(),
+            mesh=self._mesh(),
+            show_progress=type(self).__name__ if self.verbose else False,
+            callback=callback,
+            resume=resume,
+            objective=self.objective_,
+        )
         record(history)
         self._state = state
-        return _Run(history.best_score, history.converged, history.diverged, state, self.loss_curve_,
-                    self.validation_scores_, self.validation_log_likelihoods_, self.n_iter_, self.best_iter_)
+        return _Run(
+            history.best_score,
+            history.converged,
+            history.diverged,
+            state,
+            self.loss_curve_,
+            self.validation_scores_,
+            self.validation_log_likelihoods_,
+            self.n_iter_,
+            self.best_iter_,
+        )
 
     def _on_device(self, state):
         """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed

@@ -54,7 +54,8 @@ _AUTO_CONTRASTIVE_WEIGHT = 2.0
 _CONTINUOUS_CONTRASTIVE = (
     "contrastive_weight > 0 needs a discrete auxiliary variable (segment labels): the hybrid "
     "objective's cross-entropy is over the segments, and no analogue for a continuous u is "
-    "implemented; use contrastive_weight=0.")
+    "implemented; use contrastive_weight=0."
+)
 
 
 class ConditionalNonlinearICA(BaseRelativeGradientICA):
@@ -238,8 +239,10 @@ validation_log_likelihoods_
     }
 
     def _conditional_prior_hint(self, prior):
-        return (f"{type(self).__name__} builds the conditional prior itself from its base family; pass "
-                f"prior={prior.base!r} (and learn_location, hidden_units as parameters)")
+        return (
+            f"{type(self).__name__} builds the conditional prior itself from its base family; pass "
+            f"prior={prior.base!r} (and learn_location, hidden_units as parameters)"
+        )
 
     def _check_objective(self):
         if isinstance(self.objective, str) and self.objective == "auto":
@@ -247,18 +250,24 @@ validation_log_likelihoods_
             return
         _objectives.get(self.objective)
         if not (isinstance(self.contrastive_weight, str) and self.contrastive_weight == "auto"):
-            raise ValueError("give objective or contrastive_weight, not both: contrastive_weight=α is "
-                             "objective=likelihood() + α * label_cross_entropy().")
+            raise ValueError(
+                "give objective or contrastive_weight, not both: contrastive_weight=α is "
+                "objective=likelihood() + α * label_cross_entropy()."
+            )
 
     def _build_objective(self, prior):
         if isinstance(self.objective, str) and self.objective == "auto":
             weight = self.contrastive_weight_
-            objective = _objectives.likelihood() + weight * _objectives.label_cross_entropy() if weight > 0 \
+            objective = (
+                _objectives.likelihood() + weight * _objectives.label_cross_entropy()
+                if weight > 0
                 else _objectives.likelihood()
+            )
         else:
             objective = _objectives.get(self.objective)
-            self.contrastive_weight_ = sum(w for w, term in objective.terms()
-                                           if term == _objectives.label_cross_entropy())
+            self.contrastive_weight_ = sum(
+                w for w, term in objective.terms() if term == _objectives.label_cross_entropy()
+            )
         if self.aux_type_ == "continuous" and self.contrastive_weight_ > 0:
             raise ValueError(_CONTINUOUS_CONTRASTIVE)
         objective.check_prior(prior)
@@ -310,8 +319,9 @@ validation_log_likelihoods_
         continuous ``u`` is refused."""
         if isinstance(self.contrastive_weight, str):
             if self.contrastive_weight != "auto":
-                raise ValueError(f"contrastive_weight must be 'auto' or a finite real number >= 0; "
-                                 f"got {self.contrastive_weight!r}.")
+                raise ValueError(
+                    f"contrastive_weight must be 'auto' or a finite real number >= 0; got {self.contrastive_weight!r}."
+                )
             return _AUTO_CONTRASTIVE_WEIGHT if aux_type == "discrete" else 0.0
         weight = float(self.contrastive_weight)
         if aux_type == "continuous" and weight > 0:
@@ -323,8 +333,9 @@ validation_log_likelihoods_
         if y.dtype.kind not in "biuf":
             raise ValueError(f"A continuous auxiliary variable y must be numeric; got dtype {y.dtype}.")
         if y.ndim not in (1, 2):
-            raise ValueError(f"A continuous auxiliary variable y must be 1-D or 2-D (n_samples, n_aux); "
-                             f"got shape {y.shape}.")
+            raise ValueError(
+                f"A continuous auxiliary variable y must be 1-D or 2-D (n_samples, n_aux); got shape {y.shape}."
+            )
         U = y.reshape(y.shape[0], -1).astype(np.float64)
         if not np.all(np.isfinite(U)):
             raise ValueError("The auxiliary variable y contains NaN or infinity.")
@@ -336,9 +347,7 @@ validation_log_likelihoods_
             raise ValueError(f"{type(self).__name__} needs the auxiliary variable: pass it as y.")
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != n_samples:
-            raise ValueError(
-                f"y must have one entry per sample ({n_samples}); got shape {np.shape(y)}."
-            )
+            raise ValueError(f"y must have one entry per sample ({n_samples}); got shape {np.shape(y)}.")
         if self.aux_type_ == "discrete":
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
@@ -356,32 +365,44 @@ validation_log_likelihoods_
         U = self._as_continuous(y)
         if U.shape[1] != self.aux_mean_.shape[0]:
             raise ValueError(
-                f"y has {U.shape[1]} auxiliary dimensions but the model was fitted with "
-                f"{self.aux_mean_.shape[0]}."
+                f"y has {U.shape[1]} auxiliary dimensions but the model was fitted with {self.aux_mean_.shape[0]}."
             )
         return ((U - self.aux_mean_) / self.aux_scale_).astype(dtype)
 
     def _build_prior(self, base_prior):
         if self.aux_type_ == "discrete":
-            return segment_conditional(base_prior, int(self.classes_.size),
-                                       learn_location=bool(self.learn_location))
-        return mlp_conditional(base_prior, int(self.aux_mean_.shape[0]),
-                               hidden_units=int(self.hidden_units),
-                               learn_location=bool(self.learn_location))
+            return segment_conditional(base_prior, int(self.classes_.size), learn_location=bool(self.learn_location))
+        return mlp_conditional(
+            base_prior,
+            int(self.aux_mean_.shape[0]),
+            hidden_units=int(self.hidden_units),
+            learn_location=bool(self.learn_location),
+        )
 
     def _label_log_posterior(self, params, prior_params, X):
         """``log p(u | x)`` of pre-processed rows, in batches: shape ``(n_samples, n_segments)``."""
-        return jnp.concatenate([_observation_log_posterior(params, X[i:i + SCORE_BATCH], self.activation_,
-                                                           self.prior_, prior_params)
-                                for i in range(0, X.shape[0], SCORE_BATCH)])
+        return jnp.concatenate(
+            [
+                _observation_log_posterior(params, X[i : i + SCORE_BATCH], self.activation_, self.prior_, prior_params)
+                for i in range(0, X.shape[0], SCORE_BATCH)
+            ]
+        )
 
     # ----------------------------------------------------------------------------------------
     # fitting
 
     def _fit_with_aux(self, X, y, *, reset, epochs, validate, warn_max_iter, min_samples):
         setup = self._check_hyperparameters()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=min_samples,
-                             multi_output=True, y_numeric=False, reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=min_samples,
+            multi_output=True,
+            y_numeric=False,
+            reset=reset,
+        )
         if reset:
             self._fit_aux(y)
         self.contrastive_weight_ = self._resolve_contrastive_weight(self.aux_type_)  # also on a warm start
@@ -403,8 +424,9 @@ validation_log_likelihoods_
         self : ConditionalNonlinearICA
         """
         reset = not self._continue_fit(self.warm_start)
-        return self._fit_with_aux(X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping,
-                                  warn_max_iter=True, min_samples=2)
+        return self._fit_with_aux(
+            X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping, warn_max_iter=True, min_samples=2
+        )
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike) -> ConditionalNonlinearICA:
         """One epoch over a chunk of data; the first call also fixes the segment labels.
@@ -418,8 +440,9 @@ validation_log_likelihoods_
         -------
         self : ConditionalNonlinearICA
         """
-        return self._fit_with_aux(X, y, reset=not self._continue_fit(True), epochs=1, validate=False,
-                                  warn_max_iter=False, min_samples=1)
+        return self._fit_with_aux(
+            X, y, reset=not self._continue_fit(True), epochs=1, validate=False, warn_max_iter=False, min_samples=1
+        )
 
     # ----------------------------------------------------------------------------------------
     # likelihood and sampling
@@ -480,8 +503,10 @@ validation_log_likelihoods_
         """
         check_is_fitted(self)
         if self.aux_type_ != "discrete":
-            raise ValueError("predict_proba needs a model fitted with discrete segment labels; this one "
-                             "has a continuous auxiliary variable.")
+            raise ValueError(
+                "predict_proba needs a model fitted with discrete segment labels; this one "
+                "has a continuous auxiliary variable."
+            )
         X = self._preprocess(self._validated(X))
         with precision(self._dtype):
             params, prior_params = self._jax_params()
@@ -528,8 +553,12 @@ validation_log_likelihoods_
             U = rng.choice(self.classes_.size, size=n, p=np.exp(self.segment_log_weights_)).astype(np.int32)
         else:
             y = np.asarray(y)
-            if y.ndim == 0 or (self.aux_type_ == "continuous" and y.ndim == 1
-                               and self.aux_mean_.shape[0] > 1 and y.shape[0] == self.aux_mean_.shape[0]):
+            if y.ndim == 0 or (
+                self.aux_type_ == "continuous"
+                and y.ndim == 1
+                and self.aux_mean_.shape[0] > 1
+                and y.shape[0] == self.aux_mean_.shape[0]
+            ):
                 y = np.repeat(y[None, ...], check_int(n_samples, "n_samples"), axis=0)
             U = self._encode_aux(y, y.shape[0], self._dtype)
         return self._sample(U, U.shape[0], rng)

@@ -131,8 +131,9 @@ class FittedState:
 
     def _linear_unmixing(self):
         if "_state" not in self.__dict__:
-            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet; components_ "
-                                 "and mixing_ exist after fit.")
+            raise AttributeError(
+                f"This {type(self).__name__} instance is not fitted yet; components_ and mixing_ exist after fit."
+            )
         if len(self._state.params) != 1:
             raise AttributeError(
                 "components_ and mixing_ are defined for linear ICA (n_layers=1) only; this model has "
@@ -172,14 +173,21 @@ class FittedState:
             # every segment at once: rows per batch shrink with the segments (same memory)
             step = max(256, SCORE_BATCH // int(log_weights.shape[0]))
             parts = [
-                marginal_log_likelihood_without_det(params, X[i:i + step], self.activation_,
-                                                     self.prior_, prior_params, log_weights)
+                marginal_log_likelihood_without_det(
+                    params, X[i : i + step], self.activation_, self.prior_, prior_params, log_weights
+                )
                 for i in range(0, X.shape[0], step)
             ]
             return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
         parts = [
-            log_likelihood_without_det(params, X[i:i + SCORE_BATCH], self.activation_, self.prior_, prior_params,
-                                       None if U is None else U[i:i + SCORE_BATCH])
+            log_likelihood_without_det(
+                params,
+                X[i : i + SCORE_BATCH],
+                self.activation_,
+                self.prior_,
+                prior_params,
+                None if U is None else U[i : i + SCORE_BATCH],
+            )
             for i in range(0, X.shape[0], SCORE_BATCH)
         ]
         return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
@@ -231,8 +239,9 @@ class FittedState:
             params, prior_params = self._jax_params()
             if log_weights is not None:
                 log_weights = jnp.asarray(log_weights, self._dtype)
-            ll = self._log_likelihood_batched(params, prior_params, self._to_device(X),
-                                              self._to_device(U), log_weights=log_weights)
+            ll = self._log_likelihood_batched(
+                params, prior_params, self._to_device(X), self._to_device(U), log_weights=log_weights
+            )
             return fetch(ll) + self._dtype.type(self._log_det_whitening)
 
     def _sample(self, U, n_samples, random_state):
@@ -240,8 +249,7 @@ class FittedState:
         with precision(self._dtype):
             params, prior_params = self._jax_params()
             u = jnp.zeros((n_samples, 0)) if U is None else self._to_device(U)
-            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u,
-                                               self.n_features_in_, self._dtype)
+            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u, self.n_features_in_, self._dtype)
             Z = fetch(inverse_jit(params, self._to_device(S), self.activation_))
         return self._postprocess(Z)
 

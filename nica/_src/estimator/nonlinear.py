@@ -299,8 +299,10 @@ class NonlinearICA(BaseRelativeGradientICA):
     _parameter_constraints: dict = {**BaseRelativeGradientICA._parameter_constraints}
 
     def _conditional_prior_hint(self, prior):
-        return ("a conditional prior needs an auxiliary variable: use "
-                f"ConditionalNonlinearICA(prior={prior.base!r}) and pass u as y")
+        return (
+            "a conditional prior needs an auxiliary variable: use "
+            f"ConditionalNonlinearICA(prior={prior.base!r}) and pass u as y"
+        )
 
     def _check_objective(self):
         if not (isinstance(self.objective, str) and self.objective == "auto"):
@@ -342,8 +344,9 @@ class NonlinearICA(BaseRelativeGradientICA):
         setup = self._check_hyperparameters()
         reset = not self._continue_fit(self.warm_start)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
-        return self._fit(X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping,
-                         checkpoint=True)
+        return self._fit(
+            X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping, checkpoint=True
+        )
 
     def partial_fit(self, X: ArrayLike, y: None = None) -> NonlinearICA:
         """One epoch over a chunk of data (for data that arrive in pieces or do not fit in memory).

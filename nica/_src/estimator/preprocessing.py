@@ -95,8 +95,13 @@ def fastica_rotation(Z, seed) -> np.ndarray:
     for start in starts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            ica = FastICA(whiten=False, fun="logcosh", max_iter=_FASTICA_INIT_MAX_ITER,
-                          tol=_FASTICA_INIT_TOL, random_state=int(start)).fit(Z)
+            ica = FastICA(
+                whiten=False,
+                fun="logcosh",
+                max_iter=_FASTICA_INIT_MAX_ITER,
+                tol=_FASTICA_INIT_TOL,
+                random_state=int(start),
+            ).fit(Z)
         contrast = logcosh_contrast(Z @ ica.components_.T)
         if contrast > best_contrast:
             best, best_contrast = ica.components_, contrast
