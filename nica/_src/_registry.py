@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from nica._src._checks import check_static, refuse_unusable
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "register_doc", "names_doc"]
 
 
 class Registry:
@@ -63,3 +63,43 @@ class Registry:
                 ) from None
             return factory()
         raise refuse_unusable(spec, self.kind, self.base, self._factories, self.factories)
+
+
+def register_doc(kind: str, accepted_by: str, returns: str, example: str) -> str:
+    """The docstring of a module's ``register``: ``kind`` is what is named (``"an activation"``),
+    ``accepted_by`` what then accepts the name, ``returns`` what ``factory()`` returns, and
+    ``example`` the doctest lines (indented by four spaces)."""
+    return f"""Make ``name`` stand for ``factory()`` wherever {kind} is named.
+
+    {accepted_by} then accept it.
+
+    Parameters
+    ----------
+    name : str
+        An identifier not registered yet (unless ``overwrite``).
+    factory : callable
+        Called without arguments, returns {returns}.
+    overwrite : bool, default=False
+        Replace a registered name.
+
+    Returns
+    -------
+    callable
+        ``factory`` itself, so that ``register`` can decorate a class.
+
+    Examples
+    --------
+{example}"""
+
+
+def names_doc(kind: str, example: str) -> str:
+    """The docstring of a module's ``names``: the registered ``kind`` names, with ``example``."""
+    return f"""The registered {kind} names, sorted.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+{example}"""

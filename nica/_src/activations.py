@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from nica._src._checks import check_real
-from nica._src._registry import Registry
+from nica._src._registry import Registry, names_doc, register_doc
 
 __all__ = [
     "Activation",
@@ -362,28 +362,14 @@ def get(activation) -> Activation:
 
 
 def register(name: str, factory, *, overwrite: bool = False):
-    """Make ``name`` stand for ``factory()`` wherever an activation is named.
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
 
-    The estimators' ``activation``, the command line's ``--activation`` and :func:`get` then
-    accept it.
 
-    Parameters
-    ----------
-    name : str
-        An identifier not registered yet (unless ``overwrite``).
-    factory : callable
-        Called without arguments, returns an :class:`Activation` (a subclass, or a function
-        that builds one with its default hyperparameters).
-    overwrite : bool, default=False
-        Replace a registered name.
-
-    Returns
-    -------
-    callable
-        ``factory`` itself, so that ``register`` can decorate a class.
-
-    Examples
-    --------
+register.__doc__ = register_doc(
+    "an activation",
+    "The estimators' ``activation``, the command line's ``--activation`` and :func:`get`",
+    "an :class:`Activation` (a subclass, or a function that builds one with its default hyperparameters)",
+    """\
     >>> import dataclasses, jax.numpy as jnp
     >>> from nica import activations
     >>> @dataclasses.dataclass(frozen=True)
@@ -396,21 +382,19 @@ def register(name: str, factory, *, overwrite: bool = False):
     >>> _ = activations.register("cubic_example", Cubic)
     >>> activations.get("cubic_example")
     Cubic()
-    """
-    return _REGISTRY.register(name, factory, overwrite=overwrite)
+""",
+)
 
 
 def names() -> list[str]:
-    """The registered activation names, sorted.
+    return _REGISTRY.names()
 
-    Returns
-    -------
-    list of str
 
-    Examples
-    --------
+names.__doc__ = names_doc(
+    "activation",
+    """\
     >>> from nica import activations
     >>> [n for n in activations.names() if n in ("leaky_relu", "smooth_leaky_relu", "tanh_linear")]
     ['leaky_relu', 'smooth_leaky_relu', 'tanh_linear']
-    """
-    return _REGISTRY.names()
+""",
+)

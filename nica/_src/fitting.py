@@ -43,10 +43,8 @@ from nica._src.gradients import GradientForm
 from nica._src.network import (
     check_data,
     check_key,
-    check_params,
     forward_trace,
     log_abs_det,
-    params_dtype,
 )
 from nica._src.objectives import Objective
 from nica._src.priors import Prior
@@ -54,6 +52,7 @@ from nica._src.sharding import check_mesh, place, place_rows
 from nica._src.stopping import SCHEDULES, EarlyStopping, StoppingStatus
 from nica._src.training import (
     TrainState,
+    check_batch,
     check_optimizer,
     compile_epoch,
     objective_argument,
@@ -189,12 +188,12 @@ def _term_rows(term, params, prior_params, X, u, activation, prior):
     return term.row_losses(prior, prior_params, S, log_det_act, u)
 
 
-def term_values(objective, params, prior_params, X, u, activation, prior, log_det, log_det_offset=0.0) -> list:
-    """Each term of ``objective`` on the rows ``X``, in the order of ``objective.terms()``: its
-    mean loss in nats per sample, the weights' log-determinant ``log_det`` and
-    ``log_det_offset`` included as the term weighs them; in batches of :data:`SCORE_BATCH` rows."""
+def term_values(terms, params, prior_params, X, u, activation, prior, log_det, log_det_offset=0.0) -> list:
+    """The mean loss of each objective term of ``terms`` on the rows ``X``, in nats per sample,
+    the weights' log-determinant ``log_det`` and ``log_det_offset`` included as the term weighs
+    them; in batches of :data:`SCORE_BATCH` rows."""
     values = []
-    for _, term in objective.terms():
+    for term in terms:
         rows = jnp.concatenate(
             [
                 _term_rows(
@@ -508,20 +507,8 @@ def fit_to_data(
     )
     stopping = _stopping_policy(early_stopping, args["patience"], args["tol"], args["schedule"])
     objective = objective_argument(objective, contrastive_weight, prior)
-    n_features, _ = check_params(state.params)
-    dtype = params_dtype(state.params)
-    X = check_data(X, n_features, dtype)
-    if X.shape[0] == 0:
-        raise ValueError(f"X needs at least one row; got shape {X.shape}.")
-    aux: Any = _priors.check_aux(prior, u, X.shape[0], "fit_to_data")
-    _priors.check_prior_params(
-        prior,
-        state.prior_params,
-        n_features,
-        jnp.dtype(dtype),
-        name="state.prior_params",
-        hint=" and pass them to init_train_state",
-    )
+    X, aux = check_batch(state, X, u, prior, "fit_to_data")
+    n_features, dtype = X.shape[1], X.dtype
     val, n_val = _check_validation(validation, validation_fraction, n_features, dtype, prior, X.shape[0])
     averaged = args["averaging"] > 0
     chained = is_fit_state(state.opt_state)
@@ -583,7 +570,8 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
     """
     objective, c = loop.objective, loop.objective.total_log_det_weight()
     terms = [term for _, term in objective.terms()]
-    likelihood_at = terms.index(_gradients.LIKELIHOOD) if _gradients.LIKELIHOOD in terms else None
+    # the objective's terms, and the likelihood (recorded whatever the objective)
+    scored = terms if _gradients.LIKELIHOOD in terms else [*terms, _gradients.LIKELIHOOD]
     loss_curve: list[float] = []
     validation_scores: list[float] = []
     validation_log_likelihoods: list[float] = []
@@ -650,7 +638,7 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
                 if averaged:
                     log_det = float(log_abs_det(monitored[0]))
                 values = term_values(
-                    objective,
+                    scored,
                     monitored[0],
                     monitored[1],
                     loop.val[0],
@@ -660,25 +648,11 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
                     log_det,
                     loop.log_det_offset,
                 )
-                score = _score(objective, values)
+                score = _score(objective, values[: len(terms)])
                 if not np.isfinite(score):
                     diverged = True
                     break
-                nll = (
-                    values[likelihood_at]
-                    if likelihood_at is not None
-                    else term_values(
-                        _gradients.LIKELIHOOD,
-                        monitored[0],
-                        monitored[1],
-                        loop.val[0],
-                        loop.val[1],
-                        loop.activation,
-                        loop.prior,
-                        log_det,
-                        loop.log_det_offset,
-                    )[0]
-                )
+                nll = values[scored.index(_gradients.LIKELIHOOD)]
                 validation_scores.append(score)
                 validation_log_likelihoods.append(-nll)
                 for term, value in zip(terms, values):

@@ -57,7 +57,7 @@ from jax.typing import ArrayLike
 
 from nica._src import activations as _activations
 from nica._src import objectives as _objectives
-from nica._src._registry import Registry
+from nica._src._registry import Registry, names_doc, register_doc
 from nica._src.activations import Activation
 from nica._src.network import Layer, forward_trace, prior_arguments, validated
 from nica._src.objectives import Objective
@@ -342,27 +342,14 @@ def get(gradient) -> GradientForm:
 
 
 def register(name: str, factory, *, overwrite: bool = False):
-    """Make ``name`` stand for the gradient form ``factory()``.
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
 
-    The estimators' ``gradient``, the step's and the fit loop's ``gradient`` and the command
-    line's ``--gradient`` then accept it.
 
-    Parameters
-    ----------
-    name : str
-        An identifier not registered yet (unless ``overwrite``).
-    factory : callable
-        Called without arguments, returns a :class:`GradientForm`.
-    overwrite : bool, default=False
-        Replace a registered name.
-
-    Returns
-    -------
-    callable
-        ``factory`` itself.
-
-    Examples
-    --------
+register.__doc__ = register_doc(
+    "a gradient form",
+    "The estimators' ``gradient``, the step's and the fit loop's ``gradient`` and the command line's ``--gradient``",
+    "a :class:`GradientForm`",
+    """\
     >>> import dataclasses
     >>> from nica import gradients
     >>> @dataclasses.dataclass(frozen=True)
@@ -374,24 +361,22 @@ def register(name: str, factory, *, overwrite: bool = False):
     >>> _ = gradients.register("half_relative_example", HalfRelative)
     >>> "half_relative_example" in gradients.names()
     True
-    """
-    return _REGISTRY.register(name, factory, overwrite=overwrite)
+""",
+)
 
 
 def names() -> list[str]:
-    """The registered gradient form names, sorted.
+    return _REGISTRY.names()
 
-    Returns
-    -------
-    list of str
 
-    Examples
-    --------
+names.__doc__ = names_doc(
+    "gradient form",
+    """\
     >>> from nica import gradients
     >>> [n for n in gradients.names() if n in ("autodiff", "equivariant", "euclidean", "relative")]
     ['autodiff', 'equivariant', 'euclidean', 'relative']
-    """
-    return _REGISTRY.names()
+""",
+)
 
 
 # ---------------------------------------------------------------------------------------------

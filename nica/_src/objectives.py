@@ -33,7 +33,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from nica._src._checks import check_real
-from nica._src._registry import Registry
+from nica._src._registry import Registry, names_doc, register_doc
 from nica._src.conditional import SegmentConditional
 
 __all__ = [
@@ -312,26 +312,14 @@ def get(objective) -> Objective:
 
 
 def register(name: str, factory, *, overwrite: bool = False):
-    """Make ``name`` stand for the objective term ``factory()``.
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
 
-    The command line's ``--objective-term NAME=WEIGHT`` and :func:`get` then accept it.
 
-    Parameters
-    ----------
-    name : str
-        An identifier not registered yet (unless ``overwrite``).
-    factory : callable
-        Called without arguments, returns an :class:`Objective`.
-    overwrite : bool, default=False
-        Replace a registered name.
-
-    Returns
-    -------
-    callable
-        ``factory`` itself, so that ``register`` can decorate a class.
-
-    Examples
-    --------
+register.__doc__ = register_doc(
+    "an objective term",
+    "The command line's ``--objective-term NAME=WEIGHT`` and :func:`get`",
+    "an :class:`Objective`",
+    """\
     >>> import dataclasses, jax.numpy as jnp
     >>> from nica import objectives
     >>> @dataclasses.dataclass(frozen=True)
@@ -342,21 +330,19 @@ def register(name: str, factory, *, overwrite: bool = False):
     >>> _ = objectives.register("source_power_example", SourcePower)
     >>> (objectives.likelihood() + 0.1 * objectives.get("source_power_example")).label
     'nll + 0.1·source_power_example'
-    """
-    return _REGISTRY.register(name, factory, overwrite=overwrite)
+""",
+)
 
 
 def names() -> list[str]:
-    """The registered objective term names, sorted.
+    return _REGISTRY.names()
 
-    Returns
-    -------
-    list of str
 
-    Examples
-    --------
+names.__doc__ = names_doc(
+    "objective term",
+    """\
     >>> from nica import objectives
     >>> [n for n in objectives.names() if n in ("label_cross_entropy", "nll")]
     ['label_cross_entropy', 'nll']
-    """
-    return _REGISTRY.names()
+""",
+)

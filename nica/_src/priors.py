@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nica._src._checks import check_int
-from nica._src._registry import Registry
+from nica._src._registry import Registry, names_doc, register_doc
 
 __all__ = [
     "Prior",
@@ -545,26 +545,14 @@ def get(prior) -> Prior:
 
 
 def register(name: str, factory, *, overwrite: bool = False):
-    """Make ``name`` stand for ``factory()`` wherever a factorized prior is named.
+    return _REGISTRY.register(name, factory, overwrite=overwrite)
 
-    The estimators' ``prior``, the command line's ``--prior`` and :func:`get` then accept it.
 
-    Parameters
-    ----------
-    name : str
-        An identifier not registered yet (unless ``overwrite``).
-    factory : callable
-        Called without arguments, returns a factorized :class:`Prior`.
-    overwrite : bool, default=False
-        Replace a registered name.
-
-    Returns
-    -------
-    callable
-        ``factory`` itself, so that ``register`` can decorate a class.
-
-    Examples
-    --------
+register.__doc__ = register_doc(
+    "a factorized prior",
+    "The estimators' ``prior``, the command line's ``--prior`` and :func:`get`",
+    "a factorized :class:`Prior`",
+    """\
     >>> import dataclasses, math, jax, jax.numpy as jnp
     >>> from nica import priors
     >>> @dataclasses.dataclass(frozen=True)
@@ -575,24 +563,22 @@ def register(name: str, factory, *, overwrite: bool = False):
     >>> _ = priors.register("unit_logistic_example", UnitLogistic)
     >>> priors.get("unit_logistic_example")
     UnitLogistic()
-    """
-    return _REGISTRY.register(name, factory, overwrite=overwrite)
+""",
+)
 
 
 def names() -> list[str]:
-    """The registered names of factorized priors, sorted.
+    return _REGISTRY.names()
 
-    Returns
-    -------
-    list of str
 
-    Examples
-    --------
+names.__doc__ = names_doc(
+    "factorized prior",
+    """\
     >>> from nica import priors
     >>> "logistic_mixture" in priors.names()
     True
-    """
-    return _REGISTRY.names()
+""",
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ __all__ = [
     "build_step",
     "compile_epoch",
     "check_optimizer",
+    "check_batch",
     "objective_argument",
 ]
 
@@ -122,10 +123,11 @@ def objective_argument(objective, contrastive_weight, prior):
     return _gradients.resolve_objective(objective, prior)
 
 
-def _check_step_inputs(state, X, u, prior):
-    """Static checks of one step's inputs (shapes, dtypes, pytree structure), so that they also
-    run when the step is traced under ``jax.jit``; concrete segment ids are range-checked by the
-    prior itself."""
+def check_batch(state, X, u, prior, where: str) -> tuple[jax.Array, Any]:
+    """Static checks of a state and the rows it is trained on (shapes, dtypes, pytree structure),
+    so that they also run when a step is traced under ``jax.jit``; concrete segment ids are
+    range-checked by the prior itself.  Returns ``X`` as a JAX array and ``u`` as the prior
+    takes it; ``where`` names the caller in the messages."""
     if not isinstance(state, TrainState):
         raise TypeError(
             f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
@@ -135,8 +137,8 @@ def _check_step_inputs(state, X, u, prior):
     dtype = params_dtype(state.params)
     X = check_data(X, n_features, dtype)
     if X.shape[0] == 0:
-        raise ValueError(f"The step averages over the rows of X: X needs at least one row; got shape {X.shape}.")
-    _priors.check_aux(prior, u, X.shape[0], "the step")  # its shape and dtype (and concrete segment ids)
+        raise ValueError(f"{where} averages over the rows of X: X needs at least one row; got shape {X.shape}.")
+    u = _priors.check_aux(prior, u, X.shape[0], where)
     _priors.check_prior_params(
         prior,
         state.prior_params,
@@ -145,7 +147,7 @@ def _check_step_inputs(state, X, u, prior):
         name="state.prior_params",
         hint=" and pass them to init_train_state",
     )
-    return X
+    return X, u
 
 
 def build_step(optimizer, form, activation, prior, objective, mesh):
@@ -153,7 +155,7 @@ def build_step(optimizer, form, activation, prior, objective, mesh):
     for the gradient form) and every other argument a checked, resolved object."""
 
     def step(state: TrainState, X, u=None):
-        X = _check_step_inputs(state, X, u, prior)
+        X, _ = check_batch(state, X, u, prior, "the step")
         X, u = constrain_rows(X, mesh), constrain_rows(u, mesh)
         loss, grads, prior_grads = form.value_and_gradient(
             state.params, X, activation, prior, state.prior_params, u, objective
