@@ -17,7 +17,7 @@ from nica import (
     transforms,
 )
 from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
-from nica._src.fitting import FitHistory, FitProgress, fit_to_data
+from nica._src.fitting import fit_to_data
 from nica._src.gradients import (
     Backprop,
     autodiff_gradient,
@@ -26,6 +26,7 @@ from nica._src.gradients import (
     euclidean_gradient,
     relative_gradient,
 )
+from nica._src.history import FitHistory, FitProgress
 from nica._src.network import (
     Layer,
     forward,

@@ -16,7 +16,7 @@ from scipy.stats import rankdata
 
 from nica._src._checks import check_option
 
-__all__ = ["amari_distance", "make_mcc_scorer", "mean_corr_coef"]
+__all__ = ["amari_distance", "make_mcc_scorer", "mean_corr_coef", "match_components"]
 
 _CORR_METHODS = ("pearson", "spearman")
 
@@ -139,11 +139,11 @@ def mean_corr_coef(S_true: ArrayLike, S_est: ArrayLike, method: str = "pearson")
     >>> mean_corr_coef(S, noise) < 0.15
     True
     """
-    _, _, matched = _match_components(S_true, S_est, method)
+    _, _, matched = match_components(S_true, S_est, method)
     return float(matched.mean())
 
 
-def _match_components(S_true, S_est, method="pearson"):
+def match_components(S_true, S_est, method="pearson"):
     """Validate, then match components one-to-one as :func:`mean_corr_coef` does.
 
     Returns

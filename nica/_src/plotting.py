@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from nica._src.metrics import _match_components
+from nica._src.metrics import match_components
 
 __all__ = ["plot_density_2d", "plot_gradient_scaling", "plot_sources", "plot_training_curves"]
 
@@ -103,7 +103,7 @@ def plot_sources(S_true, S_est, *, max_components=None, method="pearson", axes=N
     >>> import matplotlib.pyplot as plt
     >>> plt.close(fig)
     """
-    rows, cols, matched = _match_components(S_true, S_est, method)
+    rows, cols, matched = match_components(S_true, S_est, method)
     if max_components is not None:
         if (
             isinstance(max_components, (bool, np.bool_))

@@ -7,9 +7,7 @@ import os
 import time
 import warnings
 
-import matplotlib
 import numpy as np
-from matplotlib.backend_bases import FigureCanvasBase
 from sklearn.decomposition import FastICA
 
 import nica
@@ -307,11 +305,15 @@ def cmd_sample(args):
 
 
 def _figure_formats():
+    from matplotlib.backend_bases import FigureCanvasBase  # imported when used: matplotlib slows start-up
+
     return FigureCanvasBase.get_supported_filetypes()
 
 
 def cmd_demo(args):
     """Segment-modulated nonlinear mixture → ConditionalNonlinearICA, MCC beside FastICA's."""
+    import matplotlib  # imported when used: matplotlib slows start-up
+
     matplotlib.use("Agg")
     check_output(args.figure, "figure file", make_dirs=True)
     formats = _figure_formats()

@@ -42,7 +42,8 @@ from nica._src.fit_state import (
     match_averaging,
     opt_state_fits,
 )
-from nica._src.fitting import FitProgress, fit_to_data, validation_rows
+from nica._src.fitting import fit_to_data, validation_rows
+from nica._src.history import FitProgress
 from nica._src.network import Layer, init_params
 from nica._src.sharding import make_mesh, place, place_rows
 from nica._src.stopping import SCHEDULES
