@@ -127,6 +127,7 @@ class _Run(NamedTuple):
     loss_curve: list
     validation_scores: list
     validation_log_likelihoods: list
+    validation_terms: dict
     n_iter: int
     best_iter: int
 
@@ -364,6 +365,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
                     best = run
             assert best is not None  # n_init >= 1 starts
             self._state, self.loss_curve_, self.validation_scores_ = best.state, best.loss_curve, best.validation_scores
+            self.validation_terms_ = best.validation_terms
             self.validation_log_likelihoods_, self.n_iter_, self.best_iter_ = (
                 best.validation_log_likelihoods,
                 best.n_iter,
@@ -408,7 +410,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
                 averaged=averaged,
             )
             self.loss_curve_, self.validation_scores_, self.n_iter_, self.best_iter_ = [], [], 0, 0
-            self.validation_log_likelihoods_ = []
+            self.validation_log_likelihoods_, self.validation_terms_ = [], {}
         else:
             state = TrainState(*self._state)  # (the average's entry as averaging now asks)
             state = state._replace(
@@ -484,12 +486,15 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         n_start = self.n_iter_
         n_loss, n_val = len(self.loss_curve_), len(self.validation_scores_)
         n_ll = len(self.validation_log_likelihoods_)
+        n_terms = {name: len(values) for name, values in self.validation_terms_.items()}
 
         def record(history):
             self.n_iter_ = n_start + history.n_epochs
             self.loss_curve_[n_loss:] = history.loss_curve
             self.validation_scores_[n_val:] = history.validation_scores
             self.validation_log_likelihoods_[n_ll:] = history.validation_log_likelihoods
+            for name, values in (history.validation_terms or {}).items():
+                self.validation_terms_.setdefault(name, [])[n_terms.get(name, 0) :] = values
             if history.best_epoch:
                 self.best_iter_ = n_start + history.best_epoch
 
@@ -546,6 +551,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             self.loss_curve_,
             self.validation_scores_,
             self.validation_log_likelihoods_,
+            self.validation_terms_,
             self.n_iter_,
             self.best_iter_,
         )

@@ -153,7 +153,7 @@ warm_start, random_state, verbose, parallel
         marginal likelihood and for sampling when no ``y`` is given.
     mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
 feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, components_, mixing_, \
-validation_log_likelihoods_
+validation_log_likelihoods_, validation_terms_
         As in :class:`NonlinearICA`.
 
     Examples

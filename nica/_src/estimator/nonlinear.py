@@ -213,6 +213,10 @@ class NonlinearICA(BaseRelativeGradientICA):
     validation_log_likelihoods_ : list of float
         The same, the exact held-out log-likelihood, also where ``validation_scores_`` holds
         another monitored objective (:class:`ConditionalNonlinearICA`'s hybrid objective).
+    validation_terms_ : dict of str to list of float
+        Each term of the objective on the validation rows, by name, per epoch, in nats per
+        sample (the likelihood's term ``"nll"``; with the hybrid objective also
+        ``"label_cross_entropy"``); empty without early stopping.
     n_iter_ : int
         Epochs run.
     epochs_left_ : int
