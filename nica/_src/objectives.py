@@ -156,14 +156,15 @@ class Objective(abc.ABC):
 
 
 def _combine(weighted_terms):
-    """One objective from weighted terms: equal terms merged, zero weights dropped, a single
-    term of weight 1 returned as itself."""
+    """One objective from weighted terms: equal terms merged, terms of weight 0 dropped beside
+    others (``likelihood() + 0 * label_cross_entropy()`` is the likelihood), a single term of
+    weight 1 returned as itself."""
     merged: dict = {}
     for weight, term in weighted_terms:
         merged[term] = merged.get(term, 0.0) + weight
     kept = tuple((weight, term) for term, weight in merged.items() if weight != 0.0)
-    if not kept:
-        raise ValueError("an objective needs at least one term with a positive weight; every weight is 0.")
+    if not kept:  # only zero weights: a (degenerate) objective all the same
+        kept = tuple((weight, term) for term, weight in merged.items())
     if len(kept) == 1 and kept[0][0] == 1.0:
         return kept[0][1]
     return WeightedSum(kept)
