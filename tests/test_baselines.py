@@ -23,11 +23,11 @@ def bayes_cross_entropy(S, u, scales):
 
 def test_tcl_classifies_segments_and_recovers_linear_sources():
     n_segments = 10
-    data = make_segmented_mixture(n_segments=n_segments, n_per_segment=300, n_components=3, n_layers=1,
-                                  random_state=0)
+    data = make_segmented_mixture(n_segments=n_segments, n_per_segment=300, n_components=3, n_layers=1, random_state=0)
     untrained = fit_tcl(data.X_train, data.u_train, n_layers=1, random_state=0, max_epochs=0)
-    fit = fit_tcl(data.X_train, data.u_train, n_layers=1, random_state=0, learning_rate=5e-2,
-                  max_epochs=40, patience=10)
+    fit = fit_tcl(
+        data.X_train, data.u_train, n_layers=1, random_state=0, learning_rate=5e-2, max_epochs=40, patience=10
+    )
     ce = fit.cross_entropy(data.X_test, data.u_test)
     bayes = bayes_cross_entropy(data.S_test, data.u_test, data.scales)
     chance = np.log(n_segments)
@@ -42,8 +42,8 @@ def test_tcl_classifies_segments_and_recovers_linear_sources():
 def _affine_gaussian(params, X, u, n_segments, min_var):
     """Closed forms, float64, for an iVAE whose encoder and decoder are single affine maps:
     the per-row ELBO and the exact ``log p(x | u)`` on the standardized scale."""
-    (We, be), = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params["encoder"]]
-    (Wd, bd), = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params["decoder"]]
+    ((We, be),) = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params["encoder"]]
+    ((Wd, bd),) = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params["decoder"]]
     var = min_var + np.exp(np.asarray(params["decoder_log_var"], np.float64))
     mu_tab = np.asarray(params["prior_mean"], np.float64)
     s_tab = np.exp(np.asarray(params["prior_log_var"], np.float64))
@@ -58,8 +58,13 @@ def _affine_gaussian(params, X, u, n_segments, min_var):
         rec = -0.5 * np.sum(r**2 / var + np.log(2 * np.pi * var)) - 0.5 * np.sum((A**2 @ vi) / var)
         # KL between Gaussians written with full matrices
         Sp, Sq, dmu = np.diag(s_tab[ui]), np.diag(vi), mu_tab[ui] - mi
-        kl = 0.5 * (np.trace(np.linalg.solve(Sp, Sq)) + dmu @ np.linalg.solve(Sp, dmu) - k
-                    + np.linalg.slogdet(Sp)[1] - np.linalg.slogdet(Sq)[1])
+        kl = 0.5 * (
+            np.trace(np.linalg.solve(Sp, Sq))
+            + dmu @ np.linalg.solve(Sp, dmu)
+            - k
+            + np.linalg.slogdet(Sp)[1]
+            - np.linalg.slogdet(Sq)[1]
+        )
         elbo.append(rec - kl)
         C = A @ Sp @ A.T + np.diag(var)
         e = x - A @ mu_tab[ui] - bd
@@ -80,11 +85,13 @@ def test_ivae_elbo_matches_closed_forms_and_the_fit_tightens_it():
     A = np.array([[1.0, 0.5], [-0.3, 1.2]])
     X = Z @ A.T + 0.1 * rng.normal(size=Z.shape)
     C = [A @ np.diag(scales[m] ** 2) @ A.T + 0.01 * np.eye(d) for m in range(n_segments)]
-    true_ll = np.mean([-0.5 * (x @ np.linalg.solve(C[m], x) + np.linalg.slogdet(2 * np.pi * C[m])[1])
-                       for x, m in zip(X, u)])
+    true_ll = np.mean(
+        [-0.5 * (x @ np.linalg.solve(C[m], x) + np.linalg.slogdet(2 * np.pi * C[m])[1]) for x, m in zip(X, u)]
+    )
 
-    settings = dict(latent_dim=d, random_state=0, n_hidden_layers=0, decoder_var=None, learning_rate=3e-2,
-                    batch_size=50)
+    settings = dict(
+        latent_dim=d, random_state=0, n_hidden_layers=0, decoder_var=None, learning_rate=3e-2, batch_size=50
+    )
     untrained = fit_ivae(X, u, **settings, max_epochs=0)
     fit = fit_ivae(X, u, **settings, max_epochs=150, patience=15)
     gaps = []
@@ -102,9 +109,10 @@ def test_ivae_elbo_matches_closed_forms_and_the_fit_tightens_it():
     # the two priors' ELBOs differ by that term alone (same noise, same reconstruction).
     Xs = (X[::40].astype(np.float32) - fit.mean) / fit.std
     kw = dict(n_segments=n_segments, decoder_var=None, min_var=fit.min_var, n_samples=1)
-    diff = (ivae_elbo(fit.params, jnp.asarray(Xs), jnp.asarray(u[::40]), jax.random.key(0), prior="laplace", **kw)
-            - ivae_elbo(fit.params, jnp.asarray(Xs), jnp.asarray(u[::40]), jax.random.key(0), prior="gaussian", **kw))
-    (We, be), = fit.params["encoder"]
+    diff = ivae_elbo(
+        fit.params, jnp.asarray(Xs), jnp.asarray(u[::40]), jax.random.key(0), prior="laplace", **kw
+    ) - ivae_elbo(fit.params, jnp.asarray(Xs), jnp.asarray(u[::40]), jax.random.key(0), prior="gaussian", **kw)
+    ((We, be),) = fit.params["encoder"]
     H = np.concatenate([Xs, np.eye(n_segments)[u[::40]]], axis=1) @ np.asarray(We, np.float64) + np.asarray(be)
     m, sd = H[:, :d], np.exp(0.5 * H[:, d:])
     mu, s = np.asarray(fit.params["prior_mean"])[u[::40]], np.exp(np.asarray(fit.params["prior_log_var"]))[u[::40]]

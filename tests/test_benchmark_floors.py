@@ -21,7 +21,7 @@ def products(fn, *args):
     flops = flop_count(jax.jit(fn).lower(*args).compile())
     if flops is None:
         pytest.skip("this backend reports no flop count")
-    return flops / (2 * BATCH * DIM ** 2)
+    return flops / (2 * BATCH * DIM**2)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
@@ -51,4 +51,4 @@ def test_sweep_floor_does_every_product(n_layers):
     args = gradient_scaling.make_inputs("floor", DIM, BATCH, n_layers)
     count = products(gradient_scaling.floor_products, *args)
     assert count == pytest.approx(4 * n_layers - 1, abs=0.1)
-    assert gradient_scaling.floor_flops(DIM, BATCH, n_layers) == (4 * n_layers - 1) * 2 * BATCH * DIM ** 2
+    assert gradient_scaling.floor_flops(DIM, BATCH, n_layers) == (4 * n_layers - 1) * 2 * BATCH * DIM**2

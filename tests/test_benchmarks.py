@@ -51,7 +51,7 @@ def test_render_replaces_only_the_marked_table():
 
 def test_differences_name_the_table_that_differs():
     assert report.differences(PAGE, {"demo/table": "| a | b |\n|---|---|\n| 1 | 2 |\n"}) == []
-    (name, diff), = report.differences(PAGE, {"demo/table": "| a | b |\n|---|---|\n| 1 | 3 |\n"})
+    ((name, diff),) = report.differences(PAGE, {"demo/table": "| a | b |\n|---|---|\n| 1 | 3 |\n"})
     assert name == "demo/table"
     assert "-| 1 | 2 |" in diff and "+| 1 | 3 |" in diff
 
@@ -78,9 +78,25 @@ def test_check_reports_a_differing_table(tmp_path):
 
 def test_machine_info_has_the_same_keys_everywhere():
     machine = _harness.machine_info()
-    assert set(machine) == {"cpu_model", "cpu_count", "cpus_available", "memory_bytes", "platform", "python",
-                            "numpy", "jax", "jaxlib", "optax", "nica", "backend", "device_kind", "device_count",
-                            "environment", "git", "load_average_at_start"}
+    assert set(machine) == {
+        "cpu_model",
+        "cpu_count",
+        "cpus_available",
+        "memory_bytes",
+        "platform",
+        "python",
+        "numpy",
+        "jax",
+        "jaxlib",
+        "optax",
+        "nica",
+        "backend",
+        "device_kind",
+        "device_count",
+        "environment",
+        "git",
+        "load_average_at_start",
+    }
     assert set(machine["environment"]) == set(_harness.THREAD_VARIABLES)
     assert machine["cpu_count"] >= 1 and machine["device_count"] >= 1
     assert machine["numpy"] == np.__version__
@@ -89,10 +105,16 @@ def test_machine_info_has_the_same_keys_everywhere():
 
 def test_write_result_heads_the_record_and_keeps_numbers_on_one_line(tmp_path):
     machine = {"cpu_model": "test"}
-    record = {"times_s": [0.5, 1.0, np.float32(2.0)], "n": np.int64(3), "nested": {"rows": [{"x": 1}, {"x": 2}]},
-              "empty": [], "names": ["a", "b"]}
-    path = _harness.write_result(tmp_path / "sub" / "demo.json", record, benchmark="demo", argv=["--quick"],
-                                 machine=machine)
+    record = {
+        "times_s": [0.5, 1.0, np.float32(2.0)],
+        "n": np.int64(3),
+        "nested": {"rows": [{"x": 1}, {"x": 2}]},
+        "empty": [],
+        "names": ["a", "b"],
+    }
+    path = _harness.write_result(
+        tmp_path / "sub" / "demo.json", record, benchmark="demo", argv=["--quick"], machine=machine
+    )
     text = path.read_text()
     written = json.loads(text)
     assert list(written)[:4] == ["benchmark", "created", "command", "machine"]
@@ -108,8 +130,9 @@ def test_write_result_heads_the_record_and_keeps_numbers_on_one_line(tmp_path):
 
 
 def test_write_result_keeps_the_record_s_own_command(tmp_path):
-    path = _harness.write_result(tmp_path / "demo.json", {"command": "python benchmarks/demo.py --full"},
-                                 benchmark="demo", argv=[], machine={})
+    path = _harness.write_result(
+        tmp_path / "demo.json", {"command": "python benchmarks/demo.py --full"}, benchmark="demo", argv=[], machine={}
+    )
     assert json.loads(path.read_text())["command"] == "python benchmarks/demo.py --full"
 
 
@@ -140,11 +163,22 @@ TARGETS = (
 def test_evaluate_checks_each_comparison():
     checks = _harness.evaluate(TARGETS, RESULT)
     assert [(c["name"], c["status"]) for c in checks] == [
-        ("ratio at most 2", "PASS"), ("ratio below 2", "MISS"), ("ratio at least 3", "MISS"),
-        ("ratio above 1", "PASS"), ("mcc (a)", "PASS"), ("mcc (b)", "MISS"), ("mcc (c)", "N/A"),
-        ("not measured", "N/A")]
-    assert checks[0] == {"name": "ratio at most 2", "measured": 2.0, "comparison": "<=", "threshold": 2.0,
-                         "status": "PASS"}
+        ("ratio at most 2", "PASS"),
+        ("ratio below 2", "MISS"),
+        ("ratio at least 3", "MISS"),
+        ("ratio above 1", "PASS"),
+        ("mcc (a)", "PASS"),
+        ("mcc (b)", "MISS"),
+        ("mcc (c)", "N/A"),
+        ("not measured", "N/A"),
+    ]
+    assert checks[0] == {
+        "name": "ratio at most 2",
+        "measured": 2.0,
+        "comparison": "<=",
+        "threshold": 2.0,
+        "status": "PASS",
+    }
 
 
 def test_evaluate_refuses_an_unknown_comparison():

@@ -240,7 +240,7 @@ def _api_page_entries(text):
             last = target if target.startswith("nica.") else f"{current}.{target}"
             entries.add(last)
         elif line.startswith(":members:") and last is not None:
-            members = line[len(":members:"):].split(",")
+            members = line[len(":members:") :].split(",")
             entries.update(f"{last}.{m.strip()}" for m in members if m.strip())
     return entries
 
@@ -256,8 +256,7 @@ def test_public_modules_are_exported_or_documented_elsewhere():
     modules = {f"nica.{m.name}" for m in pkgutil.iter_modules(nica.__path__) if not m.name.startswith("_")}
     exported = {name for name, obj in PUBLIC.items() if inspect.ismodule(obj)}
     assert modules - exported - set(DOCUMENTED_ELSEWHERE) == set(), (
-        "public modules must be listed in nica.__all__ (and so on docs/api.rst) or documented on "
-        "a page of their own"
+        "public modules must be listed in nica.__all__ (and so on docs/api.rst) or documented on a page of their own"
     )
 
 
@@ -309,10 +308,10 @@ def test_simple_parser_agrees_with_numpydoc():
         doc = inspect.getdoc(obj)
         if not doc or inspect.ismodule(obj):
             continue
-        numpydoc_view = {k: _documented(v) for k, v in _numpydoc_sections(doc).items()
-                         if k in ("Parameters", "Attributes")}
-        simple_view = {k: _documented(v) for k, v in _simple_sections(doc).items()
-                       if k in ("Parameters", "Attributes")}
+        numpydoc_view = {
+            k: _documented(v) for k, v in _numpydoc_sections(doc).items() if k in ("Parameters", "Attributes")
+        }
+        simple_view = {k: _documented(v) for k, v in _simple_sections(doc).items() if k in ("Parameters", "Attributes")}
         assert simple_view == numpydoc_view, name
 
 
@@ -333,8 +332,7 @@ def test_every_example_is_a_gallery_script():
     for script in sorted((ROOT / "examples").glob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8")), clean=False) or ""
         lines = doc.splitlines()
-        assert len(lines) > 2 and lines[0].strip(), (
-            f"examples/{script.name} needs a module docstring")
+        assert len(lines) > 2 and lines[0].strip(), f"examples/{script.name} needs a module docstring"
         assert re.fullmatch(r"=+", lines[1]) and len(lines[1]) >= len(lines[0]), (
             f"examples/{script.name}: the docstring's first line is the gallery page's title and "
             "must be underlined with '=' (at least as long as the title)"
@@ -345,8 +343,9 @@ def test_every_example_is_a_gallery_script():
 
 def test_committed_example_figures_are_used():
     """Only figures the gallery cannot make at build time are committed under images/examples/."""
-    docs_text = "\n".join(path.read_text(encoding="utf-8")
-                          for path in [*(ROOT / "examples").glob("*.py"), *DOCS.glob("*.rst")])
+    docs_text = "\n".join(
+        path.read_text(encoding="utf-8") for path in [*(ROOT / "examples").glob("*.py"), *DOCS.glob("*.rst")]
+    )
     for figure in sorted((DOCS / "images" / "examples").glob("*.png")):
         assert f"images/examples/{figure.name}" in docs_text, (
             f"docs/images/examples/{figure.name} is shown nowhere: the gallery makes the examples' "
@@ -361,8 +360,18 @@ def test_software_citation_has_the_current_version():
 # ---------------------------------------------------------------------------------------------
 # the built site, as a reader opens it
 
-PAGES = ("index", "getting_started", "user_guide", "theory", "auto_examples/index", "api", "cli",
-         "benchmarks", "scaling", "citing")
+PAGES = (
+    "index",
+    "getting_started",
+    "user_guide",
+    "theory",
+    "auto_examples/index",
+    "api",
+    "cli",
+    "benchmarks",
+    "scaling",
+    "citing",
+)
 EXAMPLE_SCRIPTS = sorted(path.stem for path in (ROOT / "examples").glob("*.py"))
 # pages with maths: reST :math: and math directives, and MyST $...$ (scaling.md)
 MATH_PAGES = ("index", "user_guide", "theory", "scaling")
@@ -379,8 +388,7 @@ def built_docs(tmp_path_factory):
     did not change since the last build in this checkout is not run again.
     """
     for module in ("sphinx", "numpydoc", "myst_parser", "sphinx_gallery", "pydata_sphinx_theme"):
-        pytest.importorskip(module, reason="the docs extra is not installed "
-                                           "(pip install -e '.[docs]')")
+        pytest.importorskip(module, reason="the docs extra is not installed (pip install -e '.[docs]')")
     if importlib.util.find_spec("sphinx-mathjax-offline") is None:
         pytest.skip("sphinx-mathjax-offline is not installed (pip install -e '.[docs]')")
     tmp = tmp_path_factory.mktemp("docs")
@@ -388,9 +396,25 @@ def built_docs(tmp_path_factory):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     env.pop("NICA_GALLERY_ARGS", None)  # the examples' --quick settings, whatever the shell says
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(tmp / "doctrees"), str(DOCS), str(out)],
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp / "doctrees"),
+            str(DOCS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        cwd=ROOT,
+        env=env,
     )
     if result.returncode != 0:
         pytest.fail(f"sphinx-build -W failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
@@ -401,7 +425,7 @@ def built_docs(tmp_path_factory):
 def test_docs_build_without_warnings(built_docs):
     api_html = (built_docs / "api.html").read_text(encoding="utf-8")
     anchors = set(re.findall(r'id="([\w.]+)"', api_html))
-    anchors |= {a[len("module-"):] for a in re.findall(r'id="(module-[\w.]+)"', api_html)}
+    anchors |= {a[len("module-") :] for a in re.findall(r'id="(module-[\w.]+)"', api_html)}
     missing = sorted((set(PUBLIC) | set(METHODS)) - anchors)
     assert not missing, f"the built API page has no entry for {missing}"
     for page in PAGES:
@@ -420,8 +444,7 @@ class _Loads(HTMLParser):
         rel = set((attrs.get("rel") or "").split())
         if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
             self.urls.append(attrs["src"])
-        elif tag == "link" and attrs.get("href") and rel & {"stylesheet", "preload", "icon",
-                                                            "modulepreload"}:
+        elif tag == "link" and attrs.get("href") and rel & {"stylesheet", "preload", "icon", "modulepreload"}:
             self.urls.append(attrs["href"])
 
 
@@ -441,7 +464,8 @@ def test_pages_load_nothing_from_the_network(built_docs):
                 assert (page.parent / unquote(parts.path)).is_file(), f"{name}: {url} is missing"
     html = (built_docs / "user_guide.html").read_text(encoding="utf-8")
     assert re.search(r'<script[^>]*src="_static/mathjax/tex-chtml\.js"', html), (
-        "MathJax is not loaded from the site itself")
+        "MathJax is not loaded from the site itself"
+    )
     assert any((built_docs / "_static" / "mathjax" / "output").rglob("*.woff")), "no MathJax fonts"
 
 
@@ -463,7 +487,8 @@ def test_gallery_page_shows_output_and_figures(built_docs, name):
     ran = name != "real_signals" or importlib.util.find_spec("aeon") is not None
     if ran:
         assert len(made) == len(_example_figures(name)), (
-            f"{name}: the page shows {len(made)} of the figures {sorted(_example_figures(name))}")
+            f"{name}: the page shows {len(made)} of the figures {sorted(_example_figures(name))}"
+        )
     assert made or committed, f"the gallery page of {name} shows no figure"
     for src in made + committed:
         assert (page.parent / src).read_bytes()[:8] == PNG_MAGIC, f"{name}: {src} is not a PNG"
@@ -482,7 +507,7 @@ def test_api_page_links_to_the_examples_that_use_a_name(built_docs):
     html = (built_docs / "api.html").read_text(encoding="utf-8")
 
     def entry(name, following):
-        return html[html.index(f'id="{name}"'):html.index(f'id="{following}"')]
+        return html[html.index(f'id="{name}"') : html.index(f'id="{following}"')]
 
     linear = entry("nica.NonlinearICA", "nica.ConditionalNonlinearICA")
     assert "Examples using" in linear and 'href="auto_examples/linear_ica.html' in linear
@@ -499,12 +524,26 @@ def test_api_page_links_to_the_examples_that_use_a_name(built_docs):
 def _dump_dom(chromium, page, profile):
     """Chromium's run on ``page``: headless, every host name unresolvable, scripts run."""
     return subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--no-default-browser-check", "--disable-background-networking", "--disable-extensions",
-         "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND",
-         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RENDER_TIMEOUT_S,
     )
 
 
@@ -513,15 +552,18 @@ def chromium(tmp_path_factory):
     """Headless Chromium, or a skip that says why the pages are not opened in a browser."""
     path = next((found for name in CHROMIUM if (found := shutil.which(name))), None)
     if path is None:
-        pytest.skip("headless Chromium is not installed, so the pages are not opened as a "
-                    "reader would (Debian: apt-get install chromium; .ci/run installs it when "
-                    "run as root)")
+        pytest.skip(
+            "headless Chromium is not installed, so the pages are not opened as a "
+            "reader would (Debian: apt-get install chromium; .ci/run installs it when "
+            "run as root)"
+        )
     tmp = tmp_path_factory.mktemp("chromium")
     (tmp / "smoke.html").write_text("<html><body><p id='ok'>ok</p></body></html>", encoding="utf-8")
     result = _dump_dom(path, tmp / "smoke.html", tmp / "profile")
-    if "id=\"ok\"" not in result.stdout:
-        pytest.skip(f"{path} does not run headless here, so the pages are not opened in a "
-                    f"browser:\n{result.stderr[-1500:]}")
+    if 'id="ok"' not in result.stdout:
+        pytest.skip(
+            f"{path} does not run headless here, so the pages are not opened in a browser:\n{result.stderr[-1500:]}"
+        )
     return path
 
 
@@ -529,7 +571,8 @@ def rendered_dom(chromium, page, profile):
     """The DOM of ``page`` after its scripts ran (MathJax included), with no network at all."""
     result = _dump_dom(chromium, page, profile)
     assert result.returncode == 0 and "</html>" in result.stdout, (
-        f"chromium could not open {page}:\n{result.stderr[-3000:]}")
+        f"chromium could not open {page}:\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -538,12 +581,10 @@ def rendered_dom(chromium, page, profile):
 def test_maths_is_typeset_in_chromium(chromium, built_docs, tmp_path, page):
     dom = rendered_dom(chromium, built_docs / f"{page}.html", tmp_path / "profile")
     # what is left of each formula's TeX once MathJax has replaced it by its output
-    formulas = re.findall(
-        r'<(?:span|div)\b[^>]*\bclass="math notranslate nohighlight[^"]*"[^>]*>([^<]*)', dom)
+    formulas = re.findall(r'<(?:span|div)\b[^>]*\bclass="math notranslate nohighlight[^"]*"[^>]*>([^<]*)', dom)
     assert formulas, f"{page}.html has no maths"
     raw = [text.strip() for text in formulas if text.strip()]
-    assert not raw, (f"{len(raw)} of {len(formulas)} formulas on {page}.html are raw TeX, "
-                     f"e.g. {raw[:3]}")
+    assert not raw, f"{len(raw)} of {len(formulas)} formulas on {page}.html are raw TeX, e.g. {raw[:3]}"
     assert dom.count("<mjx-container") >= len(formulas), f"{page}.html: formulas not typeset"
     assert "<mjx-merror" not in dom, f"{page}.html: MathJax could not typeset a formula"
 
@@ -553,4 +594,5 @@ def test_gallery_shows_its_thumbnails_in_chromium(chromium, built_docs, tmp_path
     dom = rendered_dom(chromium, built_docs / "auto_examples" / "index.html", tmp_path / "profile")
     for name in EXAMPLE_SCRIPTS:
         assert re.search(rf'<img\b[^>]*\bsrc="[^"]*sphx_glr_{name}_thumb\.png"', dom), (
-            f"the gallery shows no thumbnail for {name}")
+            f"the gallery shows no thumbnail for {name}"
+        )

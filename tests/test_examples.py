@@ -4,11 +4,13 @@ Each example runs in a fresh interpreter (``sys.executable``) with ``--out-dir``
 temporary folder; the tests check the PNGs it writes and that the numbers it prints are sane.
 """
 
+import importlib.util
 import pathlib
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -66,9 +68,7 @@ def test_toy_densities(tmp_path):
 
 def test_nonlinear_walkthrough(tmp_path):
     out = run_example("nonlinear_walkthrough", tmp_path)
-    assert_pngs(
-        tmp_path, ["nonlinear_walkthrough_sources.png", "nonlinear_walkthrough_training.png"]
-    )
+    assert_pngs(tmp_path, ["nonlinear_walkthrough_sources.png", "nonlinear_walkthrough_training.png"])
     (mcc_nica,) = find_numbers(rf"^\s*NonlinearICA\s+{NUMBER}$", out)
     (mcc_fastica,) = find_numbers(rf"^\s*FastICA\s+{NUMBER}$", out)
     assert 0.7 < mcc_nica <= 1.0
@@ -81,6 +81,38 @@ def test_identifiability_walkthrough(tmp_path):
     assert_pngs(tmp_path, ["identifiability_sources.png", "identifiability_scales.png"])
     mcc, fast = find_numbers(rf"ConditionalNonlinearICA: {NUMBER}\s+FastICA: {NUMBER}", out)
     assert mcc > fast and mcc > 0.85
-    line = next(l for l in out.splitlines() if l.startswith("correlation of learned"))
+    line = next(row for row in out.splitlines() if row.startswith("correlation of learned"))
     correlations = [float(v) for v in line.split(":")[1].split(",")]
     assert min(correlations) > 0.8  # the per-segment scales are recovered
+
+
+# examples/real_signals.py, when its data package is installed
+
+
+def daphnet_available():
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = pathlib.Path(list(spec.submodule_search_locations)[0])
+    return (root / "datasets" / "data" / "Daphnet_S06R02E0" / "S06R02E0.csv").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not daphnet_available(), reason='needs the Daphnet recording shipped in aeon: pip install "aeon>=1.0,<1.7"'
+)
+def test_real_signals_example(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "real_signals.py"), "--quick",
+         "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    path = tmp_path / "real_signals.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    match = re.search(r"^data\s+(\d+) samples x (\d+) channels", result.stdout, flags=re.MULTILINE)
+    assert match is not None and match.groups() == ("7040", "9"), result.stdout
+    for name in ("linear", "nonlinear"):
+        match = re.search(rf"^{name}\s.*held-out log-lik\s+(-?\d+\.\d+)$", result.stdout, flags=re.MULTILINE)
+        assert match is not None, result.stdout
+        assert np.isfinite(float(match.group(1)))

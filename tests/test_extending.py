@@ -4,6 +4,11 @@ core, the estimators and the command line (CONTRIBUTING.md, "Where a change goes
 
 Each component is checked against an independent oracle (autodiff of the definition) before it
 is used, so a test here fails when the registry or the estimators drop what was registered.
+Registered when this file is imported, the components are also seen by the registry-parametrised
+oracle tests of the files collected after it (tests/test_gradients.py, test_network.py,
+test_objectives.py, test_priors.py, ...): a new component must pass the same oracles as the
+built-in ones.  Every worker of pytest-xdist imports the files in the same order, so every
+worker collects the same tests.
 """
 
 import dataclasses
@@ -26,18 +31,20 @@ from nica.cli import build_parser, main
 
 
 @dataclasses.dataclass(frozen=True)
-class Cubic(activations.Activation):
-    """``σ(x) = x + x³/3``: strictly increasing onto ℝ, with ``σ'(x) = 1 + x²``."""
+class SoftsignLinear(activations.Activation):
+    """``σ(x) = x + x/(1 + |x|)``: strictly increasing onto ℝ, with ``σ'(x) = 1 + 1/(1 + |x|)²`` in
+    ``(1, 2]``.  Its slope is bounded above and away from zero, as every activation's must be for
+    a deep network to stay well conditioned (``x + x³/3``, whose slope grows without bound, makes
+    a four-layer network lose eight digits in ``inverse(forward(X))``)."""
 
     def fn(self, x):
-        return x + x**3 / 3
+        return x + x / (1.0 + jnp.abs(x))
 
     def log_derivative(self, x):
-        return jnp.log1p(x**2)
+        return jnp.log1p((1.0 + jnp.abs(x)) ** -2)
 
-    def inverse(self, y):  # Cardano: the one real root of x³ + 3x − 3y = 0
-        r = jnp.sqrt(2.25 * y**2 + 1.0)
-        return jnp.cbrt(1.5 * y + r) + jnp.cbrt(1.5 * y - r)
+    def inverse(self, y):  # x = (y − 2 + √(y² + 4))/2 for y ≥ 0, rewritten without cancellation (odd)
+        return y / (1.0 + 2.0 / (jnp.abs(y) + jnp.sqrt(y**2 + 4.0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,9 @@ class UnitLogistic(priors.Prior):
         k = math.pi / math.sqrt(3.0)
         z = jnp.abs(k * s)
         return -z - 2.0 * jnp.log1p(jnp.exp(-z)) + math.log(k)
+
+    def _standard_sample(self, key, shape, dtype):
+        return jax.random.logistic(key, shape, dtype) * (math.sqrt(3.0) / math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +80,16 @@ class DefinitionRelative(gradients.GradientForm):
         out = []
         for layer, delta, Z in zip(params, backprop.errors, backprop.inputs):
             G = delta.T @ Z - log_det_weight * jnp.linalg.inv(layer.W).T
-            g = jnp.sum(delta, axis=0)
             W, b = layer
+            if b is None:  # a layer without bias: W̄ = W
+                out.append(nica.Layer(G @ W.T @ W, None))
+                continue
+            g = jnp.sum(delta, axis=0)
             out.append(nica.Layer(G @ W.T @ W + jnp.outer(g, b @ W), G @ W.T @ b + g * (1.0 + b @ b)))
         return tuple(out)
 
 
-activations.register("example_cubic", Cubic)
+activations.register("example_softsign_linear", SoftsignLinear)
 priors.register("example_unit_logistic", UnitLogistic)
 objectives.register("example_source_power", SourcePower)
 gradients.register("example_definition_relative", DefinitionRelative)
@@ -93,6 +106,7 @@ def X():
 
 def _autodiff_loss(params, X, activation, prior, weight):
     """The mean of ``−log p(x) + weight · Σ s²`` by brute force: per-row Jacobians and slogdet."""
+
     def g(x):
         return nica.forward(params, x[None, :], activation=activation)[0]
 
@@ -104,9 +118,9 @@ def _autodiff_loss(params, X, activation, prior, weight):
 
 def test_each_component_matches_its_oracle():
     x = jnp.linspace(-4.0, 4.0, 41)
-    cubic = activations.get("example_cubic")
-    np.testing.assert_allclose(cubic.inverse(cubic.fn(x)), x, atol=1e-9)
-    np.testing.assert_allclose(cubic.log_derivative(x), jnp.log(jax.vmap(jax.grad(cubic.fn))(x)), atol=1e-12)
+    act = activations.get("example_softsign_linear")
+    np.testing.assert_allclose(act.inverse(act.fn(x)), x, atol=1e-12)
+    np.testing.assert_allclose(act.log_derivative(x), jnp.log(jax.vmap(jax.grad(act.fn))(x)), atol=1e-12)
     prior = priors.get("example_unit_logistic")
     grid = np.linspace(-30, 30, 200001)
     density = np.exp(np.asarray(prior.log_density(jnp.asarray(grid))))
@@ -119,29 +133,37 @@ def test_an_objective_term_gets_the_relative_gradient_of_the_whole_objective(for
     params = tuple(nica.Layer(layer.W * 1.3, layer.b + 0.1) for layer in params)
     Xj = jax.random.laplace(jax.random.key(1), (50, 3))
     objective = objectives.likelihood() + 0.5 * objectives.get("example_source_power")
-    _, layers, _ = gradients.get(form).value_and_gradient(params, Xj, activations.get("example_cubic"),
-                                                          priors.get("example_unit_logistic"), (), None, objective)
-    G = jax.grad(_autodiff_loss)(params, Xj, Cubic(), UnitLogistic(), 0.5)
+    _, layers, _ = gradients.get(form).value_and_gradient(
+        params, Xj, activations.get("example_softsign_linear"), priors.get("example_unit_logistic"), (), None, objective
+    )
+    G = jax.grad(_autodiff_loss)(params, Xj, SoftsignLinear(), UnitLogistic(), 0.5)
     for layer, grad, mine in zip(params, G, layers):  # the definition: [G, g] W̄ᵀ W̄
         W, b = layer
         np.testing.assert_allclose(mine.W, grad.W @ W.T @ W + jnp.outer(grad.b, b @ W), rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(mine.b, grad.W @ W.T @ b + grad.b * (1 + b @ b), rtol=1e-8, atol=1e-10)
     if form == "relative":  # the public function takes the objective too
-        public = nica.relative_gradient(params, Xj, activation="example_cubic", prior="example_unit_logistic",
-                                        objective=objective)
+        public = nica.relative_gradient(
+            params, Xj, activation="example_softsign_linear", prior="example_unit_logistic", objective=objective
+        )
         np.testing.assert_allclose(public[0].W, layers[0].W, rtol=1e-12)
 
 
 def test_the_estimator_takes_every_registered_component(X):
     objective = objectives.likelihood() + 0.1 * objectives.get("example_source_power")
-    model = nica.NonlinearICA(n_layers=2, activation="example_cubic", prior="example_unit_logistic",
-                              objective=objective, gradient="example_definition_relative", max_iter=4,
-                              random_state=0).fit(X)
-    assert model.activation_ == Cubic() and model.prior_ == UnitLogistic() and model.objective_ == objective
+    model = nica.NonlinearICA(
+        n_layers=2,
+        activation="example_softsign_linear",
+        prior="example_unit_logistic",
+        objective=objective,
+        gradient="example_definition_relative",
+        max_iter=4,
+        random_state=0,
+    ).fit(X)
+    assert model.activation_ == SoftsignLinear() and model.prior_ == UnitLogistic() and model.objective_ == objective
     assert model.gradient_ == "example_definition_relative"
     np.testing.assert_allclose(model.inverse_transform(model.transform(X)), X, atol=1e-8)
     # the exact likelihood of the fitted model, by the functional core with the registered names
-    ll = nica.log_likelihood(model.params_, X, activation="example_cubic", prior="example_unit_logistic")
+    ll = nica.log_likelihood(model.params_, X, activation="example_softsign_linear", prior="example_unit_logistic")
     np.testing.assert_allclose(model.score_samples(X), ll, rtol=1e-10)
     # the validation scores are minus the objective: the likelihood and the new term, by name
     assert objective.label == "nll + 0.1·source_power"
@@ -152,13 +174,27 @@ def test_the_fit_loop_records_each_term_by_name(X):
     params = nica.init_params(jax.random.key(2), 3, 2)
     opt = optax.adam(1e-2)
     X_train, X_val = jnp.asarray(X[:300]), jnp.asarray(X[300:])
-    state, history = nica.fit_to_data(nica.init_train_state(opt, params), X_train, optimizer=opt,
-                                      key=jax.random.key(3), activation="example_cubic", prior="example_unit_logistic",
-                                      objective=objective, validation=X_val, max_epochs=1, batch_size=50)
+    state, history = nica.fit_to_data(
+        nica.init_train_state(opt, params),
+        X_train,
+        optimizer=opt,
+        key=jax.random.key(3),
+        activation="example_softsign_linear",
+        prior="example_unit_logistic",
+        objective=objective,
+        validation=X_val,
+        max_epochs=1,
+        batch_size=50,
+    )
     assert history.objective == objective.label and history.best_epoch == 1
-    S = nica.forward(state.params, X_val, activation="example_cubic")
-    nll = -float(jnp.mean(nica.log_likelihood(state.params, X_val, activation="example_cubic",
-                                              prior="example_unit_logistic")))
+    S = nica.forward(state.params, X_val, activation="example_softsign_linear")
+    nll = -float(
+        jnp.mean(
+            nica.log_likelihood(
+                state.params, X_val, activation="example_softsign_linear", prior="example_unit_logistic"
+            )
+        )
+    )
     assert history.validation_terms["nll"][0] == pytest.approx(nll, rel=1e-10)
     assert history.validation_terms["source_power"][0] == pytest.approx(float(jnp.mean(jnp.sum(S**2, 1))), rel=1e-10)
     assert history.validation_scores[0] == pytest.approx(-(nll + 0.1 * history.validation_terms["source_power"][0]))
@@ -167,15 +203,26 @@ def test_the_fit_loop_records_each_term_by_name(X):
 
 def test_the_command_line_offers_and_uses_every_registered_component(X, tmp_path):
     data, model_file = tmp_path / "X.npy", tmp_path / "model.nica"
-    options = ["--activation", "example_cubic", "--prior", "example_unit_logistic",
-               "--gradient", "example_definition_relative", "--objective-term", "example_source_power=0.1"]
+    options = [
+        "--activation",
+        "example_softsign_linear",
+        "--prior",
+        "example_unit_logistic",
+        "--gradient",
+        "example_definition_relative",
+        "--objective-term",
+        "example_source_power=0.1",
+    ]
     args = build_parser().parse_args(["fit", str(data), "--model", str(model_file)] + options)
-    assert (args.activation, args.prior, args.gradient) == ("example_cubic", "example_unit_logistic",
-                                                            "example_definition_relative")
+    assert (args.activation, args.prior, args.gradient) == (
+        "example_softsign_linear",
+        "example_unit_logistic",
+        "example_definition_relative",
+    )
     assert args.objective_term == [("example_source_power", 0.1)]
     np.save(data, X)
     assert main(["fit", str(data), "--model", str(model_file), "--n-layers", "2", "--max-iter", "2"] + options) == 0
     model = joblib.load(model_file)["estimator"]
-    assert model.activation_ == Cubic() and model.prior_ == UnitLogistic()
+    assert model.activation_ == SoftsignLinear() and model.prior_ == UnitLogistic()
     assert model.objective_ == objectives.likelihood() + 0.1 * SourcePower()
     assert main(["fit", str(data), "--model", str(model_file), "--activation", "not_registered"]) == 2

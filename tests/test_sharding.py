@@ -1,4 +1,7 @@
-"""Scale: memory of a training step, streaming from memory-mapped files, several devices.
+"""Device meshes and shardings (``nica/_src/sharding.py``): fits on several devices against the
+one-device fits, the layouts of the parameters and optimizer state, and a job of two processes.
+(The memory of a step and an epoch: tests/test_training.py; streaming a memory-mapped file:
+tests/test_nonlinear.py.)
 
 The multi-device checks need JAX to start with several (forced) CPU devices, which is decided
 when JAX initialises, before any test runs.  They therefore run once, in a fresh interpreter
@@ -11,16 +14,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import nica
-from nica._src.training import init_train_state, make_epoch, make_train_step
+from nica._src.training import init_train_state, make_epoch
 
 N_DEVICES = 4
 
@@ -165,10 +167,10 @@ TWO_PROCESS_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def four_devices():
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={N_DEVICES}",
-           "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", FOUR_DEVICE_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={N_DEVICES}", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -241,11 +243,17 @@ def test_two_process_job_matches_single_process_fit():
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS_SCRIPT, str(i), str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_PROCESS_SCRIPT, str(i), str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = []
     for proc in procs:
         try:
@@ -259,9 +267,8 @@ def test_two_process_job_matches_single_process_fit():
     rng = np.random.default_rng(0)
     S = rng.laplace(size=(640, 8))
     X = np.tanh(S @ rng.normal(size=(8, 8))) + 0.1 * S
-    with pytest.warns(Warning):
-        single = nica.NonlinearICA(n_layers=2, max_iter=3, batch_size=64, learning_rate=1e-2,
-                                   random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        single = nica.NonlinearICA(n_layers=2, max_iter=3, batch_size=64, learning_rate=1e-2, random_state=0).fit(X)
     for out in outputs:
         assert (out["devices"], out["local_devices"]) == (4, 2)
         for parallel in ("data", "model"):
@@ -269,8 +276,7 @@ def test_two_process_job_matches_single_process_fit():
             for W, layer in zip(result["W"], single.params_):
                 np.testing.assert_allclose(W, layer.W, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(result["loss_curve"], single.loss_curve_, rtol=1e-10)
-            np.testing.assert_allclose(result["transform"], single.transform(X[:10]), rtol=1e-9,
-                                       atol=1e-12)
+            np.testing.assert_allclose(result["transform"], single.transform(X[:10]), rtol=1e-9, atol=1e-12)
     assert sorted(out["process_index"] for out in outputs) == [0, 1]
 
 
@@ -296,89 +302,13 @@ def test_one_device_mesh_gives_the_unsharded_epoch(parallel):
     act, prior = nica.activations.get("tanh_linear"), nica.priors.get("laplace")
     mesh = nica.make_mesh(parallel, devices=jax.devices()[:1])
     plain = make_epoch(opt, act, prior, "relative", 20)(
-        init_train_state(opt, nica.init_params(jax.random.key(0), 4, 2)), X, None, jax.random.key(2))
+        init_train_state(opt, nica.init_params(jax.random.key(0), 4, 2)), X, None, jax.random.key(2)
+    )
     sharded = make_epoch(opt, act, prior, "relative", 20, mesh)(
         nica.shard_params(init_train_state(opt, nica.init_params(jax.random.key(0), 4, 2)), mesh),
-        X, None, jax.random.key(2))
+        X,
+        None,
+        jax.random.key(2),
+    )
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(sharded)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-def _compiled_step(gradient, dim, batch=100, n_layers=2):
-    """An Adam step with donated state, compiled for float32 shapes (nothing is allocated)."""
-    opt = optax.adam(1e-3)
-    matrix = jax.ShapeDtypeStruct((dim, dim), jnp.float32)
-    vector = jax.ShapeDtypeStruct((dim,), jnp.float32)
-    params = tuple(nica.Layer(matrix, vector) for _ in range(n_layers))
-    state = jax.eval_shape(lambda p: init_train_state(opt, p), params)
-    step = jax.jit(make_train_step(opt, gradient=gradient), donate_argnums=0)
-    return step.lower(state, jax.ShapeDtypeStruct((batch, dim), jnp.float32)).compile()
-
-
-def test_float32_step_has_no_batch_of_jacobians_at_d2048():
-    dim, batch, n_layers = 2048, 100, 2
-    stats = _compiled_step("relative", dim, batch, n_layers).memory_analysis()
-    matrices = n_layers * dim * dim * 4  # bytes of one D×D float32 matrix per layer
-    # the state (W, Adam's mu and nu) is donated: the outputs reuse its buffers
-    assert stats.alias_size_in_bytes >= 3 * matrices
-    # temporaries: the gradients (one D×D per layer) and (B, D) activations, nothing B×D×D
-    assert stats.temp_size_in_bytes <= 1.25 * matrices
-    assert stats.temp_size_in_bytes < batch * dim * dim * 4 / 10
-
-
-def test_autodiff_step_does_build_a_batch_of_jacobians():
-    """The bound above can fail: the autodiff baseline exceeds it by far."""
-    dim, batch = 128, 100
-    stats = _compiled_step("autodiff", dim, batch).memory_analysis()
-    assert stats.temp_size_in_bytes > batch * dim * dim * 4
-
-
-def test_epoch_makes_no_copy_of_the_data():
-    opt = optax.adam(1e-3)
-    dim = 256
-    matrix, vector = jax.ShapeDtypeStruct((dim, dim), jnp.float32), jax.ShapeDtypeStruct((dim,), jnp.float32)
-    state = jax.eval_shape(lambda p: init_train_state(opt, p), (nica.Layer(matrix, vector),) * 2)
-    epoch = make_epoch(opt, nica.activations.get("smooth_leaky_relu"), nica.priors.get("laplace"),
-                       "relative", 100)
-
-    def temp_bytes(n_samples):
-        X = jax.ShapeDtypeStruct((n_samples, dim), jnp.float32)
-        return epoch.lower(state, X, None, jax.random.key(0)).compile().memory_analysis().temp_size_in_bytes
-
-    small, large = temp_bytes(1_000), temp_bytes(20_000)
-    # only the shuffled row indices grow (a few bytes a row); a shuffled copy of X would add
-    # 4·D = 1024 bytes a row
-    assert large - small < 32 * 19_000
-
-
-# --------------------------------------------------------------------------------------------
-# streaming
-
-
-def test_partial_fit_streams_a_memory_mapped_file(tmp_path):
-    rng = np.random.default_rng(0)
-    S = rng.laplace(size=(40_000, 8))
-    X = np.tanh(S @ rng.normal(size=(8, 8))) + 0.1 * S
-    path = tmp_path / "X.npy"
-    np.save(path, X)
-    mapped = np.load(path, mmap_mode="r")
-    chunk = 2000
-    kw = dict(n_layers=2, batch_size=200, learning_rate=1e-2, random_state=0)
-
-    streamed = nica.NonlinearICA(**kw).partial_fit(mapped[:chunk])  # compiles; fits the whitening
-    streamed.partial_fit(mapped[chunk:2 * chunk])  # compiles what a continued fit adds (not streaming memory)
-    tracemalloc.start()
-    for start in range(2 * chunk, len(mapped), chunk):
-        streamed.partial_fit(mapped[start:start + chunk])
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    chunk_bytes = chunk * X.shape[1] * X.itemsize
-    assert peak < min(4 * chunk_bytes, X.nbytes / 4)  # a few chunks at most, never the file
-
-    in_memory = nica.NonlinearICA(**kw)
-    for start in range(0, len(X), chunk):
-        in_memory.partial_fit(X[start:start + chunk])
-    for a, b in zip(jax.tree_util.tree_leaves(in_memory.params_), jax.tree_util.tree_leaves(streamed.params_)):
-        np.testing.assert_array_equal(a, b)
-    assert streamed.n_iter_ == len(X) // chunk
-    np.testing.assert_array_equal(streamed.score_samples(mapped), in_memory.score_samples(X))

@@ -1,18 +1,22 @@
-"""Tests of nica.datasets: the segment-modulated benchmark recipe (docs/theory.rst, 'The benchmark
-recipe') checked property by property."""
+"""The synthetic data sets (``nica/_src/synthetic.py``): the segment-modulated benchmark recipe
+(docs/theory.rst, 'The benchmark recipe') checked property by property, the mixing against
+hand computation and its inverse by hand, the 2-D toy densities; their refusals of bad
+arguments, and random arrays (hypothesis) given to ``apply_mixing``."""
+
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from scipy.stats import kurtosis
+from strategies import arrays
 
 from nica.datasets import apply_mixing, make_segmented_mixture, make_toy_density
 
 
 @pytest.fixture(scope="module")
 def small():
-    return make_segmented_mixture(
-        n_segments=10, n_per_segment=1000, n_components=3, n_layers=3, random_state=0
-    )
+    return make_segmented_mixture(n_segments=10, n_per_segment=1000, n_components=3, n_layers=3, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +78,11 @@ def test_per_segment_std_matches_scales(small, split):
 
 
 def test_held_out_is_fresh_but_shares_mixing_and_scales(small):
-    np.testing.assert_allclose(
-        apply_mixing(small.S_test, small.mixing, small.slope), small.X_test, rtol=0, atol=0
-    )
-    np.testing.assert_allclose(
-        apply_mixing(small.S_train, small.mixing, small.slope), small.X_train, rtol=0, atol=0
-    )
+    np.testing.assert_allclose(apply_mixing(small.S_test, small.mixing, small.slope), small.X_test, rtol=0, atol=0)
+    np.testing.assert_allclose(apply_mixing(small.S_train, small.mixing, small.slope), small.X_train, rtol=0, atol=0)
     assert not np.allclose(small.S_train, small.S_test)
     # the held-out sources invert through the same mixing
-    np.testing.assert_allclose(
-        invert_by_hand(small.X_test, small.mixing, small.slope), small.S_test, atol=1e-9
-    )
+    np.testing.assert_allclose(invert_by_hand(small.X_test, small.mixing, small.slope), small.S_test, atol=1e-9)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 4])
@@ -97,15 +95,11 @@ def test_mixing_is_invertible_by_hand(n_layers):
         slope=0.3,
         random_state=3,
     )
-    np.testing.assert_allclose(
-        invert_by_hand(data.X_train, data.mixing, 0.3), data.S_train, atol=1e-9
-    )
+    np.testing.assert_allclose(invert_by_hand(data.X_train, data.mixing, 0.3), data.S_train, atol=1e-9)
 
 
 def test_single_layer_is_linear():
-    data = make_segmented_mixture(
-        n_segments=4, n_per_segment=100, n_components=3, n_layers=1, random_state=4
-    )
+    data = make_segmented_mixture(n_segments=4, n_per_segment=100, n_components=3, n_layers=1, random_state=4)
     (A,) = data.mixing
     np.testing.assert_allclose(data.X_train, data.S_train @ A.T, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(data.X_test, data.S_test @ A.T, rtol=1e-14, atol=1e-14)
@@ -114,9 +108,7 @@ def test_single_layer_is_linear():
 def test_nonlinearity_between_layers_only():
     # With two layers, X = A_2 leaky_relu(A_1 s): solving A_2 gives a leaky-ReLU output,
     # which is not linear in S, and A_1 s is recovered by undoing the leaky ReLU.
-    data = make_segmented_mixture(
-        n_segments=4, n_per_segment=250, n_components=3, n_layers=2, random_state=5
-    )
+    data = make_segmented_mixture(n_segments=4, n_per_segment=250, n_components=3, n_layers=2, random_state=5)
     A1, A2 = data.mixing
     Z = np.linalg.solve(A2, data.X_train.T).T
     H = data.S_train @ A1.T
@@ -148,9 +140,7 @@ def test_laplace_and_gaussian_kurtosis():
         data = make_segmented_mixture(source=source, **kwargs)
         eps = data.S_train / data.scales[data.u_train]  # the unit-variance noise
         np.testing.assert_allclose(eps.var(axis=0), 1.0, atol=0.05)
-        np.testing.assert_allclose(
-            kurtosis(eps, axis=0), excess, atol=0.8 if source == "laplace" else 0.15
-        )
+        np.testing.assert_allclose(kurtosis(eps, axis=0), excess, atol=0.8 if source == "laplace" else 0.15)
 
 
 def test_deterministic_given_random_state():
@@ -169,16 +159,12 @@ def test_deterministic_given_random_state():
 def test_accepts_random_state_instance():
     rng = np.random.RandomState(9)
     a = make_segmented_mixture(n_segments=2, n_per_segment=10, n_components=2, random_state=rng)
-    b = make_segmented_mixture(
-        n_segments=2, n_per_segment=10, n_components=2, random_state=np.random.RandomState(9)
-    )
+    b = make_segmented_mixture(n_segments=2, n_per_segment=10, n_components=2, random_state=np.random.RandomState(9))
     np.testing.assert_array_equal(a.X_train, b.X_train)
 
 
 def test_one_component():
-    data = make_segmented_mixture(
-        n_segments=2, n_per_segment=10, n_components=1, n_layers=2, random_state=0
-    )
+    data = make_segmented_mixture(n_segments=2, n_per_segment=10, n_components=1, n_layers=2, random_state=0)
     assert data.X_train.shape == (20, 1)
     np.testing.assert_allclose(np.abs(data.mixing[0]), 1.0)
 
@@ -205,6 +191,11 @@ def test_one_component():
         (dict(slope=-0.2), ValueError, "slope must be a finite number > 0"),
         (dict(activation="tanh"), ValueError, r"activation must be one of \('leaky_relu', 'xtanh'\), got 'tanh'"),
         (dict(repeat_matrix=1), TypeError, "repeat_matrix must be a bool, got 1"),
+        (dict(n_components=0), ValueError, "n_components must be an integer >= 1; got 0"),
+        (dict(n_segments=2.0), TypeError, "n_segments must be an integer >= 1; got 2.0"),
+        (dict(source=3), ValueError, r"source must be one of \('laplace', 'gaussian'\), got 3"),
+        (dict(slope=None), ValueError, "slope must be a finite number > 0"),
+        (dict(random_state="a"), ValueError, "'a' cannot be used to seed"),
     ],
 )
 def test_make_segmented_mixture_errors(kwargs, error, match):
@@ -213,21 +204,37 @@ def test_make_segmented_mixture_errors(kwargs, error, match):
 
 
 def test_the_identifiable_vae_recipe_xtanh_with_one_matrix_repeated():
-    data = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, source="gaussian",
-                                  activation="xtanh", slope=0.1, repeat_matrix=True, random_state=4)
+    data = make_segmented_mixture(
+        n_segments=6,
+        n_per_segment=50,
+        n_components=3,
+        n_layers=3,
+        source="gaussian",
+        activation="xtanh",
+        slope=0.1,
+        repeat_matrix=True,
+        random_state=4,
+    )
     A = data.mixing[0]
     assert len(data.mixing) == 3 and data.activation == "xtanh" and "xtanh" in data.DESCR
     for M in data.mixing[1:]:
         np.testing.assert_array_equal(M, A)
-        assert M is not A   # copies: changing one leaves the others alone
+        assert M is not A  # copies: changing one leaves the others alone
     xtanh = lambda h: np.tanh(h) + 0.1 * h  # noqa: E731
     by_hand = xtanh(xtanh(data.S_train @ A.T) @ A.T) @ A.T
     np.testing.assert_allclose(data.X_train, by_hand, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(apply_mixing(data.S_test, data.mixing, 0.1, "xtanh"), data.X_test, rtol=1e-12)
     # the default recipe draws independent matrices (and is unchanged by the new options)
     default = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, random_state=4)
-    explicit = make_segmented_mixture(n_segments=6, n_per_segment=50, n_components=3, n_layers=3, random_state=4,
-                                      activation="leaky_relu", repeat_matrix=False)
+    explicit = make_segmented_mixture(
+        n_segments=6,
+        n_per_segment=50,
+        n_components=3,
+        n_layers=3,
+        random_state=4,
+        activation="leaky_relu",
+        repeat_matrix=False,
+    )
     np.testing.assert_array_equal(default.X_train, explicit.X_train)
     assert not np.allclose(default.mixing[0], default.mixing[1])
 
@@ -253,20 +260,40 @@ def test_apply_mixing_hand_computed():
             [np.eye(3), np.eye(2)],
             r"mixing\[1\] must have shape \(3, 3\) .* got shape \(2, 2\)",
         ),
+        (np.full((2, 2), np.nan), [np.eye(2)], "S must contain only finite values; it holds NaN or infinity"),
+        (np.ones((2, 2)), [np.full((2, 2), np.inf)], r"mixing\[0\] must contain only finite values"),
+        (np.ones((4, 3)), [np.eye(3)], "slope must be a finite number > 0"),  # with slope=0 below
     ],
 )
 def test_apply_mixing_errors(S, mixing, match):
     with pytest.raises(ValueError, match=match):
-        apply_mixing(S, mixing)
+        apply_mixing(S, mixing, slope=0 if "slope" in match else 0.2)
 
 
-def test_apply_mixing_rejects_bare_matrix_and_bad_slope():
-    with pytest.raises(TypeError, match=r"wrap a single matrix in a list"):
-        apply_mixing(np.ones((4, 3)), np.eye(3))
-    with pytest.raises(ValueError, match="slope"):
-        apply_mixing(np.ones((4, 3)), [np.eye(3)], slope=0)
-    with pytest.raises(ValueError, match="activation must be one of"):
+@pytest.mark.parametrize(
+    "S, mixing, kwargs, match",
+    [
+        (
+            np.ones((4, 3)),
+            np.eye(3),
+            {},
+            r"mixing must be a sequence of matrices \(A_1, ..., A_L\); wrap a single "
+            r"matrix in a list: \[A\]",
+        ),
+        (np.ones((2, 2)), 3, {}, r"mixing must be a sequence of matrices \(A_1, ..., A_L\); got int"),
+        (np.ones((2, 2)) + 1j, [np.eye(2)], {}, "S must be an array of real numbers, got an array of dtype complex128"),
+        (np.array([["a", "b"]]), [np.eye(2)], {}, "S must be an array of real numbers, got an array of dtype <U1"),
+    ],
+)
+def test_apply_mixing_type_errors(S, mixing, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        apply_mixing(S, mixing, **kwargs)
+
+
+def test_apply_mixing_refuses_an_unknown_activation_and_takes_any_iterable():
+    with pytest.raises(ValueError, match=r"activation must be one of \('leaky_relu', 'xtanh'\), got 'relu'"):
         apply_mixing(np.ones((4, 3)), [np.eye(3)], activation="relu")
+    np.testing.assert_array_equal(apply_mixing(np.ones((1, 2)), (A for A in [np.eye(2)])), np.ones((1, 2)))
 
 
 # --- make_toy_density
@@ -324,8 +351,51 @@ def test_two_moons_noise_is_used():
         (("sine",), dict(n_samples=1), "n_samples must be an integer >= 2; got 1"),
         (("sine",), dict(noise=-0.1), "noise must be a finite non-negative number"),
         (("sine",), dict(noise=np.nan), "noise must be a finite non-negative number"),
+        ((3,), {}, r"name must be one of \('two_moons', 'mixture_of_gaussians', 'sine'\), got 3"),
     ],
 )
 def test_toy_density_errors(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_toy_density(*args, **kwargs)
+
+
+# --- random arrays
+
+
+def real_or_refusal(x, name):
+    """``x`` as float64 as ``apply_mixing`` converts it, or the ``(type, message)`` that refuses it."""
+    arr = x
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    if arr.dtype.kind not in "biuf":
+        return TypeError, f"{name} must be an array of real numbers, got an array of dtype {arr.dtype}"
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        return ValueError, f"{name} must contain only finite values; it holds NaN or infinity"
+    return arr
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(S=arrays([(5, 2), (0, 2), (5,), (5, 2, 1)], max_abs=1e100), A=arrays([(2, 2), (3, 3)], max_abs=1e100))
+def test_apply_mixing_on_random_arrays(S, A):
+    """The predicted error naming S or mixing[0] (numbers, finite, then S 2-D, then the shape of
+    the matrix), or the mixed observations: finite unless the products overflow."""
+    H = real_or_refusal(S, "S")
+    refusal = H if isinstance(H, tuple) else None
+    if refusal is None and H.ndim != 2:
+        refusal = ValueError, f"S must be 2-D with shape (n_samples, n_components), got an array of shape {H.shape}"
+    if refusal is None:
+        M = real_or_refusal(A, "mixing[0]")
+        refusal = M if isinstance(M, tuple) else None
+        if refusal is None and M.shape != (H.shape[1], H.shape[1]):
+            refusal = ValueError, f"mixing[0] must have shape {(H.shape[1], H.shape[1])} to act on S"
+    if refusal is not None:
+        with pytest.raises(refusal[0], match=re.escape(refusal[1])):
+            apply_mixing(S, [A, A])
+        return
+    X = apply_mixing(S, [A, A])
+    assert X.shape == S.shape and X.dtype == np.float64
+    assert np.isfinite(X).all() or np.abs(S.astype(float)).max() * np.abs(A.astype(float)).max() ** 2 > 1e300
