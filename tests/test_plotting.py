@@ -14,6 +14,7 @@ import nica  # noqa: E402
 from nica.datasets import make_toy_density  # noqa: E402
 from nica.metrics import mean_corr_coef  # noqa: E402
 from nica.plotting import (  # noqa: E402
+    plot_correlation_matrix,
     plot_density_2d,
     plot_gradient_scaling,
     plot_sources,
@@ -111,6 +112,63 @@ def test_plot_sources_validates_sources_like_mcc():
         plot_sources(S, S[:10])
     with pytest.raises(ValueError, match="method"):
         plot_sources(S, S, method="kendall")
+
+
+# --- plot_correlation_matrix
+
+
+def _framed_cells(ax):
+    """``{(row, column)}`` of the cells framed by a Rectangle patch."""
+    from matplotlib.patches import Rectangle
+
+    cells = set()
+    for patch in ax.patches:
+        assert isinstance(patch, Rectangle) and (patch.get_width(), patch.get_height()) == (1.0, 1.0)
+        x, y = patch.get_xy()
+        cells.add((round(y + 0.5), round(x + 0.5)))
+    return cells
+
+
+def test_plot_correlation_matrix_draws_abs_corrcoef_and_frames_the_matching():
+    rng = np.random.default_rng(4)
+    S, S_est, perm = _noisy_permuted(rng, n=400, d=3)
+    fig = _render(plot_correlation_matrix(S, S_est))
+    ax = fig.axes[0]
+    image = ax.images[0]
+    np.testing.assert_allclose(image.get_array(), np.abs(np.corrcoef(S, S_est, rowvar=False)[:3, 3:]), atol=1e-12)
+    assert image.get_clim() == (0.0, 1.0)
+    # Oracle: true source i is estimate j where perm[j] == i.
+    pairs = {(i, int(np.flatnonzero(perm == i)[0])) for i in range(3)}
+    assert _framed_cells(ax) == pairs
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert texts == {(i, j): f"{abs(np.corrcoef(S[:, i], S_est[:, j])[0, 1]):.2f}" for i, j in pairs}
+    assert ax.get_title() == f"|pearson correlation|, MCC = {mean_corr_coef(S, S_est):.3f}"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("estimated source", "true source")
+    assert len(fig.axes) == 2  # the image and its colour bar
+
+
+def test_plot_correlation_matrix_spearman_rectangular_into_given_axes():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    S = rng.laplace(size=(300, 2))
+    S_est = np.column_stack([rng.normal(size=300), np.exp(S[:, 1]), -(S[:, 0] ** 3)])
+    fig, ax = plt.subplots()
+    assert _render(plot_correlation_matrix(S, S_est, method="spearman", ax=ax)) is fig
+    np.testing.assert_allclose(ax.images[0].get_array(), np.abs(spearmanr(S, S_est).statistic[:2, 2:]), atol=1e-12)
+    assert _framed_cells(ax) == {(0, 2), (1, 1)}
+    assert sorted(t.get_text() for t in ax.texts) == ["1.00", "1.00"]
+    assert ax.get_title() == "|spearman correlation|, MCC = 1.000"
+
+
+def test_plot_correlation_matrix_validates_like_mcc():
+    S = np.random.default_rng(0).laplace(size=(50, 2))
+    with pytest.raises(ValueError, match="S_true and S_est must have the same number of samples"):
+        plot_correlation_matrix(S, S[:10])
+    with pytest.raises(ValueError, match="method must be one of"):
+        plot_correlation_matrix(S, S, method="kendall")
+    with pytest.raises(TypeError, match="S_est must be an array of real numbers"):
+        plot_correlation_matrix(S, np.full((50, 2), "x"))
 
 
 # --- plot_training_curves
