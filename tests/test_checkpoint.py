@@ -2,6 +2,9 @@
 The command line's ``--checkpoint`` and ``--resume``: tests/test_cli_commands.py."""
 
 import datetime
+import os
+import stat
+import time
 
 import jax
 import joblib
@@ -12,6 +15,8 @@ from support import Interrupt, assert_same_fit, interrupt_after_checkpoints
 
 import nica
 from nica._src import checkpoint as _checkpoint
+from nica._src import fitting as _fitting
+from nica._src.io import STALE_SECONDS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -145,3 +150,68 @@ def test_a_scheduled_optimizer_factory_resumes_exactly(X, tmp_path, monkeypatch)
     monkeypatch.undo()
     resumed = joblib.load(path).set_params(warm_start=True).fit(X)
     assert_same_fit(resumed, full)
+
+
+# ---------------------------------------------------------------------------------------------
+# the checkpoint's file: checked when the fit starts, before any epoch
+
+
+@pytest.fixture
+def no_epoch(monkeypatch):
+    def compile_epoch(*args, **kwargs):
+        raise AssertionError("an epoch was compiled before checkpoint_path was checked")
+
+    monkeypatch.setattr(_fitting, "compile_epoch", compile_epoch)
+
+
+def test_a_fifo_or_a_link_to_one_is_refused_before_any_epoch(X, tmp_path, no_epoch):
+    pipe = tmp_path / "pipe.joblib"
+    os.mkfifo(pipe)
+    (tmp_path / "link.joblib").symlink_to(pipe)
+    with pytest.raises(ValueError) as refused:
+        model(checkpoint_path=pipe).fit(X)
+    assert str(refused.value) == (
+        f"cannot write checkpoint_path '{pipe}': it is a FIFO (named pipe), not a regular file; "
+        "nica writes only regular files"
+    )
+    with pytest.raises(
+        ValueError, match=f"'{tmp_path}/link.joblib': it is a symbolic link to '{pipe}', which is a FIFO"
+    ):
+        model(checkpoint_path=tmp_path / "link.joblib").fit(X)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and (tmp_path / "link.joblib").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.joblib", "pipe.joblib"]
+
+
+def test_dev_null_is_refused_by_the_check():
+    """Only the check is called (it writes nothing): run as root, a fit would replace /dev/null."""
+    with pytest.raises(ValueError, match="^cannot write checkpoint_path '/dev/null': it is a character device"):
+        _checkpoint.check_checkpoint_params(model(checkpoint_path="/dev/null"))
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_an_unwritable_folder_is_refused_before_any_epoch(X, tmp_path, monkeypatch, no_epoch):
+    """Simulated with os.access (the tests may run as root, whom file modes do not bind)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(tmp_path) else real_access(p, mode))
+    with pytest.raises(
+        ValueError, match=f"^cannot write checkpoint_path '.*': permission denied in directory '{tmp_path}'$"
+    ):
+        model(checkpoint_path=tmp_path / "fit.joblib").fit(X)
+
+
+def test_a_name_too_long_for_the_temporary_file_is_refused_before_any_epoch(X, tmp_path, no_epoch):
+    name = "c" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4)  # fits, but its temporary file's name does not
+    with pytest.raises(
+        ValueError, match=f"cannot write checkpoint_path .*: the file name is {len(name)} bytes long and"
+    ):
+        model(checkpoint_path=tmp_path / name).fit(X)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_checkpoint(X, tmp_path):
+    stale = tmp_path / ".fit.joblib.0123abcd-4242.abcdefgh.part"  # left by a writer killed outright
+    stale.write_bytes(b"half a checkpoint")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    model(checkpoint_path=tmp_path / "fit.joblib", max_iter=2).fit(X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.joblib"]

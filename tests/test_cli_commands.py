@@ -90,6 +90,26 @@ def test_fit_transform_score_sample_round_trip(files, capsys, aux):
     assert np.load(d / "draws.npy").shape == (5, 3)
 
 
+def test_n_components_from_fit_to_inverse_transform(files, capsys):
+    """``--n-components K``: K sources out of transform, K columns into inverse-transform (the
+    projection the in-process model gives), a wrong width refused in one line."""
+    d, data = files
+    model_path = d / "model_reduced.joblib"
+    argv = ["fit", d / "X.npy", "--model", model_path, "--n-components", 2] + FIT_FAST
+    assert run(argv, capsys)[0] == 0
+    direct = nica.NonlinearICA(n_components=2, max_iter=1, n_layers=1, batch_size=64, random_state=0)
+    direct.fit(data.X_train)
+    assert run(["transform", model_path, d / "X.npy", "-o", d / "S2.npy"], capsys)[0] == 0
+    np.testing.assert_allclose(np.load(d / "S2.npy"), direct.transform(data.X_train), rtol=1e-12, atol=1e-12)
+    assert run(["inverse-transform", model_path, d / "S2.npy", "-o", d / "X2.npy"], capsys)[0] == 0
+    np.testing.assert_allclose(np.load(d / "X2.npy"), direct.inverse_transform(np.load(d / "S2.npy")), atol=1e-12)
+    assert_one_line_error(
+        *run(["inverse-transform", model_path, d / "X.npy", "-o", d / "X3.npy"], capsys),
+        "has 3 columns but the model has 2 sources",
+    )
+    assert_one_line_error(*run(argv[:4] + ["--n-components", 5] + FIT_FAST, capsys), "n_components=5 must be at most")
+
+
 def test_fit_passes_the_gradient_option(files, capsys):
     d, data = files
     model_path = d / "model_equivariant.joblib"
@@ -257,6 +277,14 @@ def test_fit_misuse(env, capsys, extra, fragment):
     code, out, err = run(argv, capsys)
     assert_one_line_error(code, out, err, fragment)
     assert not (env / "new.nica").exists() and not (env / "ck.joblib").exists()
+
+
+def test_a_checkpoint_linked_to_the_model_file_is_the_same_file(env, tmp_path, capsys):
+    (tmp_path / "ck.joblib").symlink_to(tmp_path / "out.nica")  # a link to the model file to be written
+    argv = ["fit", env / "X.npy", "--model", tmp_path / "out.nica", "--checkpoint", tmp_path / "ck.joblib"]
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, out, err, "--checkpoint and --model name the same file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.joblib"]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ reads it (docs/cli.rst, "Errors", tabulates the cases); random bytes and arrays 
 import csv
 import errno
 import os
+import stat
+import time
 import zipfile
 
 import numpy as np
@@ -16,7 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from support import FIT_FAST, D, N, assert_one_line_error, run, write_bytes
 
+from nica._src import fitting as _fitting
+from nica._src.io import STALE_SECONDS
 from nica.cli import CLIError, load_model, read_array
+from nica.cli import _commands as _cli_commands
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -344,6 +349,112 @@ def test_outputs_keep_new_file_permissions(env, capsys):
     finally:
         os.umask(umask)
     assert (env / "perm.npy").stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs that are not regular files, names too long, temporary files: before any work
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """No fit, no demo data, nothing renamed into place: a refusal must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started (or a file was written) before the output was checked")
+
+    monkeypatch.setattr(_fitting, "compile_epoch", forbidden)
+    monkeypatch.setattr(_cli_commands, "make_segmented_mixture", forbidden)
+    monkeypatch.setattr(os, "replace", forbidden)
+
+
+OUTPUT_OPTIONS = {  # command line with OUT where the output goes, the extension it takes, what it is
+    "transform": (["transform", "{d}/m.nica", "{d}/X.npy", "-o", "OUT"], ".npy", "output file"),
+    "score": (["score", "{d}/m.nica", "{d}/X.npy", "-o", "OUT"], ".csv", "output file"),
+    "sample": (["sample", "{d}/m.nica", "-n", "2", "-o", "OUT"], ".npz", "output file"),
+    "fit --model": (["fit", "{d}/X.npy", "--model", "OUT", *FIT_FAST], ".nica", "model file"),
+    "fit --checkpoint": (
+        ["fit", "{d}/X.npy", "--model", "{t}/m.nica", "--checkpoint", "OUT", *FIT_FAST],
+        ".joblib",
+        "checkpoint file",
+    ),
+    "demo --figure": (["demo", "--quick", "--figure", "OUT"], ".png", "figure file"),
+}
+
+
+def output_argv(env, tmp_path, option, out):
+    argv = OUTPUT_OPTIONS[option][0]
+    return [str(out) if a == "OUT" else a.format(d=env, t=tmp_path) for a in argv]
+
+
+@pytest.mark.parametrize("option", list(OUTPUT_OPTIONS))
+@pytest.mark.parametrize("kind", ["fifo", "link_to_fifo", "character_device"])
+def test_an_output_that_is_not_a_regular_file_is_refused_and_left_as_it_is(
+    env, tmp_path, capsys, nothing_runs, option, kind
+):
+    """Writing would replace a FIFO (or /dev/null, run as root) with a regular file."""
+    _, ext, what = OUTPUT_OPTIONS[option]
+    pipe = tmp_path / f"pipe{ext}"
+    os.mkfifo(pipe)
+    (tmp_path / f"link{ext}").symlink_to(pipe)
+    out, fragment = {
+        "fifo": (pipe, "it is a FIFO (named pipe), not a regular file; nica writes only regular files"),
+        "link_to_fifo": (tmp_path / f"link{ext}", f"it is a symbolic link to '{pipe}', which is a FIFO (named pipe)"),
+        "character_device": ("/dev/null", "it is a character device, not a regular file"),
+    }[kind]
+    code, stdout, err = run(output_argv(env, tmp_path, option, out), capsys)
+    assert_one_line_error(code, stdout, err, f"cannot write {what} {str(out)!r}: {fragment}")
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and (tmp_path / f"link{ext}").is_symlink()
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([pipe.name, f"link{ext}"])
+
+
+@pytest.mark.parametrize("option", list(OUTPUT_OPTIONS))
+def test_an_output_name_too_long_for_its_temporary_file_is_refused_before_any_work(
+    env, tmp_path, capsys, nothing_runs, option
+):
+    _, ext, what = OUTPUT_OPTIONS[option]
+    name = "o" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4 - len(ext)) + ext  # fits; its temporary name does not
+    code, out, err = run(output_argv(env, tmp_path, option, tmp_path / name), capsys)
+    assert_one_line_error(code, out, err, f"cannot write {what} ", f"the file name is {len(name)} bytes long and its")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_checkpoint_folder_is_refused_before_fitting(env, tmp_path, capsys, monkeypatch, nothing_runs):
+    """Simulated with os.access (the tests may run as root)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(locked) else real_access(p, mode))
+    code, out, err = run(output_argv(env, tmp_path, "fit --checkpoint", locked / "ck.joblib"), capsys)
+    assert_one_line_error(code, out, err, f"cannot write checkpoint file '{locked}/ck.joblib': permission denied")
+
+
+def test_a_stale_temporary_file_is_removed_by_the_next_write(env, tmp_path, capsys):
+    """A run killed outright (kill -9) leaves its temporary file; the next write of the same
+    output removes it once stale (here: not modified for longer than STALE_SECONDS)."""
+    stale = tmp_path / ".out.npy.0123abcd-4242.abcdefgh.part"
+    stale.write_bytes(b"half an output")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    code, _, err = run(["transform", env / "m.nica", env / "X.npy", "-o", tmp_path / "out.npy"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]
+
+
+def test_an_interrupted_write_leaves_the_old_output_and_no_temporary_file(env, tmp_path, capsys, monkeypatch):
+    out_path = tmp_path / "kept.npy"
+    np.save(out_path, np.arange(3.0))
+
+    def interrupted(handle, array, *args, **kwargs):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", interrupted)
+    code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", out_path], capsys)
+    assert_one_line_error(code, out, err, status=130)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.load(out_path), np.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.npy"]
 
 
 # ---------------------------------------------------------------------------------------------

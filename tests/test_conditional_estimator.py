@@ -767,3 +767,31 @@ def test_conditional_scoring_on_random_labels(fitted_conditional, X, values):
         return
     out = fitted_conditional.score_samples(X[:8], y)
     assert out.shape == (8,) and np.isfinite(out).all()
+
+
+def test_n_components_keeps_the_principal_subspace_and_scores_the_whole_space(segmented):
+    """Two sensors more than sources: the conditional model unmixes the kept subspace, and its
+    likelihood is the kept subspace's (segment marginal) plus the discarded directions'
+    isotropic Gaussian, computed here by hand from the eigenvectors."""
+    rng = np.random.default_rng(0)
+    lift = rng.normal(size=(2, 4))
+    X = segmented.X_train @ lift + 1e-2 * rng.normal(size=(len(segmented.X_train), 4))
+    model = small_model(n_components=2).fit(X, segmented.u_train)
+    assert model.transform(X).shape == (len(X), 2) and model.sample(5, random_state=0).shape == (5, 4)
+    eigval, eigvec = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+    R = (X - model.mean_) @ eigvec[:, :2]
+    sigma2 = np.mean(eigval[:2])
+    gaussian = stats.multivariate_normal(np.zeros(2), sigma2 * np.eye(2)).logpdf(R)
+    assert model.noise_variance_ == pytest.approx(sigma2, rel=1e-8)
+    # the kept part: the same network on the whitened rows, through the functional core
+    Z = (X - model.mean_) @ model.whitening_.T
+    core = nica.log_likelihood(
+        model.network_params_,
+        Z,
+        activation=model.activation_,
+        prior=model.prior_,
+        prior_params=model.prior_params_,
+        u=model._encode_aux(segmented.u_train, len(X), X.dtype),  # noqa: SLF001 - the encoded labels
+    )
+    expected = np.asarray(core) + np.log(abs(np.linalg.det(model.whitening_ @ eigvec[:, 2:]))) + gaussian
+    np.testing.assert_allclose(model.score_samples(X, segmented.u_train), expected, rtol=1e-8)

@@ -336,7 +336,12 @@ def test_opt_state_fits_tells_an_optimizer_state_that_belongs_to_another_optimiz
         (dict(validation=np.zeros((4, 3), np.float32)), ValueError, "validation X has 3 features"),
         (dict(validation=(np.zeros((4, 2), np.float32), np.zeros(4), None)), ValueError, "a tuple of 3 items"),
         (dict(optimizer="adam"), TypeError, "optax.adam"),
-        (dict(optimizer=optax.sgd(1e-2)), ValueError, "state.opt_state does not fit optimizer"),
+        (
+            dict(optimizer=optax.sgd(1e-2)),
+            ValueError,
+            r"state.opt_state does not fit optimizer: it is not the state of the optimizer given to "
+            r"fit_to_data \(it holds ScaleByAdamState, EmptyState; optimizer.init gives EmptyState\)",
+        ),
         (dict(key=0), TypeError, "key must be one JAX random key"),
         (dict(callback="print"), ValueError, "callback must be callable or None; got 'print'"),
         (dict(gradient="natural"), ValueError, "gradient must be one of"),
@@ -362,6 +367,46 @@ def test_bad_arguments_are_refused_before_anything_is_compiled(monkeypatch, kw, 
     u = args.pop("u", None)
     with pytest.raises(error, match=match):
         nica.fit_to_data(start(ADAM), data(0), u, **args)
+
+
+def test_the_callers_arrays_stay_valid_and_the_same_state_fits_again_identically():
+    """fit_to_data trains its own copy: the epochs donate only that, so the parameters and the
+    state given can be used again (once JAX's 'Array has been deleted')."""
+    params = nica.init_params(jax.random.key(1), 2, 2)
+    state = nica.init_train_state(ADAM, params)
+    before = leaves(state)
+    args = dict(optimizer=ADAM, key=jax.random.key(2), batch_size=64, max_epochs=2)
+    first, _ = nica.fit_to_data(state, data(0), **args)
+    assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(state))
+    for a, b in zip(before, leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(np.asarray(nica.log_likelihood(params, data(0), prior="laplace"))).all()
+    again, _ = nica.fit_to_data(state, data(0), **args)
+    for a, b in zip(leaves(first), leaves(again)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_donate_state_trains_the_given_arrays_in_place():
+    """For a state too large to hold twice: no copy; the arrays given are deleted, and passing
+    them again is a clear error.  The result is the copying fit's, bit for bit."""
+    args = dict(optimizer=ADAM, key=jax.random.key(2), batch_size=64, max_epochs=2)
+    copied, _ = nica.fit_to_data(start(ADAM), data(0), **args)
+    state = start(ADAM)
+    donated, _ = nica.fit_to_data(state, data(0), donate_state=True, **args)
+    for a, b in zip(leaves(copied), leaves(donated)):
+        np.testing.assert_array_equal(a, b)
+    assert state.params[0].W.is_deleted()
+    with pytest.raises(ValueError, match=r"^state\.params\[0\]\.W is an array that has been deleted"):
+        nica.fit_to_data(state, data(0), **args)
+    with pytest.raises(ValueError, match="donate_state must be a bool; got 'yes'"):
+        nica.fit_to_data(start(ADAM), data(0), donate_state="yes", **args)
+
+
+def test_a_state_whose_arrays_were_donated_is_refused_by_name():
+    state = start(ADAM)
+    nica.make_epoch(ADAM, "smooth_leaky_relu", "laplace", "relative", 64)(state, data(0), None, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^state\.params\[0\]\.W is an array that has been deleted: it was donated"):
+        nica.fit_to_data(state, data(0), optimizer=ADAM, key=jax.random.key(2), batch_size=64, max_epochs=2)
 
 
 def test_repeated_spike_restarts_keep_the_best_parameters(monkeypatch):

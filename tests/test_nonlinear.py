@@ -27,6 +27,7 @@ from oracles import linear_problem
 from scipy import stats
 from scipy.integrate import trapezoid
 from sklearn.base import clone
+from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from strategies import FUZZ, KINDS, arrays, validation_refusal
@@ -44,6 +45,7 @@ from support import (
 import nica
 from nica import priors
 from nica._src.estimator import inference as inference_module
+from nica.metrics import mean_corr_coef
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -662,3 +664,77 @@ def test_dataframes_with_odd_columns(fitted, X):
         with pytest.raises(error, match=match):
             model.fit(odd)
         assert_same(before, params_of(model))
+
+
+# ---------------------------------------------------------------------------------------------
+# n_components: more sensors than sources
+
+
+def sensors_of_sources(n=2000, seed=1, noise=1e-2):
+    """Four independent non-Gaussian sources seen by six sensors (with a little sensor noise)."""
+    rng = np.random.default_rng(seed)
+    S = np.c_[rng.laplace(size=n), rng.uniform(-1, 1, size=n), rng.exponential(size=n), rng.standard_t(5, size=n)]
+    return S, S @ rng.normal(size=(6, 4)).T + noise * rng.normal(size=(n, 6))
+
+
+def test_n_components_unmixes_more_sensors_than_sources_like_fastica():
+    S, X = sensors_of_sources()
+    model = nica.NonlinearICA(n_layers=1, n_components=4, random_state=0).fit(X)
+    fastica = FastICA(n_components=4, random_state=0).fit(X)
+    S_hat = model.transform(X)
+    assert S_hat.shape == (2000, 4) and model.n_components_ == 4 and model.get_feature_names_out().shape == (4,)
+    assert model.components_.shape == (4, 6) and model.mixing_.shape == (6, 4)
+    np.testing.assert_allclose(S_hat, (X - model.mean_) @ model.components_.T, atol=1e-8)
+    assert mean_corr_coef(S, S_hat) >= mean_corr_coef(S, fastica.transform(X)) - 0.005
+    # inverse_transform maps back into the kept subspace: PCA's projection, computed by hand
+    eigval, eigvec = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+    V = eigvec[:, -4:]
+    projection = X.mean(0) + (X - X.mean(0)) @ V @ V.T
+    np.testing.assert_allclose(model.inverse_transform(S_hat), projection, atol=1e-8)
+    assert model.noise_variance_ == pytest.approx(np.mean(eigval[:2]), rel=1e-8)
+    with pytest.raises(ValueError, match=r"X has 6 features, but NonlinearICA.inverse_transform is expecting 4"):
+        model.inverse_transform(X)
+    with pytest.raises(AttributeError, match="n_components_=4 of 6 features: use network_params_"):
+        model.params_
+
+
+def test_n_components_density_integrates_to_one_over_the_whole_space():
+    """score_samples with a discarded direction is a density on R^2 (the network's density on the
+    kept line times a Gaussian across it): its integral over a grid is one, and sample draws
+    from it (the discarded direction's variance is noise_variance_)."""
+    rng = np.random.default_rng(2)
+    s = rng.laplace(size=1500)
+    X = np.c_[s + 0.3 * rng.normal(size=1500), 0.5 * s - 0.3 * rng.normal(size=1500)]
+    model = nica.NonlinearICA(n_layers=2, n_components=1, max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    g = np.linspace(-25, 25, 801)
+    xx, yy = np.meshgrid(g, g, indexing="ij")
+    density = np.exp(model.score_samples(np.c_[xx.ravel(), yy.ravel()])).reshape(xx.shape)
+    assert trapezoid(trapezoid(density, g, axis=1), g) == pytest.approx(1.0, abs=2e-3)
+    drawn = model.sample(20000, random_state=0)
+    across = (drawn - model.mean_) @ np.linalg.eigh(np.cov(X, rowvar=False))[1][:, 0]  # the discarded direction
+    assert drawn.shape == (20000, 2) and np.var(across) == pytest.approx(model.noise_variance_, rel=0.05)
+    assert model.score(drawn) == pytest.approx(model.score(X), abs=0.15)
+
+
+def test_n_components_larger_than_the_features_is_refused_and_a_change_starts_anew():
+    S, X = sensors_of_sources(n=300)
+    with pytest.raises(ValueError, match=r"n_components=7 must be at most the number of features, got X with 6"):
+        nica.NonlinearICA(n_components=7).fit(X)
+    model = nica.NonlinearICA(n_layers=1, n_components=4, max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+        with pytest.warns(UserWarning, match=r"n_components \(4 -> 6\) changed"):
+            model.set_params(n_components=None).fit(X)
+    assert model.n_components_ == 6 and model.transform(X).shape == (300, 6)
+
+
+def test_rank_deficient_data_warns_naming_n_components():
+    S, X = sensors_of_sources(n=400, noise=0.0)
+    with pytest.warns(UserWarning, match=r"only 4 of the 6 directions .* pass n_components=4"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            nica.NonlinearICA(n_layers=1, max_iter=2, random_state=0).fit(X)

@@ -156,6 +156,52 @@ def test_train_step_with_segment_ids_out_of_range():
         nica.make_train_step(opt, prior=mlp)(state, XJ, jnp.ones((8, 3)))
 
 
+ADAM_STATE = (
+    "state.opt_state does not fit optimizer: it is not the state of the optimizer given to {where} "
+    "(it holds EmptyState; optimizer.init gives ScaleByAdamState, EmptyState). Make the state with "
+    "that optimizer: init_train_state(optimizer, params, prior_params), i.e. "
+    "optimizer.init((params, prior_params))."
+)
+
+
+@pytest.mark.parametrize("gradient", ["relative", "equivariant"])
+def test_a_state_made_by_another_optimizer_is_refused_before_optax_sees_it(gradient):
+    """Adam's step given SGD's state (optax's own error: 'EmptyState' has no attribute 'mu')."""
+    adam = optax.adam(1e-2)
+    sgd_state = nica.init_train_state(optax.sgd(1e-2), _params())
+    step = nica.make_train_step(adam, gradient=gradient)
+    for fn in (step, jax.jit(step)):  # eagerly and while tracing
+        with pytest.raises(ValueError) as refused:
+            fn(sgd_state, XJ)
+        assert str(refused.value) == ADAM_STATE.format(where="make_train_step")
+    epoch = make_epoch(adam, "smooth_leaky_relu", "laplace", gradient, 4)
+    with pytest.raises(ValueError) as refused:
+        epoch(sgd_state, XJ, None, jax.random.key(0))
+    assert str(refused.value) == ADAM_STATE.format(where="make_epoch")
+    # Adam's state, but made for parameters of another shape
+    wider = nica.init_train_state(adam, nica.init_params(jax.random.key(0), D + 1, 2, dtype=jnp.float32))
+    with pytest.raises(ValueError, match="it holds ScaleByAdamState, EmptyState with other shapes than optimizer.init"):
+        step(nica.TrainState(_params(), (), wider.opt_state), XJ)
+    new_state, loss = step(nica.init_train_state(adam, _params()), XJ)  # its own state: a step
+    assert np.isfinite(float(loss))
+
+
+def test_arrays_donated_to_an_epoch_are_refused_by_name():
+    """The epoch donates its state (updated in place); using the old arrays again is a clear
+    error rather than JAX's 'Array has been deleted'."""
+    opt = optax.sgd(1e-2)
+    params = _params()
+    state = nica.init_train_state(opt, params)
+    new_state, _ = make_epoch(opt, "smooth_leaky_relu", "laplace", "relative", 4)(state, XJ, None, jax.random.key(0))
+    assert params[0].W.is_deleted() and not new_state.params[0].W.is_deleted()
+    donated = "is an array that has been deleted: it was donated to a jitted function that reuses its memory"
+    with pytest.raises(ValueError, match=rf"^state\.params\[0\]\.W {donated}"):
+        nica.make_train_step(opt)(state, XJ)
+    with pytest.raises(ValueError, match=rf"^params\[0\]\.W {donated}"):
+        nica.init_train_state(opt, params)
+    nica.make_train_step(opt)(new_state, XJ)  # the state the epoch returned
+
+
 # ---------------------------------------------------------------------------------------------
 # memory of a compiled step and epoch
 

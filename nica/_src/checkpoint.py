@@ -3,8 +3,11 @@
 ``NonlinearICA(checkpoint_path=..., checkpoint_every=...)`` saves the estimator itself with
 joblib (as scikit-learn models are saved) every ``checkpoint_every`` epochs, or once that much
 time has passed (a :class:`datetime.timedelta`), at the start of the next epoch, and once more
-when the fit ends.  A file is written under a temporary name in the same folder and then
-renamed over ``checkpoint_path``, so an interruption never leaves a half-written checkpoint.
+when the fit ends.  ``checkpoint_path`` is checked when the fit starts, before any epoch
+(:func:`nica._src.io.check_writable`: a regular file, or none yet, in a folder that exists and
+can be written, with a name the file system takes).  A file is written under a temporary name
+in the same folder and then renamed over ``checkpoint_path``, so an interruption never leaves a
+half-written checkpoint (nor, once the next checkpoint is written, a temporary file).
 
 A checkpoint written during the fit is an ordinary fitted estimator: its parameters are the
 best ones so far (by the monitored score, as the fit would restore), so ``joblib.load(path)``
@@ -31,7 +34,7 @@ import jax
 import joblib
 import numpy as np
 
-from nica._src.io import write_atomically
+from nica._src.io import check_writable, write_atomically
 from nica._src.training import TrainState
 
 __all__ = ["check_checkpoint_params", "Checkpointer", "resume_state", "data_fingerprint"]
@@ -52,9 +55,9 @@ def check_checkpoint_params(estimator):
         path = os.fspath(path)
         if path == "" or os.path.isdir(path):
             raise ValueError(f"checkpoint_path must name a file, not a folder; got {path!r}.")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise ValueError(f"checkpoint_path {path!r}: the folder {folder!r} does not exist.")
+        # before any epoch: a folder that is missing or read-only, a FIFO or a device, a name
+        # too long for the file system (the temporary file's included)
+        check_writable(path, "checkpoint_path")
     if isinstance(every, datetime.timedelta):
         if every.total_seconds() <= 0:
             raise ValueError(f"checkpoint_every must be a positive timedelta; got {every!r}.")
@@ -178,4 +181,6 @@ class Checkpointer:
 
     def write(self, estimator):
         """Save ``estimator`` to the checkpoint file (atomically)."""
-        write_atomically(self.path, lambda stream: joblib.dump(estimator, stream), make_dirs=False)
+        write_atomically(
+            self.path, lambda stream: joblib.dump(estimator, stream), make_dirs=False, name="checkpoint_path"
+        )

@@ -12,11 +12,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from nica._src import gradients as _gradients
-from nica._src.training import TrainState
+from nica._src.training import TrainState, opt_state_fits
 from nica._src.transforms import (
     ParamAverageState,
     RateScaleState,
@@ -128,24 +127,3 @@ def monitored_params(state):
     """The parameters the loop monitors: the running average when the state has one."""
     average = state.opt_state.get("average")
     return (state.params, state.prior_params) if average is None else average.average
-
-
-@functools.lru_cache(maxsize=64)
-def _expected_state(optimizer, tree, shapes):
-    """``optimizer.init``'s state structure and leaf shapes for parameters of that structure and
-    those leaf shapes and dtypes (abstractly; cached: a repeated check traces nothing)."""
-    trainable = jax.tree_util.tree_unflatten(tree, [jax.ShapeDtypeStruct(s, d) for s, d in shapes])
-    expected_leaves, expected_tree = jax.tree_util.tree_flatten(jax.eval_shape(optimizer.init, trainable))
-    return expected_tree, tuple(leaf.shape for leaf in expected_leaves)
-
-
-def opt_state_fits(optimizer, opt_state, trainable) -> bool:
-    """Whether ``opt_state`` has the structure and shapes ``optimizer.init(trainable)`` would give
-    (abstractly: nothing is computed)."""
-    leaves, tree = jax.tree_util.tree_flatten(trainable)
-    expected_tree, expected_shapes = _expected_state(
-        optimizer, tree, tuple((tuple(np.shape(a)), np.dtype(jax.numpy.result_type(a))) for a in leaves)
-    )
-    state_leaves, state_tree = jax.tree_util.tree_flatten(opt_state)
-    same_tree = bool(state_tree == expected_tree)
-    return same_tree and tuple(tuple(np.shape(a)) for a in state_leaves) == expected_shapes

@@ -33,7 +33,6 @@ from nica._src.fit_state import (
     is_fit_state,
     match_averaging,
     monitored_params,
-    opt_state_fits,
     rate_scale_of,
     restart_average,
     with_average_decay,
@@ -54,6 +53,7 @@ from nica._src.stopping import SCHEDULES, EarlyStopping, StoppingStatus
 from nica._src.training import (
     TrainState,
     check_batch,
+    check_opt_state,
     check_optimizer,
     compile_epoch,
     objective_argument,
@@ -127,6 +127,11 @@ def _score(objective, values) -> float:
     return -total
 
 
+def _own_copy(tree):
+    """A device copy of the JAX arrays of ``tree`` (same shardings; other leaves as they are)."""
+    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True) if isinstance(a, jax.Array) else a, tree)
+
+
 # --------------------------------------------------------------------------------------------
 # arguments
 
@@ -147,6 +152,7 @@ _FIT_PARAMETERS: dict[str, list] = {
         Options((None,)),
     ],
     "early_stopping": [Satisfies(lambda v: isinstance(v, EarlyStopping), "an nica.EarlyStopping"), Options((None,))],
+    "donate_state": [Satisfies(lambda v: isinstance(v, (bool, np.bool_)), "a bool")],
 }
 
 
@@ -245,6 +251,7 @@ def fit_to_data(
     resume: FitProgress | None = None,
     objective: str | Objective | None = None,
     early_stopping: EarlyStopping | None = None,
+    donate_state: bool = False,
 ) -> tuple[TrainState, FitHistory]:
     """Train by exact maximum likelihood (or another objective): epochs, validation, early
     stopping, a rate schedule.
@@ -268,7 +275,13 @@ def fit_to_data(
       parameters with a restarted optimizer (``history.diverged``; no warning is issued).
     * An exception inside the loop (``KeyboardInterrupt`` included) propagates; ``callback``
       first receives ``"interrupted"`` with the best parameters, as the fit would have left
-      them.  The arrays of ``state`` are donated to the first epoch (updated in place).
+      them.
+    * The arrays given stay valid: the loop trains a copy of ``state`` (one more copy of the
+      parameters and optimizer state on the device while it runs), so the parameters that made
+      it can be used again after the call; only the loop's own copies are donated to the epochs
+      (updated in place).  ``donate_state=True`` saves that copy for large models: the arrays
+      of ``state`` are then donated to the first epoch and deleted, and passing them to nica
+      again is a ``ValueError`` that says so.
 
     The loop trains with ``optax.named_chain(("optimizer", optimizer), ("rate_scale", ...),
     ("form", ...), ("average", ...))``: the rate scale, what the gradient form chains (the
@@ -350,6 +363,9 @@ def fit_to_data(
     early_stopping : EarlyStopping, optional
         The early-stopping policy; default ``EarlyStopping(patience, tol, schedule)`` (give
         either, not both).
+    donate_state : bool, default=False
+        Train ``state``'s own arrays in place (they are deleted by the call: keep the state
+        returned) instead of a copy; for a state too large to hold twice.
 
     Returns
     -------
@@ -405,6 +421,7 @@ def fit_to_data(
             callback=callback,
             resume=resume,
             early_stopping=early_stopping,
+            donate_state=donate_state,
         ),
     )
     stopping = _stopping_policy(early_stopping, args["patience"], args["tol"], args["schedule"])
@@ -415,12 +432,12 @@ def fit_to_data(
     averaged = args["averaging"] > 0
     chained = is_fit_state(state.opt_state)
     trainable = (state.params, state.prior_params)
-    inner = state.opt_state["optimizer"] if chained else state.opt_state
-    if not opt_state_fits(optimizer, inner, trainable):
-        raise ValueError(
-            "state.opt_state does not fit optimizer: build the state with "
-            "init_train_state(optimizer, params, prior_params) and the same optimizer."
-        )
+    check_opt_state(optimizer, state.opt_state["optimizer"] if chained else state.opt_state, trainable, "fit_to_data")
+    if not args["donate_state"]:
+        # the loop trains its own copy: the epochs donate their input, and the caller's arrays
+        # (its parameters, the state it passed) stay valid
+        state = _own_copy(state)
+        trainable = (state.params, state.prior_params)
 
     if n_val is not None:  # the validation rows, drawn with the key
         key, split_key = jax.random.split(key)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -48,6 +49,9 @@ __all__ = [
     "compile_epoch",
     "check_optimizer",
     "check_batch",
+    "check_live",
+    "opt_state_fits",
+    "check_opt_state",
     "objective_argument",
 ]
 
@@ -99,8 +103,77 @@ def init_train_state(
     TrainState
     """
     check_optimizer(optimizer)
+    check_live(params, "params")
+    check_live(prior_params, "prior_params")
     check_params(params)
     return TrainState(params, prior_params, optimizer.init((params, prior_params)))
+
+
+def check_live(tree, name: str) -> None:
+    """A ``ValueError`` naming the first array of ``tree`` that was deleted (donated to a jitted
+    function, such as the epoch of :func:`make_epoch`, which reuses its input's memory), rather
+    than JAX's ``Array has been deleted``; traced values are not looked at."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and leaf.is_deleted():
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} is an array that has been deleted: it was "
+                "donated to a jitted function that reuses its memory (the epoch of make_epoch, "
+                "and fit_to_data with donate_state=True, donate their state). Pass the state that "
+                "call returned, or keep a copy made before it (jax.tree_util.tree_map(jnp.copy, state))."
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_state(optimizer, tree, shapes):
+    """``optimizer.init``'s state structure and leaf shapes for parameters of that structure and
+    those leaf shapes and dtypes (abstractly; cached: a repeated check traces nothing)."""
+    trainable = jax.tree_util.tree_unflatten(tree, [jax.ShapeDtypeStruct(s, d) for s, d in shapes])
+    expected_leaves, expected_tree = jax.tree_util.tree_flatten(jax.eval_shape(optimizer.init, trainable))
+    return expected_tree, tuple(leaf.shape for leaf in expected_leaves)
+
+
+def _abstract(trainable):
+    leaves, tree = jax.tree_util.tree_flatten(trainable)
+    return tree, tuple((tuple(np.shape(a)), np.dtype(jnp.result_type(a))) for a in leaves)
+
+
+def opt_state_fits(optimizer, opt_state, trainable) -> bool:
+    """Whether ``opt_state`` has the structure and shapes ``optimizer.init(trainable)`` would give
+    (abstractly: nothing is computed)."""
+    expected_tree, expected_shapes = _expected_state(optimizer, *_abstract(trainable))
+    state_leaves, state_tree = jax.tree_util.tree_flatten(opt_state)
+    same_tree = bool(state_tree == expected_tree)
+    return same_tree and tuple(tuple(np.shape(a)) for a in state_leaves) == expected_shapes
+
+
+def _state_kinds(opt_state) -> str:
+    """The kinds of state an optimizer state holds (``ScaleByAdamState, EmptyState``)."""
+    nodes = jax.tree_util.tree_leaves(opt_state, is_leaf=lambda node: hasattr(node, "_fields"))
+    kinds = [type(node).__name__ for node in nodes]
+    return ", ".join(dict.fromkeys(kinds)) or "nothing"
+
+
+def check_opt_state(optimizer, opt_state, trainable, where: str) -> None:
+    """A ``ValueError`` when ``opt_state`` is not a state of ``optimizer`` for ``trainable`` (a
+    state made by another optimizer, or for other parameters), before optax would fail inside
+    its update; ``where`` names the function the optimizer was given to."""
+    if opt_state_fits(optimizer, opt_state, trainable):
+        return
+    tree, shapes = _abstract(trainable)
+    expected = jax.eval_shape(
+        optimizer.init, jax.tree_util.tree_unflatten(tree, [jax.ShapeDtypeStruct(s, d) for s, d in shapes])
+    )
+    arrived, wanted = _state_kinds(opt_state), _state_kinds(expected)
+    what = (
+        f"it holds {arrived}; optimizer.init gives {wanted}"
+        if arrived != wanted
+        else f"it holds {arrived} with other shapes than optimizer.init gives for these parameters"
+    )
+    raise ValueError(
+        f"state.opt_state does not fit optimizer: it is not the state of the optimizer given to "
+        f"{where} ({what}). Make the state with that optimizer: init_train_state(optimizer, "
+        "params, prior_params), i.e. optimizer.init((params, prior_params))."
+    )
 
 
 def objective_argument(objective, contrastive_weight, prior):
@@ -133,6 +206,7 @@ def check_batch(state, X, u, prior, where: str) -> tuple[jax.Array, Any]:
             f"state must be an nica.TrainState (from init_train_state(optimizer, params, "
             f"prior_params)); got {type(state).__name__}."
         )
+    check_live(state, "state")
     n_features, _ = check_params(state.params)
     dtype = params_dtype(state.params)
     X = check_data(X, n_features, dtype)
@@ -150,12 +224,16 @@ def check_batch(state, X, u, prior, where: str) -> tuple[jax.Array, Any]:
     return X, u
 
 
-def build_step(optimizer, form, activation, prior, objective, mesh):
+def build_step(optimizer, form, activation, prior, objective, mesh, state_optimizer=None, caller="make_train_step"):
     """The step of :func:`make_train_step` with ``optimizer`` used as it is (nothing chained
-    for the gradient form) and every other argument a checked, resolved object."""
+    for the gradient form) and every other argument a checked, resolved object; with
+    ``state_optimizer``, the state's optimizer state is checked to be one of its (while tracing
+    under ``jit``; ``caller`` names the function it was given to)."""
 
     def step(state: TrainState, X, u=None):
         X, _ = check_batch(state, X, u, prior, "the step")
+        if state_optimizer is not None:
+            check_opt_state(state_optimizer, state.opt_state, (state.params, state.prior_params), caller)
         X, u = constrain_rows(X, mesh), constrain_rows(u, mesh)
         loss, grads, prior_grads = form.value_and_gradient(
             state.params, X, activation, prior, state.prior_params, u, objective
@@ -215,7 +293,10 @@ def make_train_step(
     step : callable
         ``step(state: TrainState, X, u=None) -> (TrainState, loss)`` where ``loss`` is the
         objective's mean over the batch without the ``−Σ log|det W|`` term (training never
-        computes determinants).  Pure and jit-able.
+        computes determinants).  Pure and jit-able.  Before any computation (while tracing,
+        under ``jit``) it refuses with a ``ValueError`` a ``state.opt_state`` that is not
+        ``optimizer``'s (made by another optimizer, or for other parameters) and a state with
+        deleted (donated) arrays.
 
     Examples
     --------
@@ -235,21 +316,28 @@ def make_train_step(
     prior = _priors.get(prior)
     objective = objective_argument(objective, contrastive_weight, prior)
     return build_step(
-        form.wrap_optimizer(optimizer), form, _activations.get(activation), prior, objective, check_mesh(mesh)
+        form.wrap_optimizer(optimizer),
+        form,
+        _activations.get(activation),
+        prior,
+        objective,
+        check_mesh(mesh),
+        state_optimizer=optimizer,
     )
 
 
 @functools.lru_cache(maxsize=64)
-def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int, mesh=None):
+def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int, mesh=None, state_optimizer=None):
     """The jitted epoch of :func:`make_epoch` with ``optimizer`` used as it is (nothing chained
-    for the gradient form) and every argument a checked, resolved, hashable object; cached."""
+    for the gradient form) and every argument a checked, resolved, hashable object; cached.
+    ``state_optimizer``: as for :func:`build_step`."""
     shards = data_shards(mesh)
     if batch_size % shards:
         raise ValueError(
             f"batch_size={batch_size} must be a multiple of the {shards} devices on the "
             f"{DATA_AXIS!r} mesh axis (data-parallel batches are split evenly)."
         )
-    step = build_step(optimizer, form, activation, prior, objective, mesh)
+    step = build_step(optimizer, form, activation, prior, objective, mesh, state_optimizer, "make_epoch")
 
     def epoch(state, X, u, key):
         n = X.shape[0]
@@ -288,7 +376,10 @@ def make_epoch(
     epoch, is left for later epochs; a set smaller than one batch is used whole) and scans the
     training step of :func:`make_train_step` over them.  Each step gathers its own rows of
     ``X``, so no shuffled copy of the data is made: the memory is the data, the state (donated,
-    updated in place) and one step's temporaries.  ``mean_loss`` is the mean batch loss.
+    updated in place: the arrays passed as ``state`` are deleted by the call, and using them
+    again is a ``ValueError`` of the functions that take them; keep the state returned) and one
+    step's temporaries.  ``mean_loss`` is the mean batch loss.  A ``state.opt_state`` that is
+    not ``optimizer``'s is refused as by :func:`make_train_step`.
     Cached on its (hashable) arguments so repeated fits reuse the compiled code.
 
     With a ``mesh`` (see :func:`make_train_step`), place the state with :func:`~nica.shard_params`
@@ -342,4 +433,5 @@ def make_epoch(
         objective,
         int(batch_size),
         check_mesh(mesh),
+        optimizer,
     )

@@ -50,15 +50,20 @@ __all__ = [
 ]
 
 
-def _check_features(model, X, path):
+def _check_features(model, X, path, sources=False):
+    if sources:  # inverse-transform: one column per source (n_components_, fewer with --n-components)
+        n_sources = getattr(model, "n_components_", model.n_features_in_)
+        if X.shape[1] != n_sources:
+            raise CLIError(f"{path!r} has {X.shape[1]} columns but the model has {n_sources} sources")
+        return
     if X.shape[1] != model.n_features_in_:
         raise CLIError(f"{path!r} has {X.shape[1]} features but the model was fitted on {model.n_features_in_}")
 
 
-def _model_data(args):
+def _model_data(args, sources=False):
     model = load_model(args.model)
     X = read_array(args.data)
-    _check_features(model, X, args.data)
+    _check_features(model, X, args.data, sources)
     return model, X
 
 
@@ -121,7 +126,7 @@ def cmd_fit(args):
     if args.checkpoint is not None:
         check_output(args.checkpoint, "checkpoint file")
         check_distinct(args.checkpoint, [("data file", args.data), ("aux file", args.aux)], "checkpoint file")
-        if os.path.abspath(args.checkpoint) == os.path.abspath(args.model):
+        if os.path.realpath(args.checkpoint) == os.path.realpath(args.model):
             raise CLIError("--checkpoint and --model name the same file; the model file has another format")
     if args.aux is not None and (args.checkpoint is not None or args.checkpoint_every is not None):
         raise CLIError("--checkpoint is for models without --aux (NonlinearICA)")
@@ -135,6 +140,7 @@ def cmd_fit(args):
         batch_size=args.batch_size,
         max_iter=args.max_iter,
         whiten=False if args.whiten == "none" else args.whiten,
+        n_components=args.n_components,
         gradient=args.gradient,
         init=args.init,
         n_init=args.n_init,
@@ -208,7 +214,7 @@ def cmd_transform(args):
 
 
 def cmd_inverse_transform(args):
-    model, S = _model_data(args)
+    model, S = _model_data(args, sources=True)
     _check_outputs(args, [("model file", args.model), ("data file", args.data)])
     X = model.inverse_transform(S)
     warn_if_not_finite(X, "observations")

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from nica._src.io import write_atomically
+from nica._src.io import check_writable, write_atomically
 
 __all__ = [
     "CLIError",
@@ -90,31 +90,18 @@ def check_input(path, what):
 
 
 def check_output(path, what, extensions=None, *, make_dirs=False):
-    """Fail now, before any long computation, if ``path`` cannot be written."""
-    if not path:
-        raise CLIError(f"no {what} given (an empty path)")
-    if os.path.isdir(path):
-        raise CLIError(f"cannot write {what} {path!r}: it is a directory")
+    """Fail now, before any long computation, if ``path`` cannot be written: the checks of
+    ``nica._src.io.check_writable`` (only a regular file is replaced: a FIFO, a device, a
+    directory or a symbolic link to one is refused; the folder, its permissions and the length
+    of the name), then the extension."""
+    try:
+        check_writable(path, what, make_dirs=make_dirs)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     ext = os.path.splitext(path)[1].lower()
     if extensions is not None and ext not in extensions:
         expected = ", ".join(extensions[:-1]) + " or " + extensions[-1]
         raise CLIError(f"unsupported {what} {path!r}: expected {expected}")
-    target = os.path.realpath(path)
-    parent = os.path.dirname(target)
-    blocker = _blocking_file(target)
-    if blocker is not None:
-        raise CLIError(f"cannot write {what} {path!r}: {blocker!r} is a file, not a directory")
-    if not os.path.isdir(parent):
-        if not make_dirs:
-            raise CLIError(
-                f"cannot write {what} {path!r}: directory {os.path.dirname(path) or parent!r} does not exist"
-            )
-        while not os.path.isdir(parent):
-            parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot write {what} {path!r}: permission denied in directory {parent!r}")
-    if os.path.exists(target) and not os.access(target, os.W_OK):
-        raise CLIError(f"cannot write {what} {path!r}: the existing file is read-only")
 
 
 def check_distinct(output, inputs, what):
@@ -132,7 +119,9 @@ def write_file(path, write, what):
     interrupted or failed write leaves ``path`` as it was; a failure of the file system is a
     :class:`CLIError` naming the ``what`` at ``path``."""
     try:
-        write_atomically(path, write)
+        write_atomically(path, write, name=what)
+    except ValueError as exc:  # refused by check_writable
+        raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"cannot write {what} {path!r}: {os_reason(exc)}") from None
 

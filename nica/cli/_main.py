@@ -131,6 +131,13 @@ def build_parser():
     fit.add_argument("--max-iter", type=int)
     fit.add_argument("--whiten", choices=["auto", "standardize", "unit-variance", "none"])
     fit.add_argument(
+        "--n-components",
+        type=int,
+        metavar="K",
+        help="number of sources, for more sensors than sources: the PCA whitening keeps the K "
+        "directions of largest variance (default: every feature)",
+    )
+    fit.add_argument(
         "--gradient",
         choices=["auto", *nica.gradients.names()],
         help="relative: the O(B·D²) relative gradient (docs/theory.rst); "

@@ -157,6 +157,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         "init": [Options(_INIT_OPTIONS)],
         "gradient": [OptionsFrom(lambda: ("auto", *_gradients.names()))],
         "whiten": [Options(WHITEN_OPTIONS)],
+        "n_components": [Interval(int, 1), Options((None,))],
         "warm_start": [Boolean()],
         "verbose": [Boolean(), Interval(int, 0)],
         "parallel": [Options(_PARALLEL_OPTIONS)],
@@ -172,6 +173,11 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
                 f"batch_size={self.batch_size} must be a multiple of the number of devices "
                 f"({jax.device_count()}) with parallel='data': each batch is split evenly over "
                 "the devices."
+            )
+        if self.n_components is not None and self.whiten not in ("auto", "unit-variance"):
+            raise ValueError(
+                f"n_components={self.n_components} needs PCA whitening (whiten='unit-variance' or 'auto'), "
+                f"which chooses the directions kept; got whiten={self.whiten!r}."
             )
         _checkpoint.check_checkpoint_params(self)
         self._check_objective()
@@ -233,6 +239,8 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         )
 
     def _resolve_whiten(self, n_features):
+        if self.whiten == "auto" and self.n_components is not None:
+            return "unit-variance"  # the principal directions choose what is kept
         if self.whiten == "auto":
             return "unit-variance" if n_features <= _AUTO_WHITEN_MAX_FEATURES else "standardize"
         return self.whiten
@@ -264,6 +272,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         compare("n_layers", len(self._state.params), int(self.n_layers))
         compare("bias", self._state.params[0].b is not None, bool(self.bias))
         compare("whiten", self.whiten_, self._resolve_whiten(self.n_features_in_))
+        compare("n_components", self._n_sources(), self._resolve_n_components(self.n_features_in_))
         compare("prior", self.prior_.base if self.prior_.conditional else self.prior_, prior)
         return changed
 
@@ -291,7 +300,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
                 stacklevel=3,
             )
             return False
-        gradient = self._resolve_gradient(self.n_features_in_)
+        gradient = self._resolve_gradient(self._n_sources())
         state = TrainState(*self._state)
         trainable = (state.params, state.prior_params)
         with precision(self._dtype):
@@ -315,12 +324,29 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
     # ----------------------------------------------------------------------------------------
     # pre-processing: an affine map with a known log-determinant
 
+    def _resolve_n_components(self, n_features):
+        """The number of sources: ``n_components``, or every feature; more than the features
+        is refused (it cannot be whitened to)."""
+        if self.n_components is None:
+            return n_features
+        if self.n_components > n_features:
+            raise ValueError(
+                f"n_components={self.n_components} must be at most the number of features, got X with "
+                f"{n_features} features."
+            )
+        return int(self.n_components)
+
     def _fit_preprocessing(self, X):
+        self.n_components_ = self._resolve_n_components(X.shape[1])
         self.whiten_ = self._resolve_whiten(X.shape[1])
-        whitening = fit_whitening(X, self.whiten_)
+        reduced = self.n_components_ < X.shape[1]
+        whitening = fit_whitening(
+            X, self.whiten_, self.n_components_ if reduced else None, stacklevel=self._warning_stacklevel + 1
+        )
         self.mean_ = whitening.mean
         self._whitening_matrix, self._whitening_scale = whitening.matrix, whitening.scale
         self._log_det_whitening = whitening.log_det
+        self._discarded, self.noise_variance_ = whitening.discarded, whitening.noise_variance
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -340,14 +366,21 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         if reset:
             self._dtype = X.dtype
             self._fit_preprocessing(X)
-            self.gradient_ = self._resolve_gradient(X.shape[1])
+            self.gradient_ = self._resolve_gradient(self.n_components_)
             self.init_ = self._resolve_init()
             self.learning_rate_ = self._base_learning_rate() * self._initial_rate_scale()
-        X = self._preprocess(np.asarray(X, dtype=self._dtype))
+        X = np.asarray(X, dtype=self._dtype)
+        # the discarded directions' density (n_components < n_features) is fixed during a fit:
+        # the recorded log-likelihoods add its mean over the validation rows (the training rows
+        # without validation), so that validation_log_likelihoods_ agree with score()
+        R = self._discarded_log_density(X)
+        X = self._preprocess(X)
         with precision(self._dtype):
             seeds = [rng.randint(np.iinfo(np.int32).max)]
             mesh = self._mesh()
-            train, val = self._split((X, U), rng) if validate else ((X, U), None)
+            train, val = self._split((X, U, R), rng) if validate else ((X, U, R), None)
+            score_offset = self._log_det_whitening + float(np.mean((train if val is None else val)[2]))
+            train, val = train[:2], None if val is None else val[:2]
             seeds += [rng.randint(np.iinfo(np.int32).max) for _ in range((int(self.n_init) if reset else 1) - 1)]
             train, val = _device(train, mesh), _device(val, mesh)
             if reset:
@@ -358,7 +391,9 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             best, scores = None, []
             for seed in seeds:
                 state, key = self._start(seed, X, setup, reset, resume)
-                run = self._run_epochs(setup.optimizer, state, train, val, key, epochs, checkpointer, resume)
+                run = self._run_epochs(
+                    setup.optimizer, state, train, val, key, epochs, checkpointer, resume, score_offset
+                )
                 scores.append(run.best_score)
                 if best is None or run.best_score > best.best_score:
                     best = None  # free the previous best first
@@ -376,7 +411,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             self._warn(best, warn_max_iter)
             if (reset or resume is not None) and self.n_layers == 1:
                 self._fold_linear_bias()
-        self._n_features_out = self.n_features_in_
+        self._n_features_out = self._n_sources()
         if checkpointer is not None:
             checkpointer.write(self)  # the finished fit (no resume record)
         return self
@@ -477,10 +512,14 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         take = lambda idx: tuple(None if A is None else A[idx] for A in data)  # noqa: E731
         return take(train_rows), take(val_rows)
 
-    def _run_epochs(self, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None) -> _Run:
+    def _run_epochs(
+        self, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None, score_offset=0.0
+    ) -> _Run:
         """Run the epochs with :func:`nica.fit_to_data`; the fitted attributes follow the loop as
         it goes (a checkpoint, or an interrupted fit, sees them up to date), and an interrupted
         fit (e.g. KeyboardInterrupt) leaves a usable estimator at the best parameters seen.
+        ``score_offset`` turns the validation log-likelihood of the pre-processed rows into the
+        units of ``X`` (the whitening's log-determinant and the discarded directions' density).
         ``state`` is a fit state (the rate scale reached is kept in it, so that a warm start
         continues at that rate)."""
         n_start = self.n_iter_
@@ -533,13 +572,14 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             patience=int(self.n_iter_no_change),
             tol=self.tol,
             schedule=self.schedule,
-            log_det_offset=self._log_det_whitening,
+            log_det_offset=score_offset,
             averaging=self._averaging(),
             mesh=self._mesh(),
             show_progress=type(self).__name__ if self.verbose else False,
             callback=callback,
             resume=resume,
             objective=self.objective_,
+            donate_state=True,  # the estimator owns its state: trained in place, no second copy
         )
         record(history)
         self._state = state

@@ -125,7 +125,7 @@ class ConditionalNonlinearICA(BaseRelativeGradientICA):
         most about 0.1, and the held-out MCC was higher at every depth tried, for about twice
         the epochs.
     bias, optimizer, learning_rate, batch_size, max_iter, tol, early_stopping, \
-validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, \
+validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, n_components, \
 warm_start, random_state, verbose, parallel
         As in :class:`NonlinearICA`.
 
@@ -152,7 +152,8 @@ warm_start, random_state, verbose, parallel
         Log-frequencies of the segments in the training data (discrete ``u``), used for the
         marginal likelihood and for sampling when no ``y`` is given.
     mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
-feature_names_in_, whiten_, gradient_, init_, learning_rate_, init_scores_, components_, mixing_, \
+feature_names_in_, whiten_, n_components_, noise_variance_, gradient_, init_, learning_rate_, init_scores_, \
+components_, mixing_, \
 validation_log_likelihoods_, validation_terms_
         As in :class:`NonlinearICA`.
 
@@ -195,6 +196,7 @@ validation_log_likelihoods_, validation_terms_
         init="auto",
         gradient="auto",
         whiten="auto",
+        n_components=None,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -223,6 +225,7 @@ validation_log_likelihoods_, validation_terms_
         self.init = init
         self.gradient = gradient
         self.whiten = whiten
+        self.n_components = n_components
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose

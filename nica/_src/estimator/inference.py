@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from nica._src.estimator.preprocessing import discarded_log_density
 from nica._src.fitting import SCORE_BATCH
 from nica._src.network import (
     Layer,
@@ -49,6 +50,19 @@ class FittedState:
     _whitening_scale: np.ndarray | None
     _log_det_whitening: float
     n_features_in_: int
+    noise_variance_: float
+
+    def _n_sources(self) -> int:
+        """The network's width: ``n_components_`` (models pickled before it existed: every feature)."""
+        return int(getattr(self, "n_components_", self.n_features_in_))
+
+    def _discarded_log_density(self, X):
+        """Each row's log-density along the directions the whitening discarded (zeros when it
+        keeps them all): an isotropic Gaussian of variance ``noise_variance_``."""
+        discarded = getattr(self, "_discarded", None)
+        if discarded is None:
+            return np.zeros(X.shape[0], dtype=X.dtype)
+        return discarded_log_density(X, self.mean_, discarded, self.noise_variance_).astype(X.dtype, copy=False)
 
     def __sklearn_is_fitted__(self):
         # Cheap: never the params_ property, which would copy every parameter to the host.
@@ -75,7 +89,10 @@ class FittedState:
         scale = getattr(self, "_whitening_scale", None)
         if scale is not None:
             return (Z / scale + self.mean_).astype(self._dtype, copy=False)
-        return (np.linalg.solve(self._whitening_matrix, Z.T).T + self.mean_).astype(self._dtype, copy=False)
+        P = self._whitening_matrix
+        if P.shape[0] != P.shape[1]:  # n_components < n_features: back to the kept subspace
+            return (Z @ np.linalg.pinv(P).T + self.mean_).astype(self._dtype, copy=False)
+        return (np.linalg.solve(P, Z.T).T + self.mean_).astype(self._dtype, copy=False)
 
     # ----------------------------------------------------------------------------------------
     # fitted parameters: views of the device state (no second copy in host memory on a CPU)
@@ -92,7 +109,15 @@ class FittedState:
         The first layer always has a bias here (the mean moves into it).  The first layer is
         computed on access (an ``O(D²)`` host array, ``O(D³)`` with PCA whitening); the other
         layers, and every layer when ``whiten=False``, are read-only views of the fitted state.
+        With ``n_components < n_features`` the map is not square and has no density of its own:
+        use :attr:`network_params_` on ``(X - mean_) @ whitening_.T``.
         """
+        if self._n_sources() != self.n_features_in_:
+            raise AttributeError(
+                f"params_ is the square map of the functional core; this model keeps n_components_="
+                f"{self._n_sources()} of {self.n_features_in_} features: use network_params_ on "
+                "(X - mean_) @ whitening_.T."
+            )
         layers = self.network_params_
         if not self.whiten_ and not np.any(self.mean_):  # no pre-processing (linear ICA may move its bias into mean_)
             return layers
@@ -197,6 +222,20 @@ class FittedState:
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return np.asarray(X, dtype=self._dtype)
 
+    def _validated_sources(self, S):
+        """Sources for ``inverse_transform``: ``n_components_`` columns (the features' checks
+        when every feature is a source)."""
+        check_is_fitted(self)
+        if self._n_sources() == self.n_features_in_:
+            return self._validated(S)
+        S = check_array(S, dtype=[np.float64, np.float32])
+        if S.shape[1] != self._n_sources():
+            raise ValueError(
+                f"X has {S.shape[1]} features, but {type(self).__name__}.inverse_transform is expecting "
+                f"{self._n_sources()} sources (n_components_) as input."
+            )
+        return np.asarray(S, dtype=self._dtype)
+
     def _jax_params(self):
         state = self._device_state()
         return state.params, state.prior_params
@@ -210,7 +249,7 @@ class FittedState:
 
         Returns
         -------
-        S : ndarray of shape (n_samples, n_features)
+        S : ndarray of shape (n_samples, n_components)
         """
         X = self._preprocess(self._validated(X))
         with precision(self._dtype):
@@ -221,20 +260,22 @@ class FittedState:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_components)
             Sources, e.g. the output of :meth:`transform`.
 
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features)
         """
-        S = self._validated(X)
+        S = self._validated_sources(X)
         with precision(self._dtype):
             Z = fetch(inverse_jit(self._jax_params()[0], self._to_device(S), self.activation_))
         return self._postprocess(Z)
 
     def _score_samples(self, X, U, log_weights=None):
-        X = self._preprocess(self._validated(X))
+        X = self._validated(X)
+        discarded = self._discarded_log_density(X)
+        X = self._preprocess(X)
         with precision(self._dtype):
             params, prior_params = self._jax_params()
             if log_weights is not None:
@@ -242,16 +283,21 @@ class FittedState:
             ll = self._log_likelihood_batched(
                 params, prior_params, self._to_device(X), self._to_device(U), log_weights=log_weights
             )
-            return fetch(ll) + self._dtype.type(self._log_det_whitening)
+            return fetch(ll) + self._dtype.type(self._log_det_whitening) + discarded
 
     def _sample(self, U, n_samples, random_state):
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
         with precision(self._dtype):
             params, prior_params = self._jax_params()
             u = jnp.zeros((n_samples, 0)) if U is None else self._to_device(U)
-            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u, self.n_features_in_, self._dtype)
+            S = self.prior_.conditional_sample(prior_params, jax.random.key(seed), u, self._n_sources(), self._dtype)
             Z = fetch(inverse_jit(params, self._to_device(S), self.activation_))
-        return self._postprocess(Z)
+        X = self._postprocess(Z)
+        discarded = getattr(self, "_discarded", None)
+        if discarded is not None:  # the isotropic Gaussian of the discarded directions
+            noise = np.random.RandomState(seed).standard_normal((n_samples, discarded.shape[1]))
+            X = X + (np.sqrt(self.noise_variance_) * noise @ discarded.T).astype(self._dtype, copy=False)
+        return X
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -123,8 +123,20 @@ class NonlinearICA(BaseRelativeGradientICA):
         Pre-processing applied before the network: centering and PCA whitening to unit
         variance (as FastICA), centering and per-feature standardization, or none at all.
         ``"auto"``: ``"unit-variance"`` up to 1,024 features (it costs an ``O(D³)``
-        eigendecomposition and a ``D×D`` matrix), ``"standardize"`` above.  It is an affine map whose log-determinant is
-        included in every likelihood, so scores stay in the units of ``X``.
+        eigendecomposition and a ``D×D`` matrix), ``"standardize"`` above (and always
+        ``"unit-variance"`` with ``n_components``).  It is an affine map whose log-determinant is
+        included in every likelihood, so scores stay in the units of ``X``.  A warning names
+        data with fewer directions that vary than the model keeps (constant or redundant
+        columns, no more rows than features), whose likelihood is unbounded.
+    n_components : int or None, default=None
+        The number of sources, for more sensors than sources: the PCA whitening keeps the
+        ``n_components`` directions of largest variance (as FastICA's whitening does) and the
+        network unmixes those.  ``score_samples`` is then the exact log-likelihood of a density
+        on the whole space: the network's density on the kept subspace times an isotropic
+        Gaussian on the discarded directions, of variance ``noise_variance_`` (the mean of
+        their eigenvalues), as in probabilistic PCA; ``sample`` draws from it and
+        ``inverse_transform`` maps sources back into the kept subspace.  ``None``: every
+        feature is a source.
     warm_start : bool, default=False
         Continue from the previous solution (parameters, optimizer state and pre-processing)
         when ``fit`` is called again.  A hyperparameter changed in between is never ignored:
@@ -192,18 +204,23 @@ class NonlinearICA(BaseRelativeGradientICA):
         Mean removed by the pre-processing (zeros when ``whiten=False``).  For linear ICA
         (``n_layers=1``) the layer's bias is folded into it after ``fit``, so that
         ``transform(X) == (X - mean_) @ components_.T`` as in FastICA.
-    components_ : ndarray of shape (n_features, n_features)
+    components_ : ndarray of shape (n_components, n_features)
         ``n_layers=1`` only: the whole unmixing matrix (pre-processing included), FastICA's
         ``components_``.
-    mixing_ : ndarray of shape (n_features, n_features)
-        ``n_layers=1`` only: its inverse, FastICA's ``mixing_``.
+    mixing_ : ndarray of shape (n_features, n_components)
+        ``n_layers=1`` only: its (pseudo-)inverse, FastICA's ``mixing_``.
     whiten_, gradient_, init_ : str
         The resolved ``whiten``, ``gradient`` and ``init`` options.
+    n_components_ : int
+        The number of sources (``n_components``, or ``n_features_in_``).
+    noise_variance_ : float
+        The variance of the isotropic Gaussian on the directions the whitening discarded
+        (``0.0`` when it keeps them all).
     learning_rate_ : float
         The resolved initial learning rate.
     init_scores_ : list of float
         Best validation log-likelihood of each of the ``n_init`` initialisations.
-    whitening_ : ndarray of shape (n_features, n_features)
+    whitening_ : ndarray of shape (n_components, n_features)
         Pre-processing matrix ``P``: the network sees ``(X - mean_) @ whitening_.T``.
     loss_curve_ : list of float
         Training NLL per epoch (mean batch loss of the epoch, log-determinants at the epoch's
@@ -267,6 +284,7 @@ class NonlinearICA(BaseRelativeGradientICA):
         init="auto",
         gradient="auto",
         whiten="auto",
+        n_components=None,
         warm_start=False,
         checkpoint_path=None,
         checkpoint_every=1,
@@ -293,6 +311,7 @@ class NonlinearICA(BaseRelativeGradientICA):
         self.init = init
         self.gradient = gradient
         self.whiten = whiten
+        self.n_components = n_components
         self.warm_start = warm_start
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
