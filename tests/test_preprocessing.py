@@ -10,6 +10,7 @@ import pytest
 from oracles import linear_problem
 from scipy import integrate, stats
 from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning
 
 import nica
 from nica._src.estimator.preprocessing import discarded_log_density, fit_whitening, logcosh_contrast
@@ -163,3 +164,26 @@ def test_degenerate_data_is_named_with_the_fix(make, match):
         with warnings.catch_warnings():  # keeping only the directions that vary: nothing to say
             warnings.simplefilter("error")
             fit_whitening(X, "unit-variance", int(rank))
+
+
+@pytest.fixture(scope="module")
+def scale_free_data():
+    rng = np.random.default_rng(0)
+    return np.tanh(rng.laplace(size=(1000, 3)) @ rng.normal(size=(3, 3))) @ rng.normal(size=(3, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c", [1e-12, 1e-6, 1e6, 1e12])
+def test_a_fit_is_scale_free(scale_free_data, dtype, c):
+    """``fit(c·X)`` gives the sources of ``fit(X)`` (to rounding) and a log-likelihood lower by
+    exactly ``D log c`` (the Jacobian of the change of units), in float32 and float64."""
+    X = scale_free_data
+    settings = dict(n_layers=2, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = nica.NonlinearICA(**settings).fit(X.astype(dtype))
+        scaled = nica.NonlinearICA(**settings).fit((c * X).astype(dtype))
+    atol, rtol = (1e-10, 1e-10) if dtype == np.float64 else (2e-5, 1e-5)
+    np.testing.assert_allclose(scaled.transform((c * X).astype(dtype)), ref.transform(X.astype(dtype)), atol=atol)
+    shift = X.shape[1] * np.log(c)
+    assert scaled.score((c * X).astype(dtype)) + shift == pytest.approx(ref.score(X.astype(dtype)), rel=rtol, abs=atol)
