@@ -20,6 +20,7 @@ from nica._src._checks import Interval, Options, check_bool, check_int, check_op
 from nica._src.metrics import (
     as_real_array,
     check_finite,
+    check_scored,
     check_test_sources,
     match_sources,
     mean_corr_coef,
@@ -612,13 +613,7 @@ def make_source_scorer(metric: str = "mcc") -> Callable:
     check_option(metric, "metric", _SCORER_METRICS)
 
     def source_scorer(estimator, X, y):
-        if not callable(getattr(estimator, "transform", None)):
-            raise TypeError(
-                f"The {metric} scorer scores an estimator with a transform method; got "
-                f"{type(estimator).__name__}, which has none."
-            )
-        if y is None:
-            raise ValueError(f"The {metric} scorer needs the true sources as y (n_samples, n_components), got None.")
+        check_scored(estimator, y, metric)
         S_est = estimator.transform(X)
         if metric in ("mcc", "mcc_spearman"):
             return mean_corr_coef(y, S_est, method="spearman" if metric == "mcc_spearman" else "pearson")

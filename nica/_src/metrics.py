@@ -21,6 +21,7 @@ from sklearn.cross_decomposition import CCA
 from nica._src._checks import check_int, check_option, check_real
 
 __all__ = [
+    "check_scored",
     "SourceMatching",
     "align_sources",
     "amari_distance",
@@ -549,6 +550,18 @@ def amari_distance(W: ArrayLike, A: ArrayLike) -> float:
     return float((rows + cols) / (2.0 * d * (d - 1)))
 
 
+def check_scored(estimator, y, what: str) -> None:
+    """What a source scorer needs: an estimator with ``transform``, and the true sources as
+    ``y``; ``what`` names the scorer in the messages."""
+    if not callable(getattr(estimator, "transform", None)):
+        raise TypeError(
+            f"The {what} scorer scores an estimator with a transform method; got "
+            f"{type(estimator).__name__}, which has none."
+        )
+    if y is None:
+        raise ValueError(f"The {what} scorer needs the true sources as y (n_samples, n_components), got None.")
+
+
 def make_mcc_scorer(method: str = "pearson") -> Callable:
     """Scikit-learn scorer of the mean correlation coefficient, for model selection.
 
@@ -590,13 +603,7 @@ def make_mcc_scorer(method: str = "pearson") -> Callable:
     check_option(method, "method", CORR_METHODS)
 
     def mcc_scorer(estimator, X, y):
-        if not callable(getattr(estimator, "transform", None)):
-            raise TypeError(
-                f"The MCC scorer scores an estimator with a transform method; got "
-                f"{type(estimator).__name__}, which has none."
-            )
-        if y is None:
-            raise ValueError("The MCC scorer needs the true sources as y (n_samples, n_components), got None.")
+        check_scored(estimator, y, "MCC")
         return mean_corr_coef(y, estimator.transform(X), method=method)
 
     mcc_scorer.__name__ = mcc_scorer.__qualname__ = f"mcc_scorer_{method}"
