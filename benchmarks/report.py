@@ -44,6 +44,7 @@ MODULES = (
     "identifiability",
     "defaults",
     "hybrid",
+    "real_signals",
 )
 MARKED = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 

@@ -1,7 +1,8 @@
-"""Plots (matplotlib): source recovery, correlation matrices, training curves, 2-D densities,
-gradient timings."""
+"""Plots (matplotlib): source recovery, components over time, correlation matrices, training
+curves, 2-D densities, gradient timings."""
 
 from nica._src.plotting import (
+    plot_components,
     plot_correlation_matrix,
     plot_density_2d,
     plot_gradient_scaling,
@@ -10,6 +11,7 @@ from nica._src.plotting import (
 )
 
 __all__ = [
+    "plot_components",
     "plot_correlation_matrix",
     "plot_density_2d",
     "plot_gradient_scaling",

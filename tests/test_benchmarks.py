@@ -239,3 +239,114 @@ def test_a_benchmark_runs_as_a_script_and_as_a_module(command):
     done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout and "--out FILE" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/real_signals.py on the small files it ships (benchmarks/data/; no optional package)
+
+REAL_DATA = ROOT / "benchmarks" / "data"
+
+
+@pytest.fixture(scope="module")
+def real_signals():
+    return importlib.import_module("benchmarks.real_signals")
+
+
+@pytest.mark.parametrize("name", ["power", "daphnet"])  # BasicMotions is not shipped: no licence found
+def test_real_signals_shipped_sources_are_independent_recordings(real_signals, name):
+    raw, labels = real_signals.raw_sources(name, REAL_DATA)
+    spec = real_signals.DATASETS[name]
+    assert raw.dtype == np.float32 and raw.shape == (spec["test_rows"], 5) and len(labels) == 5
+    assert (REAL_DATA / f"{name}.npz").stat().st_size < 300_000
+    S = real_signals.standardized_sources(name, raw)
+    np.testing.assert_allclose(S.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(S.std(axis=0), 1.0, rtol=1e-10)
+    # Readings of different months, moments or cases: weakly correlated.  The bound leaves room
+    # for chance correlations of strongly autocorrelated signals over a few thousand rows
+    # (Daphnet at 64 Hz: 0.25 over these 3,840 rows, 0.16 over the whole recording).
+    corr = np.corrcoef(S.T)[~np.eye(5, dtype=bool)]
+    assert np.abs(corr).max() < 0.3
+
+
+def test_real_signals_windows_and_held_out_rows(real_signals):
+    raw, _ = real_signals.raw_sources("daphnet", REAL_DATA)
+    S = real_signals.standardized_sources("daphnet", raw, n_rows=1000)  # whole windows of 128 only
+    assert S.shape == (896, 5)
+    u = np.arange(896) // 128
+    mask = real_signals.held_out_rows(u, seed=1)
+    np.testing.assert_array_equal(np.bincount(u[mask]), np.full(7, 26))  # round(0.2 * 128) per window
+    np.testing.assert_array_equal(real_signals.held_out_rows(u, seed=1), mask)
+    assert not np.array_equal(real_signals.held_out_rows(u, seed=2), mask)
+    data = real_signals.make_data("daphnet", S, 2, seed=1)
+    np.testing.assert_array_equal(data["S_test"], S[mask])
+    np.testing.assert_array_equal(data["S_train"], S[~mask])
+    np.testing.assert_array_equal(data["u_test"], u[mask])
+    np.testing.assert_array_equal(data["u_train"], u[~mask])
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_real_signals_mixing_is_the_synthetic_recipe_and_invertible(real_signals, n_layers):
+    from nica.datasets import apply_mixing, make_segmented_mixture
+
+    raw, _ = real_signals.raw_sources("power", REAL_DATA)
+    S = real_signals.standardized_sources("power", raw)
+    data = real_signals.make_data("power", S, n_layers, seed=3)
+    recipe = make_segmented_mixture(n_segments=1, n_per_segment=1, n_components=5, n_layers=n_layers, random_state=3)
+    assert len(data["mixing"]) == n_layers
+    for A, B in zip(data["mixing"], recipe.mixing):
+        np.testing.assert_array_equal(A, B)
+        np.testing.assert_allclose(np.linalg.norm(A, axis=0), 1.0)  # unit-norm columns
+        assert np.linalg.cond(A) <= recipe.condition_threshold
+    np.testing.assert_allclose(data["X_train"], apply_mixing(data["S_train"], data["mixing"]), rtol=1e-12)
+    np.testing.assert_allclose(real_signals.unmix(data["X_test"], data["mixing"]), data["S_test"], atol=1e-9)
+    residual = data["X_train"] - data["S_train"] @ np.linalg.lstsq(data["S_train"], data["X_train"], rcond=None)[0]
+    assert (np.abs(residual).max() < 1e-9) == (n_layers == 1)  # nonlinear beyond one layer
+
+
+def test_real_signals_targets(real_signals):
+    def entry(mcc):
+        return {"mcc_pearson_mean": mcc}
+
+    result = {
+        "summary": [
+            {"dataset": "power", "n_layers": 1, "conditional": entry(0.90), "linear_ica": entry(0.903)},
+            {"dataset": "daphnet", "n_layers": 1, "conditional": entry(0.90), "linear_ica": entry(0.91)},
+            {"dataset": "power", "n_layers": 2, "conditional": entry(0.90)},
+            {"dataset": "power", "n_layers": 3, "conditional": entry(0.80), "fastica": entry(0.66)},
+        ]
+    }
+    checks = [(c["name"].split(": ")[0] + " " + c["name"].split("(")[-1], c["status"]) for c in
+              _harness.evaluate(real_signals.TARGETS, result)]  # fmt: skip
+    assert checks == [
+        ("L=1 power)", "PASS"),
+        ("L=1 daphnet)", "MISS"),
+        ("L=2 power)", "PASS"),
+        ("L=3 power)", "MISS"),
+    ]
+
+
+def test_real_signals_quick_run_on_the_shipped_files(real_signals, tmp_path):
+    argv = ["--quick", "--data-dir", str(REAL_DATA), "--datasets", "daphnet", "--rows", "1280",
+            "--max-iter", "2", "--out", str(tmp_path / "real.json"), "--out-dir", str(tmp_path),
+            "--figure-dir", str(tmp_path)]  # fmt: skip
+    real_signals.main(argv)
+    result = json.loads((tmp_path / "real.json").read_text())
+    assert {"benchmark", "created", "command", "machine", "settings", "datasets", "cells", "summary", "checks"} <= set(
+        result
+    )
+    assert result["settings"]["seeds"] == [1] and result["settings"]["reserved_seed"] == 0
+    described = result["datasets"]["daphnet"]
+    assert (described["rows"], described["window"], described["windows"]) == (1280, 128, 10)
+    contenders = [c for c in real_signals.CONTENDERS if c != "picard" or real_signals.picard_available()]
+    assert [cell["contender"] for cell in result["cells"]] == contenders
+    for cell in result["cells"]:
+        assert {"dataset", "n_layers", "seed", "rows", "settings", "fit_seconds", "compile_seconds", "n_iter",
+                "warnings", "corr_pearson", *real_signals.METRICS} <= set(cell)  # fmt: skip
+        assert all(-1.0 <= cell[m] <= 1.0 for m in real_signals.METRICS[:3])
+    raw = next(cell for cell in result["cells"] if cell["contender"] == "raw")
+    assert raw["weak_mcc"] > 0.99  # one mixing layer: the observations are a linear map of the sources
+    assert [check["name"].split(":")[0] for check in result["checks"]] == ["L=1"]
+    assert (tmp_path / "real_signals_quick.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "real_signals_partial.jsonl").exists()  # --quick is not resumed
+    tables = real_signals.tables(lambda name: result)
+    assert tables["real_signals/results"].count("\n") == len(contenders) + 1

@@ -110,9 +110,24 @@ def test_real_signals_example(tmp_path):
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     path = tmp_path / "real_signals.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    match = re.search(r"^data\s+(\d+) samples x (\d+) channels", result.stdout, flags=re.MULTILINE)
-    assert match is not None and match.groups() == ("7040", "9"), result.stdout
+    out = result.stdout
+    match = re.search(r"^data\s+(\d+) samples x (\d+) channels", out, flags=re.MULTILINE)
+    assert match is not None and match.groups() == ("7040", "9"), out
+    # Every density model's held-out log p(x), and log p(x | u) for the models of u, in one unit:
+    # the baselines beside the two nica models.
+    (gaussian,) = find_numbers(rf"^Gaussian \(full covariance\)\s+-\s+\d+\.\d\s+{NUMBER}\s+-$", out)
+    (mixture,) = find_numbers(rf"^GaussianMixture \(\d+ components, BIC\)\s+-\s+\d+\.\d\s+{NUMBER}\s+-$", out)
+    (per_segment,) = find_numbers(rf"^Gaussian per segment\s+-\s+\d+\.\d\s+-\s+{NUMBER}$", out)
+    assert mixture >= gaussian - 1.0 and per_segment > gaussian  # the segments carry information
     for name in ("linear", "nonlinear"):
-        match = re.search(rf"^{name}\s.*held-out log-lik\s+(-?\d+\.\d+)$", result.stdout, flags=re.MULTILINE)
-        assert match is not None, result.stdout
-        assert np.isfinite(float(match.group(1)))
+        marginal, conditional = find_numbers(
+            rf"^{name}: ConditionalNonlinearICA\(.*\)\s+\d+\s+\S+\s+{NUMBER}\s+{NUMBER}$", out
+        )
+        assert np.isfinite(marginal) and np.isfinite(conditional) and conditional > gaussian
+        (nonstationarity,) = find_numbers(rf"^{name}\s+nonstationarity\s+{NUMBER}", out)
+        assert nonstationarity >= 0.0
+        (accuracy,) = find_numbers(rf"^{name}\s+segment of a held-out sample identified.*: {NUMBER} %$", out)
+        assert 0.0 <= accuracy <= 100.0
+    assert re.search(r"^FastICA\s+nonstationarity( \d+\.\d{3}){9}$", out, flags=re.MULTILINE), out
+    (mcc,) = find_numbers(rf"^nonlinear components matched to linear: .*\(MCC {NUMBER}\)$", out)
+    assert 0.0 <= mcc <= 1.0

@@ -14,6 +14,7 @@ import nica  # noqa: E402
 from nica.datasets import make_toy_density  # noqa: E402
 from nica.metrics import mean_corr_coef  # noqa: E402
 from nica.plotting import (  # noqa: E402
+    plot_components,
     plot_correlation_matrix,
     plot_density_2d,
     plot_gradient_scaling,
@@ -112,6 +113,85 @@ def test_plot_sources_validates_sources_like_mcc():
         plot_sources(S, S[:10])
     with pytest.raises(ValueError, match="method"):
         plot_sources(S, S, method="kendall")
+
+
+# --- plot_components
+
+
+def _band_limits(ax):
+    """The lowest and highest point of the shaded band of a panel (its one PolyCollection)."""
+    (band,) = [c for c in ax.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+    vertices = np.concatenate([path.vertices for path in band.get_paths()])
+    return vertices[:, 1].min(), vertices[:, 1].max()
+
+
+def test_plot_components_draws_each_component_and_its_per_segment_band():
+    rng = np.random.default_rng(0)
+    u = np.repeat([5, 3, 9], 200)  # labels in any order, not 0..M-1
+    sd = {5: np.array([1.0, 4.0]), 3: np.array([3.0, 1.0]), 9: np.array([0.5, 2.0])}
+    S = rng.normal(size=(600, 2)) * np.array([sd[label] for label in u]) + 1.0
+    fig = _render(plot_components(S, u, t=np.arange(600) / 10.0))
+    assert len(fig.axes) == 2
+    for k, ax in enumerate(fig.axes):
+        line, lower, upper = ax.get_lines()  # the trace, then the band's edges over it
+        np.testing.assert_array_equal(line.get_ydata(), S[:, k])
+        np.testing.assert_allclose(
+            upper.get_ydata() - lower.get_ydata(), 4 * np.array([sd[label][k] for label in u]), rtol=0.2
+        )
+        np.testing.assert_allclose(line.get_xdata(), np.arange(600) / 10.0)
+        # Oracle: each segment's mean and standard deviation from its rows, computed directly.
+        means = [S[u == label, k].mean() for label in (5, 3, 9)]
+        stds = [S[u == label, k].std() for label in (5, 3, 9)]
+        low, high = _band_limits(ax)
+        assert low == pytest.approx(min(m - 2 * s for m, s in zip(means, stds)))
+        assert high == pytest.approx(max(m + 2 * s for m, s in zip(means, stds)))
+        assert ax.get_title() == f"component {k}: per-segment scale {min(stds):.3g} to {max(stds):.3g}"
+
+
+def test_plot_components_given_scales_in_the_order_of_the_sorted_labels():
+    S = np.random.default_rng(1).normal(size=(300, 2))
+    u = np.repeat([2, 0, 1], 100)
+    scales = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # labels 0, 1, 2
+    fig = _render(plot_components(S, u, scales=scales))
+    for k, ax in enumerate(fig.axes):
+        means = {label: S[u == label, k].mean() for label in (0, 1, 2)}
+        low, high = _band_limits(ax)
+        assert high == pytest.approx(max(means[label] + 2 * scales[label, k] for label in (0, 1, 2)))
+        assert low == pytest.approx(min(means[label] - 2 * scales[label, k] for label in (0, 1, 2)))
+        assert (
+            ax.get_title() == f"component {k}: per-segment scale {scales[:, k].min():.3g} to {scales[:, k].max():.3g}"
+        )
+
+
+def test_plot_components_without_segments_and_into_given_axes():
+    S = np.random.default_rng(2).laplace(size=(100, 3))
+    fig = _render(plot_components(S, max_components=2))
+    assert len(fig.axes) == 2 and fig.get_suptitle() == "2 of 3 components"
+    assert all(not ax.collections and ax.get_title() == f"component {k}" for k, ax in enumerate(fig.axes))
+    fig, axes = plt.subplots(1, 4)
+    out = _render(plot_components(S, np.repeat([0, 1], 50), axes=axes))
+    assert out is fig and all(ax.get_lines() for ax in axes[:3]) and not axes[3].get_lines()
+    with pytest.raises(ValueError, match="at least 3 Axes"):
+        plot_components(S, axes=axes[:2])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"u": np.zeros(99)}, "u must have one label per row"),
+        ({"t": np.zeros(5)}, "t must have one entry per row"),
+        ({"scales": np.ones((2, 3))}, "scales were given without u"),
+        ({"u": np.repeat([0, 1], 50), "scales": np.ones((3, 3))}, "one positive finite scale per segment"),
+        ({"u": np.repeat([0, 1], 50), "scales": -np.ones((2, 3))}, "one positive finite scale per segment"),
+        ({"max_components": 0}, "max_components"),
+    ],
+)
+def test_plot_components_validates_inputs(kwargs, match):
+    S = np.random.default_rng(3).laplace(size=(100, 3))
+    with pytest.raises(ValueError, match=match):
+        plot_components(S, **kwargs)
+    with pytest.raises(ValueError, match="S must be 2-D"):
+        plot_components(S[:, 0])
 
 
 # --- plot_correlation_matrix

@@ -14,9 +14,10 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from nica._src.metrics import match_components, match_sources
+from nica._src.metrics import as_real_array, check_sources, match_components, match_sources
 
 __all__ = [
+    "plot_components",
     "plot_correlation_matrix",
     "plot_density_2d",
     "plot_gradient_scaling",
@@ -132,6 +133,131 @@ def plot_sources(S_true, S_est, *, max_components=None, method="pearson", axes=N
         ax.set_ylabel(f"estimate {j}")
     if new_figure:
         fig.suptitle(f"MCC ({method}) = {matched.mean():.3f}")
+    return fig
+
+
+def plot_components(S, u=None, *, scales=None, t=None, max_components=None, axes=None):
+    r"""Draw each component over time, with the scale it has in each segment.
+
+    For sources without ground truth (``model.transform(X)`` of a recording): one panel per
+    component, stacked, the rows of ``S`` in time order.  With segment labels ``u``, a band is
+    shaded around each component: over the rows of a segment it spans the component's mean
+    in that segment :math:`\pm 2` times its scale there, by default the component's standard
+    deviation in the segment (``scales`` replaces it, e.g. a model's learned per-segment
+    scales), its edges drawn over the trace, so that the nonstationarity a segment-conditional model uses shows as a band
+    that widens and narrows.  Each panel's title gives the range of the scales over the
+    segments.
+
+    Parameters
+    ----------
+    S : array-like of shape (n_samples, n_components)
+        Components, rows in time order.
+    u : array-like of shape (n_samples,) or None, default=None
+        The segment label of each row (any labels; a segment may recur).  ``None`` draws the
+        components alone.
+    scales : array-like of shape (n_segments, n_components) or None, default=None
+        The scale of each component in each segment, rows in the order of ``np.unique(u)``
+        (the order of a fitted ``ConditionalNonlinearICA``'s ``classes_``); positive.
+        ``None``: the standard deviation of the component over the segment's rows.
+    t : array-like of shape (n_samples,) or None, default=None
+        The time of each row on the horizontal axis; ``None`` numbers the rows.
+    max_components : int or None, default=None
+        Draw only the first ``max_components`` components; ``None`` draws all.
+    axes : array-like of matplotlib Axes or None, default=None
+        Axes to draw into, at least one per panel.  ``None`` makes a new figure, one panel a
+        row, sharing the time axis.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure holding the panels; its suptitle is set only when ``axes`` is None.
+
+    Raises
+    ------
+    TypeError
+        If ``S``, ``u``'s length, ``scales`` or ``t`` are not numeric.
+    ValueError
+        If ``S`` is not a finite 2-D array with at least 2 rows, if ``u`` or ``t`` do not have
+        one entry per row, if ``scales`` does not have one positive finite row per segment and
+        one column per component, if ``scales`` is given without ``u``, if
+        ``max_components`` is not a positive integer, or if too few ``axes`` are given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nica.plotting import plot_components
+    >>> rng = np.random.default_rng(0)
+    >>> u = np.repeat(np.arange(4), 100)
+    >>> S = rng.normal(size=(400, 2)) * np.array([[1.0, 3.0], [2.0, 1.0], [1.0, 1.0], [3.0, 2.0]])[u]
+    >>> fig = plot_components(S, u)
+    >>> len(fig.axes)
+    2
+    >>> print(fig.axes[0].get_title())
+    component 0: per-segment scale 0.97 to 3
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(fig)
+    """
+    S = check_sources(S, "S")
+    n, d = S.shape
+    if max_components is not None and (
+        isinstance(max_components, (bool, np.bool_))
+        or not isinstance(max_components, numbers.Integral)
+        or max_components < 1
+    ):
+        raise ValueError(f"max_components must be a positive integer or None, got {max_components!r}.")
+    n_panels = d if max_components is None else min(d, int(max_components))
+    t = np.arange(n) if t is None else np.asarray(t)
+    if t.shape != (n,):
+        raise ValueError(f"t must have one entry per row of S, shape ({n},); got shape {t.shape}.")
+    band = None
+    if u is None:
+        if scales is not None:
+            raise ValueError("scales were given without u; the scales of segments need the segment labels u.")
+    else:
+        u = np.asarray(u)
+        if u.shape != (n,):
+            raise ValueError(f"u must have one label per row of S, shape ({n},); got shape {u.shape}.")
+        labels, segment = np.unique(u, return_inverse=True)
+        counts = np.bincount(segment, minlength=labels.size)[:, None]
+        means = np.zeros((labels.size, d))
+        np.add.at(means, segment, S)
+        means /= counts
+        if scales is None:
+            squares = np.zeros((labels.size, d))
+            np.add.at(squares, segment, (S - means[segment]) ** 2)
+            scales = np.sqrt(squares / counts)
+        else:
+            scales = as_real_array(scales, "scales")
+            if scales.shape != (labels.size, d) or not np.all(np.isfinite(scales) & (scales > 0)):
+                raise ValueError(
+                    f"scales must hold one positive finite scale per segment and component, shape "
+                    f"({labels.size}, {d}) for the {labels.size} labels of u; got shape {scales.shape}."
+                )
+        band = (means[segment], scales[segment], scales)
+    new_figure = axes is None
+    if new_figure:
+        import matplotlib.pyplot as plt
+
+        fig, grid = plt.subplots(
+            n_panels, 1, figsize=(10.0, 1.0 + 1.3 * n_panels), sharex=True, squeeze=False, layout="constrained"
+        )
+        flat = list(grid[:, 0])
+    else:
+        fig, flat = _new_axes(n_panels, axes)
+    for k, ax in enumerate(flat):
+        title = f"component {k}"
+        if band is not None:
+            centre, half, per_segment = band
+            lower, upper = centre[:, k] - 2.0 * half[:, k], centre[:, k] + 2.0 * half[:, k]
+            ax.fill_between(t, lower, upper, color="tab:orange", alpha=0.3, linewidth=0)
+            title += f": per-segment scale {per_segment[:, k].min():.3g} to {per_segment[:, k].max():.3g}"
+        ax.plot(t, S[:, k], lw=0.6, color="tab:blue", rasterized=n > 5000)
+        if band is not None:  # the band's edges over the trace, visible where it is dense
+            ax.plot(t, lower, t, upper, lw=0.8, color="tab:orange")
+        ax.set_title(title, fontsize="medium")
+    flat[-1].set_xlabel("time" if u is None else "time (shaded: segment mean ± 2 × per-segment scale)")
+    if new_figure:
+        fig.suptitle(f"{n_panels} of {d} components" if n_panels < d else f"{d} components")
     return fig
 
 
