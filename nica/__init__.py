@@ -36,12 +36,12 @@ from nica._src.network import (
     inverse_and_log_det,
     log_likelihood,
 )
+from nica._src.persistence import VERSION as __version__  # noqa: F401 (every saved file records it)
+from nica._src.saving import load, save
 from nica._src.sharding import make_mesh, shard_params
 from nica._src.stopping import Decision, EarlyStopping, StoppingStatus
 from nica._src.training import TrainState, init_train_state, make_epoch, make_train_step
 from nica._src.transforms import transport
-
-__version__ = "0.2.0"
 
 __all__ = [
     "Layer",
@@ -72,6 +72,8 @@ __all__ = [
     "shard_params",
     "NonlinearICA",
     "ConditionalNonlinearICA",
+    "save",
+    "load",
     "activations",
     "priors",
     "objectives",

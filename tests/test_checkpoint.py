@@ -1,5 +1,6 @@
 """Checkpoints and resuming a fit (``nica/_src/checkpoint.py``; float64, small synthetic data).
-The command line's ``--checkpoint`` and ``--resume``: tests/test_cli_commands.py."""
+Checkpoints are nica's file format, read with ``nica.load`` (tests/test_persistence.py tries the
+format itself).  The command line's ``--checkpoint`` and ``--resume``: tests/test_cli_commands.py."""
 
 import datetime
 import os
@@ -7,7 +8,6 @@ import stat
 import time
 
 import jax
-import joblib
 import numpy as np
 import optax
 import pytest
@@ -44,7 +44,7 @@ def model(**kw):
     ],
 )
 def test_interrupted_and_resumed_fit_equals_the_uninterrupted_fit(X, tmp_path, monkeypatch, kw):
-    path = tmp_path / "fit.joblib"
+    path = tmp_path / "fit.nica"
     full = model(**kw).fit(X)
 
     calls = interrupt_after_checkpoints(monkeypatch, 2)
@@ -52,7 +52,7 @@ def test_interrupted_and_resumed_fit_equals_the_uninterrupted_fit(X, tmp_path, m
         model(checkpoint_path=path, checkpoint_every=2, **kw).fit(X)
     monkeypatch.undo()
     assert calls["written"] == 2
-    saved = joblib.load(path)
+    saved = nica.load(path)
     assert saved.n_iter_ == 4 and len(saved.loss_curve_) == 4  # epochs 1-4 done, 5 was running
     assert saved._resume["epochs_left"] == full.max_iter - 4
     # the checkpoint is a usable model at its best epoch so far
@@ -62,18 +62,18 @@ def test_interrupted_and_resumed_fit_equals_the_uninterrupted_fit(X, tmp_path, m
     assert "_resume" not in resumed.__dict__
     assert_same_fit(resumed, full)
     # the file written at the end is the finished fit
-    final = joblib.load(path)
+    final = nica.load(path)
     assert "_resume" not in final.__dict__
     assert_same_fit(final, full)
 
 
 def test_checkpoint_keeps_the_optimizer_state_and_the_epoch_count(X, tmp_path, monkeypatch):
-    path = tmp_path / "fit.joblib"
+    path = tmp_path / "fit.nica"
     interrupt_after_checkpoints(monkeypatch, 1)
     with pytest.raises(Interrupt):
         model(checkpoint_path=path, checkpoint_every=3, max_iter=20).fit(X)
     monkeypatch.undo()
-    saved = joblib.load(path)
+    saved = nica.load(path)
     assert saved.n_iter_ == 3
     counts = [
         np.asarray(leaf)
@@ -89,16 +89,31 @@ def test_checkpoint_keeps_the_optimizer_state_and_the_epoch_count(X, tmp_path, m
 
 
 def test_timedelta_checkpoints_and_a_resume_on_other_data(X, tmp_path):
-    path = tmp_path / "fit.joblib"
+    path = tmp_path / "fit.nica"
     fitted = model(checkpoint_path=str(path), checkpoint_every=datetime.timedelta(microseconds=1)).fit(X)
-    assert "_resume" not in joblib.load(path).__dict__ and joblib.load(path).n_iter_ == fitted.n_iter_
+    assert "_resume" not in nica.load(path).__dict__ and nica.load(path).n_iter_ == fitted.n_iter_
 
     # a resume record made on other data: a plain warm start, with a warning
-    saved = joblib.load(path)
-    saved._resume = {"format": 1, "data": _checkpoint.data_fingerprint(X[:10])}
-    with pytest.warns(UserWarning, match="data differ"):
+    saved = nica.load(path)
+    saved._resume = {
+        **dict.fromkeys(_checkpoint._RESUME_KEYS),
+        "format": 2,
+        "data": _checkpoint.data_fingerprint(X[:10]),
+    }
+    with pytest.warns(UserWarning, match=r"the data differ from those the checkpoint was made on \(\(10, 3\) rows"):
         saved.set_params(warm_start=True, max_iter=2).fit(X)
     assert saved.n_iter_ == fitted.n_iter_ + 2
+
+
+def test_a_resume_record_of_another_format_is_a_warm_start_with_a_warning(X, tmp_path):
+    """E.g. a checkpoint of an earlier nica, loaded with allow_pickle=True (format 1: sums of the data)."""
+    fitted = model(max_iter=2).fit(X)
+    fitted._resume = {"format": 1, "data": {"shape": (600, 3)}}
+    with pytest.warns(
+        UserWarning, match=r"^NonlinearICA: the checkpoint's resume record has format 1, not 2; continuing"
+    ):
+        fitted.set_params(warm_start=True, checkpoint_path=tmp_path / "fit.nica").fit(X)
+    assert fitted.n_iter_ == 4 and "_resume" not in fitted.__dict__
 
 
 @pytest.mark.parametrize(
@@ -111,9 +126,9 @@ def test_timedelta_checkpoints_and_a_resume_on_other_data(X, tmp_path):
         (dict(checkpoint_every=1.5), TypeError, "checkpoint_every must be an int"),
         (dict(checkpoint_every=True), TypeError, "checkpoint_every must be an int"),
         (dict(checkpoint_every=datetime.timedelta(0)), ValueError, "positive timedelta"),
-        (dict(checkpoint_path="fit.joblib", n_init=2), ValueError, "needs n_init=1"),
+        (dict(checkpoint_path="fit.nica", n_init=2), ValueError, "needs n_init=1"),
         (
-            dict(checkpoint_path="fit.joblib", optimizer=optax.chain(optax.adam(1e-3))),
+            dict(checkpoint_path="fit.nica", optimizer=optax.chain(optax.adam(1e-3))),
             TypeError,
             "needs an optimizer that can be pickled",
         ),
@@ -130,8 +145,94 @@ def test_checkpoint_path_must_not_be_a_folder(X, tmp_path):
 
 
 def test_no_temporary_files_left(X, tmp_path):
-    model(checkpoint_path=tmp_path / "a.joblib", max_iter=3).fit(X)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.joblib"]
+    model(checkpoint_path=tmp_path / "a.nica", max_iter=3).fit(X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nica"]
+
+
+def test_an_optax_factory_resumes_exactly(X, tmp_path, monkeypatch):
+    path = tmp_path / "fit.nica"
+    full = model(optimizer=optax.sgd, learning_rate=0.05, max_iter=6).fit(X)
+    interrupt_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        model(optimizer=optax.sgd, learning_rate=0.05, max_iter=6, checkpoint_path=path, checkpoint_every=3).fit(X)
+    monkeypatch.undo()
+    saved = nica.load(path)
+    assert saved.optimizer is optax.sgd
+    resumed = saved.set_params(warm_start=True).fit(X)
+    assert_same_fit(resumed, full)
+
+
+# ---------------------------------------------------------------------------------------------
+# a new max_iter when resuming
+
+
+@pytest.fixture
+def interrupted(X, tmp_path, monkeypatch):
+    """A checkpoint of a fit with max_iter=6, written at epoch 3 (then the process 'died')."""
+    path = tmp_path / "fit.nica"
+    interrupt_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        model(max_iter=6, checkpoint_path=path, checkpoint_every=3, n_iter_no_change=100).fit(X)
+    monkeypatch.undo()
+    return path
+
+
+@pytest.mark.parametrize("max_iter", [4, 6, 9])
+def test_a_resumed_fit_runs_to_the_max_iter_set_now(X, interrupted, max_iter):
+    """The resumed fit ends as an uninterrupted fit with the new max_iter would (epochs 1-3 were
+    run under max_iter=6, which bounds nothing else)."""
+    full = model(max_iter=max_iter, n_iter_no_change=100).fit(X)
+    saved = nica.load(interrupted)
+    assert saved.n_iter_ == 3 and saved.epochs_left_ == 3
+    resumed = saved.set_params(warm_start=True, max_iter=max_iter).fit(X)
+    assert resumed.n_iter_ == max_iter
+    assert_same_fit(resumed, full)
+
+
+def test_a_max_iter_reached_already_is_refused_and_changes_nothing(X, interrupted):
+    saved = nica.load(interrupted)
+    before = saved.network_params_[0].W.copy()
+    with pytest.raises(ValueError) as refused:
+        saved.set_params(warm_start=True, max_iter=3).fit(X)
+    assert str(refused.value) == (
+        "max_iter=3 is reached already: the checkpoint's interrupted fit has run 3 of its max_iter=6 epochs. "
+        "Use the checkpoint as it is (it holds the best parameters so far), or resume with a max_iter above 3."
+    )
+    assert saved.epochs_left_ == 3 and saved.n_iter_ == 3
+    np.testing.assert_array_equal(saved.network_params_[0].W, before)
+    assert saved.set_params(max_iter=5).fit(X).n_iter_ == 5  # the record is still there
+
+
+# ---------------------------------------------------------------------------------------------
+# data fingerprints
+
+
+def test_the_data_fingerprint_tells_permuted_rows_and_columns_and_the_auxiliary_variable(X):
+    base = _checkpoint.data_fingerprint(X)
+    assert base == _checkpoint.data_fingerprint(X.copy()) == _checkpoint.data_fingerprint(np.asfortranarray(X))
+    assert base["X"] == {"shape": (600, 3), "dtype": "float64"} and len(base["blake2b"]) == 64
+    swapped_rows, swapped_columns = X.copy(), X.copy()
+    swapped_rows[[0, 1]] = X[[1, 0]]
+    swapped_columns[:, [0, 1]] = X[:, [1, 0]]
+    changed = X.copy()
+    changed[599, 2] = np.nextafter(changed[599, 2], np.inf)
+    others = [swapped_rows, swapped_columns, X[::-1], changed, X.astype(np.float32)]
+    assert all(_checkpoint.data_fingerprint(A)["blake2b"] != base["blake2b"] for A in others)
+    u = np.arange(600) % 4
+    with_u = _checkpoint.data_fingerprint(X, u)
+    assert with_u != base and with_u != _checkpoint.data_fingerprint(X, u[::-1])
+    assert with_u == _checkpoint.data_fingerprint(X, u.copy())
+
+
+def test_a_resume_on_permuted_rows_is_a_warm_start_with_a_warning(X, interrupted):
+    saved = nica.load(interrupted)
+    with pytest.warns(UserWarning, match="the data differ from those the checkpoint was made on"):
+        saved.set_params(warm_start=True, max_iter=2).fit(X[::-1])
+    assert saved.n_iter_ == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# what a checkpoint cannot hold: refused before any epoch
 
 
 class DecayedAdam:
@@ -141,15 +242,18 @@ class DecayedAdam:
         return optax.adam(optax.exponential_decay(learning_rate, transition_steps=8, decay_rate=0.9))
 
 
-def test_a_scheduled_optimizer_factory_resumes_exactly(X, tmp_path, monkeypatch):
-    path = tmp_path / "fit.joblib"
-    full = model(optimizer=DecayedAdam(), max_iter=6).fit(X)
-    interrupt_after_checkpoints(monkeypatch, 1)
-    with pytest.raises(Interrupt):
-        model(optimizer=DecayedAdam(), max_iter=6, checkpoint_path=path, checkpoint_every=3).fit(X)
-    monkeypatch.undo()
-    resumed = joblib.load(path).set_params(warm_start=True).fit(X)
-    assert_same_fit(resumed, full)
+def test_a_user_optimizer_factory_cannot_be_checkpointed(X, tmp_path, no_epoch):
+    """nica's format stores names and numbers; a user's factory would have to be unpickled."""
+    optimizer = DecayedAdam()
+    with pytest.raises(TypeError) as refused:
+        model(optimizer=optimizer, checkpoint_path=tmp_path / "fit.nica").fit(X)
+    assert str(refused.value) == (
+        f"cannot save NonlinearICA in nica's file format: its parameter optimizer={optimizer!r} is a DecayedAdam, "
+        "which the format cannot describe without pickle; give optimizer an optax name ('adam') or an optax "
+        "factory (optax.adam) (or pickle the estimator with joblib.dump, to be loaded only where the file is "
+        "trusted)."
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +300,7 @@ def test_an_unwritable_folder_is_refused_before_any_epoch(X, tmp_path, monkeypat
     with pytest.raises(
         ValueError, match=f"^cannot write checkpoint_path '.*': permission denied in directory '{tmp_path}'$"
     ):
-        model(checkpoint_path=tmp_path / "fit.joblib").fit(X)
+        model(checkpoint_path=tmp_path / "fit.nica").fit(X)
 
 
 def test_a_name_too_long_for_the_temporary_file_is_refused_before_any_epoch(X, tmp_path, no_epoch):
@@ -209,9 +313,9 @@ def test_a_name_too_long_for_the_temporary_file_is_refused_before_any_epoch(X, t
 
 
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_checkpoint(X, tmp_path):
-    stale = tmp_path / ".fit.joblib.0123abcd-4242.abcdefgh.part"  # left by a writer killed outright
+    stale = tmp_path / ".fit.nica.0123abcd-4242.abcdefgh.part"  # left by a writer killed outright
     stale.write_bytes(b"half a checkpoint")
     old = time.time() - STALE_SECONDS - 60
     os.utime(stale, (old, old))
-    model(checkpoint_path=tmp_path / "fit.joblib", max_iter=2).fit(X)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.joblib"]
+    model(checkpoint_path=tmp_path / "fit.nica", max_iter=2).fit(X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nica"]

@@ -6,7 +6,6 @@ estimators' own errors included) is one line on stderr and exit status 2."""
 import subprocess
 import sys
 
-import joblib
 import numpy as np
 import pytest
 from support import (
@@ -51,7 +50,7 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize("aux", [None, "u.csv", "labels.csv"])
 def test_fit_transform_score_sample_round_trip(files, capsys, aux):
     d, data = files
-    model_path = d / f"model_{aux}.joblib"
+    model_path = d / f"model_{aux}.nica"
     argv = ["fit", d / "X.csv", "--model", model_path, "--max-iter", 3, "--n-layers", 2, "--random-state", 0]
     if aux:
         argv += ["--aux", d / aux]
@@ -94,7 +93,7 @@ def test_n_components_from_fit_to_inverse_transform(files, capsys):
     """``--n-components K``: K sources out of transform, K columns into inverse-transform (the
     projection the in-process model gives), a wrong width refused in one line."""
     d, data = files
-    model_path = d / "model_reduced.joblib"
+    model_path = d / "model_reduced.nica"
     argv = ["fit", d / "X.npy", "--model", model_path, "--n-components", 2] + FIT_FAST
     assert run(argv, capsys)[0] == 0
     direct = nica.NonlinearICA(n_components=2, max_iter=1, n_layers=1, batch_size=64, random_state=0)
@@ -112,7 +111,7 @@ def test_n_components_from_fit_to_inverse_transform(files, capsys):
 
 def test_fit_passes_the_gradient_option(files, capsys):
     d, data = files
-    model_path = d / "model_equivariant.joblib"
+    model_path = d / "model_equivariant.nica"
     code, out, _ = run(
         [
             "fit",
@@ -141,7 +140,7 @@ def test_fit_passes_the_gradient_option(files, capsys):
 
 def test_fit_passes_the_averaging(files, capsys):
     d, data = files
-    model_path = d / "model_averaged.joblib"
+    model_path = d / "model_averaged.nica"
     code, out, _ = run(
         [
             "fit",
@@ -171,7 +170,7 @@ def test_fit_passes_the_averaging(files, capsys):
 
 def test_fit_passes_the_contrastive_weight(files, capsys):
     d, data = files
-    model_path = d / "model_mle.joblib"
+    model_path = d / "model_mle.nica"
     code, out, _ = run(
         [
             "fit",
@@ -207,7 +206,12 @@ def test_wrong_number_of_features(env, capsys, command):
     np.save(env / "two.npy", np.ones((5, 2)))
     output = [] if command == "score" else ["-o", env / "out.npy"]
     code, out, err = run([command, env / "m.nica", env / "two.npy"] + output, capsys)
-    assert_one_line_error(code, out, err, "has 2 features but the model was fitted on 3")
+    expected = (  # inverse-transform reads one column per source
+        "has 2 columns but the model has 3 sources"
+        if command == "inverse-transform"
+        else "has 2 features but the model was fitted on 3"
+    )
+    assert_one_line_error(code, out, err, expected)
     assert not (env / "out.npy").exists()
 
 
@@ -241,7 +245,7 @@ def test_sample_count_beyond_memory_is_refused_before_drawing(env, capsys, monke
         (["--model", "{d}/m.npy"], "names a data file"),
         (["--model", "{d}/new.nica", "--aux", "{d}/short.csv"], "--aux has 2 rows"),
         (["--model", "{d}/new.nica", "--aux", "{d}/aux_rows.npy"], "--aux has 41 rows"),
-        (["--model", "{d}/new.nica", "--max-iter", "0"], "max_iter must be an integer >= 1"),
+        (["--model", "{d}/new.nica", "--max-iter", "0"], "max_iter must be an integer in [1, 2147483647]"),
         (["--model", "{d}/new.nica", "--n-layers", "0"], "n_layers must be an integer >= 1"),
         (["--model", "{d}/new.nica", "--batch-size", "-4"], "batch_size must be an integer >= 1"),
         (["--model", "{d}/new.nica", "--learning-rate", "nan"], "learning_rate must be a finite number"),
@@ -260,13 +264,16 @@ def test_sample_count_beyond_memory_is_refused_before_drawing(env, capsys, monke
             "--objective-term and --contrastive-weight cannot be given together",
         ),
         (
-            ["--model", "{d}/new.nica", "--aux", "{d}/ints.csv", "--checkpoint", "{d}/ck.joblib"],
-            "--checkpoint is for models without --aux",
+            ["--model", "{d}/new.nica", "--aux", "{d}/ints.csv", "--checkpoint-every", "5"],
+            "--checkpoint-every needs --checkpoint FILE",
         ),
         (["--model", "{d}/new.nica", "--checkpoint", "{d}/new.nica"], "--checkpoint and --model name the same file"),
         (["--model", "{d}/new.nica", "--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint FILE"),
-        (["--model", "{d}/new.nica", "--resume", "{d}/X.npy"], "is not a nica checkpoint"),
-        (["--model", "{d}/new.nica", "--resume", "{d}/missing.joblib"], "no such file"),
+        (
+            ["--model", "{d}/new.nica", "--resume", "{d}/X.npy"],
+            "X.npy' is not a nica estimator file; nica.save, 'nica fit --model' and checkpoint_path write those",
+        ),
+        (["--model", "{d}/new.nica", "--resume", "{d}/missing.nica"], "no such file"),
         (["--model", "{d}/new.nica", "--resume", "{d}/ms.nica"], "the model was fitted with --aux"),
     ],
 )
@@ -276,15 +283,15 @@ def test_fit_misuse(env, capsys, extra, fragment):
     argv = ["fit", env / "X.npy", "--max-iter", "1", "--n-layers", "1"] + [a.format(d=env) for a in extra]
     code, out, err = run(argv, capsys)
     assert_one_line_error(code, out, err, fragment)
-    assert not (env / "new.nica").exists() and not (env / "ck.joblib").exists()
+    assert not (env / "new.nica").exists() and not (env / "ck.nica").exists()
 
 
 def test_a_checkpoint_linked_to_the_model_file_is_the_same_file(env, tmp_path, capsys):
-    (tmp_path / "ck.joblib").symlink_to(tmp_path / "out.nica")  # a link to the model file to be written
-    argv = ["fit", env / "X.npy", "--model", tmp_path / "out.nica", "--checkpoint", tmp_path / "ck.joblib"]
+    (tmp_path / "ck.nica").symlink_to(tmp_path / "out.nica")  # a link to the model file to be written
+    argv = ["fit", env / "X.npy", "--model", tmp_path / "out.nica", "--checkpoint", tmp_path / "ck.nica"]
     code, out, err = run(argv, capsys)
     assert_one_line_error(code, out, err, "--checkpoint and --model name the same file")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.joblib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.nica"]
 
 
 @pytest.mark.parametrize(
@@ -364,7 +371,7 @@ def test_cli_fit_checkpoint_and_resume(X, tmp_path, capsys, monkeypatch):
             "--model",
             str(tmp_path / "m.nica"),
             "--checkpoint",
-            str(tmp_path / "ckpt.joblib"),
+            str(tmp_path / "ckpt.nica"),
             "--checkpoint-every",
             "3",
         ]
@@ -372,7 +379,7 @@ def test_cli_fit_checkpoint_and_resume(X, tmp_path, capsys, monkeypatch):
     )
     monkeypatch.undo()
     assert code == 130 and not (tmp_path / "m.nica").exists()
-    assert joblib.load(tmp_path / "ckpt.joblib").n_iter_ == 3
+    assert nica.load(tmp_path / "ckpt.nica").n_iter_ == 3
     capsys.readouterr()
     assert (
         main(
@@ -380,7 +387,7 @@ def test_cli_fit_checkpoint_and_resume(X, tmp_path, capsys, monkeypatch):
                 "fit",
                 str(tmp_path / "X.npy"),
                 "--resume",
-                str(tmp_path / "ckpt.joblib"),
+                str(tmp_path / "ckpt.nica"),
                 "--model",
                 str(tmp_path / "m.nica"),
             ]

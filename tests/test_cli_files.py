@@ -7,6 +7,7 @@ reads it (docs/cli.rst, "Errors", tabulates the cases); random bytes and arrays 
 import csv
 import errno
 import os
+import re
 import stat
 import time
 import zipfile
@@ -22,6 +23,7 @@ from nica._src import fitting as _fitting
 from nica._src.io import STALE_SECONDS
 from nica.cli import CLIError, load_model, read_array
 from nica.cli import _commands as _cli_commands
+from nica.cli._files import as_float, labels_from_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -109,6 +111,10 @@ def make_bad_data(d, case):
         return p.with_suffix(".npy"), "dates or times"
     if case == "non_numeric_csv":
         return write_bytes(p.with_suffix(".csv"), b"a,b,c\n1,2,3\n4,5,x\n"), "non-numeric value 'x' in row 2, column 3"
+    if case == "underscore_csv":  # Python's float() reads '1_5' as 15
+        return write_bytes(p.with_suffix(".csv"), b"1,2,3\n4,1_5,6\n"), "'1_5' in row 2, column 2 (line 2 of the file)"
+    if case == "unicode_digits_csv":  # Arabic-Indic digits, which float() reads as 12
+        return write_bytes(p.with_suffix(".csv"), "1,2,3\n4,\u0661\u0662,6\n".encode()), "is not a number in ASCII"
     if case == "semicolon_csv":
         return write_bytes(p.with_suffix(".csv"), b"1;2;3\n4;5;6\n"), "comma-separated"
     if case == "ragged_csv":
@@ -161,6 +167,8 @@ DATA_CASES = [
     "structured",
     "datetime",
     "non_numeric_csv",
+    "underscore_csv",
+    "unicode_digits_csv",
     "semicolon_csv",
     "ragged_csv",
     "header_only_csv",
@@ -225,6 +233,69 @@ def test_csv_variants_give_the_correct_result(env, capsys):
     assert run(["transform", env / "m.nica", env / "variant.csv", "-o", env / "v.npy"], capsys)[0] == 0
     assert run(["transform", env / "m.nica", env / "X.npy", "-o", env / "ref.npy"], capsys)[0] == 0
     np.testing.assert_array_equal(np.load(env / "v.npy"), np.load(env / "ref.npy"))
+
+
+NOTATION = (
+    "is not a number in ASCII decimal notation, the only notation nica reads (the digits 0-9 with an optional "
+    "sign, decimal point and exponent, or inf, nan; no '_' digit separators, no digits of other scripts)"
+)
+
+
+@pytest.mark.parametrize(
+    "text, cell, row, column, line",
+    [
+        ("a,b\n1,2\n3,1_5\n", "1_5", 2, 2, 3),  # a digit separator: not 15
+        ("\u0661\u0662,2\n3,4\n", "\u0661\u0662", 1, 1, 1),  # Arabic-Indic digits: not 12, nor a header
+        ("1,2\n\n3,\uff11\n", "\uff11", 2, 2, 3),  # a full-width 1, after a blank line
+        ("1,2\n3, \u0663.5e1 \n", " \u0663.5e1 ", 2, 2, 2),
+        ("1,2\n3,\u00bd\n", None, 2, 2, 2),  # '½' is not a number to Python either: non-numeric
+    ],
+    ids=["underscore", "arabic-indic", "full-width", "mixed", "vulgar fraction"],
+)
+def test_csv_numbers_are_read_in_ascii_decimal_notation_only(tmp_path, text, cell, row, column, line):
+    """What Python's float() reads beyond ASCII decimal notation ('1_5', other scripts' digits)
+    is refused with the file, the row, the column and the line of the file, not read as a number."""
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    where = f"in row {row}, column {column} (line {line} of the file)"
+    if cell is None:
+        expected = f"CSV file {str(path)!r}: non-numeric value '\u00bd' {where}"
+    else:
+        expected = f"CSV file {str(path)!r}: {cell!r} {where} {NOTATION}"
+    with pytest.raises(CLIError, match=f"^{re.escape(expected)}$"):
+        read_array(str(path))
+
+
+def test_ascii_decimal_notation_is_read_as_before(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,c\n+1.5e-3, .5 ,5.\n-2,1E+2,0\n", encoding="utf-8")
+    np.testing.assert_array_equal(read_array(str(path)), [[1.5e-3, 0.5, 5.0], [-2.0, 100.0, 0.0]])
+    assert [as_float(t) for t in ("1_5", "\u0661", "\uff11", "0x10", " 2.5 ", "-Infinity", "+inf")] == [
+        None,
+        None,
+        None,
+        None,
+        2.5,
+        -np.inf,
+        np.inf,
+    ]
+    assert np.isnan(as_float("NaN"))
+
+
+@pytest.mark.parametrize(
+    "cells, expected",
+    [
+        (["1", "2", "1"], np.array([1, 2, 1])),
+        (["1", "1_5", "2"], np.array(["1", "1_5", "2"])),  # text labels: '1_5' is not 15
+        (["\u0661", "\u0662", "1"], np.array(["\u0661", "\u0662", "1"])),  # '\u0661' is not 1
+        (["0.5", "2"], np.array([0.5, 2.0])),
+        (["0.5", "\uff12"], np.array(["0.5", "\uff12"])),
+    ],
+)
+def test_labels_are_numbers_only_in_ascii_decimal_notation(cells, expected):
+    got = labels_from_text(np.array(cells), "labels.csv")
+    assert got.dtype.kind == expected.dtype.kind
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_npy_named_npz_is_read_by_content(env, capsys):

@@ -4,15 +4,21 @@ is one line on stderr and exit status 2 (130 when interrupted), never a tracebac
 and ``--version`` return 0."""
 
 import errno
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from support import assert_one_line_error, run
+from support import assert_one_line_error, interrupt_after_checkpoints, params_of, run
 
 import nica
+import nica.cli._commands as cli_commands
 import nica.cli._main as cli_main
+from nica._src import checkpoint as _checkpoint
+from nica.cli import load_model, main
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -218,6 +224,148 @@ def test_ctrl_c_during_a_fit(tmp_path):
         assert proc.wait(timeout=120) == 130
     err = (tmp_path / "err.txt").read_text()
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "nica: interrupted"
+    assert err.splitlines()[-1] == NOTHING_SAVED
     assert not (tmp_path / "big.nica").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C: the line says what was saved; the process ends with os._exit (tests/test_interrupts.py
+# sends real signals to real processes)
+
+NOTHING_SAVED = "nica: interrupted; nothing was saved (--checkpoint FILE saves a fit in progress, to resume it later)"
+CHECKPOINT_FIT = ["--n-layers", "2", "--max-iter", "4", "--batch-size", "16", "--random-state", "0"]
+AUX_FILES = {None: None, "labels": "labels.csv", "continuous": "cont.csv"}
+
+
+@pytest.fixture
+def spaced(env, tmp_path):
+    """The session's data and aux files in a folder whose name needs quoting in a shell."""
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    for name in ("X.npy", "labels.csv", "cont.csv"):
+        shutil.copy(env / name, folder / name)
+    return folder
+
+
+def assert_same_model(a, b):
+    assert (a.n_iter_, a.best_iter_) == (b.n_iter_, b.best_iter_)
+    np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
+    for x, y in zip(params_of(a), params_of(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("aux", list(AUX_FILES))
+def test_an_interrupted_fit_names_its_checkpoint_and_the_command_that_resumes_it(spaced, capsys, monkeypatch, aux):
+    """With and without --aux: the line names the checkpoint and the exact command (shell-quoted)
+    that resumes the fit; run as printed, it ends as the uninterrupted fit."""
+    data = [str(spaced / "X.npy")] + ([] if aux is None else ["--aux", str(spaced / AUX_FILES[aux])])
+    assert main(["fit", *data, "--model", str(spaced / "full.nica"), *CHECKPOINT_FIT]) == 0
+    capsys.readouterr()
+    model, checkpoint = spaced / "m.nica", spaced / "ck.nica"
+    interrupt_after_checkpoints(monkeypatch, 2)
+    code = main(
+        ["fit", *data, "--model", str(model), "--checkpoint", str(checkpoint), "--checkpoint-every", "1"]
+        + CHECKPOINT_FIT
+    )
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    command = shlex.join(["nica", "fit", *data, "--resume", str(checkpoint), "--model", str(model)])
+    assert code == 130 and not model.exists()
+    assert (
+        err
+        == f"nica: interrupted; the fit so far is saved in checkpoint {str(checkpoint)!r}; resume it with: {command}\n"
+    )
+    assert "'" + str(spaced) in command  # quoted: the folder's name has a space
+    assert main(shlex.split(command)[1:]) == 0
+    assert_same_model(load_model(model), load_model(spaced / "full.nica"))
+
+
+def test_an_interrupted_fit_without_a_checkpoint_says_nothing_was_saved(spaced, capsys, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nica.NonlinearICA, "fit", interrupted)
+    argv = ["fit", spaced / "X.npy", "--model", spaced / "m.nica"] + CHECKPOINT_FIT
+    assert run(argv, capsys) == (130, "", NOTHING_SAVED + "\n")
+    code, _, err = run(argv + ["--checkpoint", spaced / "ck.nica"], capsys)
+    assert code == 130 and not (spaced / "ck.nica").exists()
+    assert (
+        err
+        == f"nica: interrupted before the first checkpoint was written to {str(spaced / 'ck.nica')!r}; nothing was saved\n"
+    )
+
+
+def test_a_resumed_fit_interrupted_before_its_next_checkpoint_names_the_one_it_resumed(spaced, capsys, monkeypatch):
+    data, checkpoint = str(spaced / "X.npy"), spaced / "ck.nica"
+    interrupt_after_checkpoints(monkeypatch, 1)
+    argv = ["fit", data, "--model", spaced / "m.nica", "--checkpoint", checkpoint] + CHECKPOINT_FIT
+    assert run(argv, capsys)[0] == 130
+    before = checkpoint.read_bytes()
+
+    def interrupted_at_once(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_checkpoint.Checkpointer, "epoch_start", interrupted_at_once)
+    code, _, err = run(["fit", data, "--resume", checkpoint, "--model", spaced / "m.nica"], capsys)
+    assert code == 130 and checkpoint.read_bytes() == before
+    assert err.startswith(f"nica: interrupted; the fit so far is saved in checkpoint {str(checkpoint)!r}; resume it")
+
+
+def test_ctrl_c_while_the_model_is_saved_saves_it_first(spaced, capsys, monkeypatch):
+    real = cli_commands.save_model
+
+    def save_model(path, model):
+        signal.raise_signal(signal.SIGINT)  # held until the file is written
+        real(path, model)
+
+    monkeypatch.setattr(cli_commands, "save_model", save_model)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code, out, err = run(["fit", spaced / "X.npy", "--model", spaced / "m.nica"] + CHECKPOINT_FIT, capsys)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and out == ""
+    assert (
+        err.splitlines()[-1]
+        == f"nica: interrupted after the fit had finished; the model was saved to {str(spaced / 'm.nica')!r}"
+    )
+    assert load_model(spaced / "m.nica").n_iter_ == 4
+
+
+class _InterruptedInDel:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # Python cannot raise the KeyboardInterrupt here
+        sum(range(1000))
+
+
+def _swallowed(args):
+    _InterruptedInDel()
+
+
+def _turned_into_an_import_error(args):
+    try:
+        signal.raise_signal(signal.SIGINT)
+        sum(range(1000))
+    except KeyboardInterrupt:  # as an extension module's start-up does
+        raise ImportError("Encountered an error while initializing the extension.") from None
+
+
+@pytest.mark.parametrize("command", [_swallowed, _turned_into_an_import_error])
+def test_a_ctrl_c_lost_on_the_way_still_ends_the_command(env, capsys, monkeypatch, command):
+    monkeypatch.setattr(cli_main, "cmd_transform", command)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (code, out, err) == (130, "", "nica: interrupted\n")
+
+
+def test_the_process_ends_without_the_interpreters_teardown():
+    """console(): the status, stdout and stderr flushed, no atexit handler run (os._exit)."""
+    script = "import atexit, sys\natexit.register(print, 'teardown')\nfrom nica.cli._main import console\nconsole(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", script, "--version"], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (0, f"nica {nica.__version__}\n")
+    proc = subprocess.run([sys.executable, "-c", script, "fitt"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.startswith("nica: error: argument command")

@@ -1,16 +1,20 @@
 """The command line's model files and auxiliary variables (``nica/cli/_models.py``): a model
-file records its format and nica's version and is inspected before it is unpickled; segment
-labels and continuous values given as ``--label`` or an ``--aux`` file are read for the model
-they are meant for.  Every bad input is one line on stderr and exit status 2."""
+file is nica's file format (``nica.save``), read without unpickling anything, and refused with
+one clear line when it is not such a file (tests/test_persistence.py tries the format itself);
+segment labels and continuous values given as ``--label`` or an ``--aux`` file are read for the
+model they are meant for.  Every bad input is one line on stderr and exit status 2."""
 
+import json
 import os
+import pickle
 
 import joblib
 import numpy as np
 import pytest
-from support import N, assert_one_line_error, model_payload, run, write_bytes
+from support import N, assert_one_line_error, run, write_bytes
 
 import nica
+from nica._src import persistence
 from nica.cli import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -22,14 +26,40 @@ def env(cli_env):
     return cli_env
 
 
+def with_header(source, target, **changes):
+    """A copy of the model file ``source`` at ``target`` with fields of its header changed."""
+    with np.load(source, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(arrays["__header__"].tobytes())
+    header.update(changes)
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(target, **arrays)
+    os.replace(f"{target}.npz", target)  # np.savez adds .npz to a name without it
+    return target
+
+
+def old_model_file(path, estimator, **entries):
+    """A model file as earlier nica versions wrote it: a joblib pickle of a dict."""
+    joblib.dump(
+        {"format": "nica-model", "format_version": 1, "version": "0.2.0", "estimator": estimator, **entries}, path
+    )
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # bad model files
+
+
+PICKLED = (
+    "is a pickle (such as a model file or checkpoint of an earlier nica, or a joblib file), not a nica "
+    "estimator file: nica no longer unpickles models and checkpoints, because unpickling runs code stored in "
+    "the file. If you trust the file (you wrote it), convert it once in Python: nica.save(nica.load("
+)
 
 
 def make_bad_model(d, case):
     p = d / f"model_{case}.nica"
     good = (d / "m.nica").read_bytes()
-    fitted = load_model(d / "m.nica")
     if case == "missing":
         return d / "missing.nica", "no such file"
     if case == "directory":
@@ -40,43 +70,47 @@ def make_bad_model(d, case):
     if case == "empty":
         return write_bytes(p, b""), "is empty"
     if case == "data_file":
-        return d / "X.npy", "is not a nica model file"
+        return d / "X.npy", f"model file '{d}/X.npy' is not a nica estimator file; nica.save, 'nica fit --model'"
+    if case == "data_archive":
+        np.savez(d / "X_archive.npz", X=np.zeros((3, 3)))
+        return d / "X_archive.npz", "is not a nica estimator file (a NumPy archive without nica's header)"
     if case == "csv_file":
-        return d / "X.csv", "is not a nica model file"
+        return d / "X.csv", "is not a nica estimator file"
     if case == "random_bytes":
-        return write_bytes(p, np.random.default_rng(1).bytes(300)), "is not a nica model file"
+        return write_bytes(p, np.random.default_rng(1).bytes(300)), "is not a nica estimator file"
+    if case == "old_model_file":
+        return old_model_file(p, load_model(d / "m.nica")), f"model file '{p}' {PICKLED}'{p}', allow_pickle=True)"
     if case == "other_pickle":
-        return model_payload(p, a=1, b=[2, 3]), "is not a nica model file"
+        return write_bytes(p, pickle.dumps({"a": 1})), PICKLED
+    if case == "compressed_joblib":
+        joblib.dump({"a": 1}, p, compress=3)
+        return p, "is a compressed joblib file (a pickle), not a nica estimator file"
     if case == "truncated":
-        return write_bytes(p, good[: len(good) // 2]), "truncated or corrupt"
+        return write_bytes(p, good[: len(good) // 2]), "is truncated or corrupt (BadZipFile"
     if case == "truncated_header":
-        return write_bytes(p, good[:40]), "truncated or corrupt"
+        return write_bytes(p, good[:40]), "is truncated or corrupt (BadZipFile"
     if case == "garbage_after_header":
-        return write_bytes(p, good[:120] + b"\xff" * 200), "truncated or corrupt"
+        return write_bytes(p, good[:120] + b"\xff" * 200), "is truncated or corrupt"
     if case == "newer_minor":
         major, minor = (int(part) for part in nica.__version__.split(".")[:2])
         newer = f"{major}.{minor + 1}.0"
-        return model_payload(
-            p, format="nica-model", format_version=1, version=newer, estimator=fitted
-        ), f"written by nica {newer} but this is nica " + nica.__version__
-    if case == "older_minor":
-        return model_payload(p, format="nica-model", version="0.0.3", estimator=fitted), "written by nica 0.0.3"
+        return with_header(d / "m.nica", p, nica_version=newer), (
+            f"was written by nica {newer}, newer than this nica {nica.__version__}: upgrade nica to read it"
+        )
     if case == "newer_format":
-        return model_payload(
-            p, format="nica-model", format_version=99, version=nica.__version__, estimator=fitted
-        ), "uses model format 99"
-    if case == "no_version":
-        return model_payload(p, format="nica-model", estimator=fitted), "does not say which nica version"
+        return with_header(d / "m.nica", p, format_version=99), (
+            f"is in nica estimator format 99, written by nica {nica.__version__}; this is nica "
+            f"{nica.__version__}, which reads format 1: upgrade nica to read it"
+        )
     if case == "bad_version":
-        return model_payload(p, format="nica-model", version="banana", estimator=fitted), "version tag 'banana'"
-    if case == "not_an_estimator":
-        return model_payload(
-            p, format="nica-model", version=nica.__version__, estimator="hello"
-        ), "not a nica estimator"
+        return with_header(d / "m.nica", p, nica_version="banana"), "nica_version 'banana' is not a version"
+    if case == "other_class":
+        return with_header(d / "m.nica", p, **{"class": "str"}), (
+            "holds a 'str'; nica reads only NonlinearICA and ConditionalNonlinearICA"
+        )
     if case == "unfitted":
-        return model_payload(
-            p, format="nica-model", version=nica.__version__, estimator=nica.NonlinearICA()
-        ), "unfitted NonlinearICA"
+        nica.save(nica.NonlinearICA(), p)
+        return p, f"model file '{p}' holds an unfitted NonlinearICA"
     raise AssertionError(case)
 
 
@@ -86,18 +120,19 @@ MODEL_CASES = [
     "under_file",
     "empty",
     "data_file",
+    "data_archive",
     "csv_file",
     "random_bytes",
+    "old_model_file",
     "other_pickle",
+    "compressed_joblib",
     "truncated",
     "truncated_header",
     "garbage_after_header",
     "newer_minor",
-    "older_minor",
     "newer_format",
-    "no_version",
     "bad_version",
-    "not_an_estimator",
+    "other_class",
     "unfitted",
 ]
 
@@ -120,54 +155,82 @@ def test_bad_model_file(env, capsys, command, case):
 
 
 def test_model_file_records_format_and_version(env):
-    payload = joblib.load(env / "m.nica")
-    assert payload["format"] == "nica-model"
-    assert payload["format_version"] == 1
-    assert payload["version"] == nica.__version__
+    assert persistence.file_kind(env / "m.nica") == "npz"
+    with np.load(env / "m.nica", allow_pickle=False) as archive:
+        header = json.loads(archive["__header__"].tobytes())
+    assert header["format"] == "nica-estimator"
+    assert header["format_version"] == 1
+    assert header["nica_version"] == nica.__version__
+    assert header["class"] == "NonlinearICA"
 
 
-def test_model_without_format_version_still_loads(env, capsys):
-    """The layout written before the format revision was recorded still loads."""
+def test_an_old_model_file_converts_as_its_refusal_says(env, capsys):
+    """The refusal names the conversion; the converted file gives what the old one held."""
     fitted = load_model(env / "m.nica")
-    model_payload(env / "old_layout.nica", format="nica-model", version=nica.__version__, estimator=fitted)
-    code, _, err = run(["transform", env / "old_layout.nica", env / "X.npy", "-o", env / "o1.npy"], capsys)
+    old = old_model_file(env / "old.nica", fitted)
+    code, out, err = run(["transform", old, env / "X.npy", "-o", env / "o0.npy"], capsys)
+    assert_one_line_error(code, out, err, f"nica.save(nica.load('{old}', allow_pickle=True), 'model.nica')")
+    nica.save(nica.load(old, allow_pickle=True), env / "converted.nica")
+    code, _, err = run(["transform", env / "converted.nica", env / "X.npy", "-o", env / "o0.npy"], capsys)
     assert code == 0 and err == ""
-    np.testing.assert_array_equal(np.load(env / "o1.npy"), fitted.transform(np.load(env / "X.npy")))
+    np.testing.assert_array_equal(np.load(env / "o0.npy"), fitted.transform(np.load(env / "X.npy")))
 
 
-def test_patch_version_difference_is_a_warning(env, capsys):
-    fitted = load_model(env / "m.nica")
-    major, minor = nica.__version__.split(".")[:2]
-    model_payload(
-        env / "patch.nica", format="nica-model", format_version=1, version=f"{major}.{minor}.99", estimator=fitted
-    )
-    code, _, err = run(["transform", env / "patch.nica", env / "X.npy", "-o", env / "o2.npy"], capsys)
-    assert code == 0
-    assert err.count("\n") == 1 and err.startswith("nica: warning: ")
-    assert f"written by nica {major}.{minor}.99; this is nica {nica.__version__}" in err
+@pytest.mark.parametrize("written", ["0.1.0", "0.2.99", "0.0.3"])
+def test_a_file_of_an_older_or_patch_release_loads(env, capsys, written):
+    """The format has its own version: a file of the same format loads whatever patch release or
+    older nica wrote it."""
+    with_header(env / "m.nica", env / f"v{written}.nica", nica_version=written)
+    code, _, err = run(["transform", env / f"v{written}.nica", env / "X.npy", "-o", env / "o1.npy"], capsys)
+    assert code == 0 and err == ""
+    np.testing.assert_array_equal(np.load(env / "o1.npy"), load_model(env / "m.nica").transform(np.load(env / "X.npy")))
 
 
 def test_running_version_is_named(env, capsys, monkeypatch):
-    written = nica.__version__
-    monkeypatch.setattr(nica, "__version__", "7.3.1")
+    monkeypatch.setattr(persistence, "VERSION", "0.1.4")
     code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
     assert_one_line_error(
-        code, out, err, f"written by nica {written} but this is nica 7.3.1", "refit the model with nica 7.3.1"
+        code, out, err, f"was written by nica {nica.__version__}, newer than this nica 0.1.4: upgrade nica to read it"
     )
 
 
-def test_a_file_that_is_not_a_model_is_never_unpickled(env, capsys):
-    """A pickle without nica's header is refused before any of it runs."""
-    import pickle
+class Boom:
+    """Unpickling this makes a folder: a file that runs code when unpickled."""
 
-    class Boom:
-        def __reduce__(self):
-            return (os.mkdir, (str(env / "unpickled_dir"),))
+    def __init__(self, folder):
+        self.folder = folder
 
-    (env / "boom.nica").write_bytes(pickle.dumps({"estimator": Boom()}))
+    def __reduce__(self):
+        return (os.mkdir, (str(self.folder),))
+
+
+def test_a_pickle_is_never_unpickled(env, capsys):
+    """Whatever it holds (here nica's old header), a pickle is refused before any of it runs."""
+    boom = env / "unpickled_dir"
+    old_model_file(env / "boom.nica", Boom(boom))
     code, out, err = run(["sample", env / "boom.nica", "-o", env / "out.npy"], capsys)
-    assert_one_line_error(code, out, err, "is not a nica model file")
-    assert not (env / "unpickled_dir").exists()
+    assert_one_line_error(code, out, err, PICKLED)
+    assert not boom.exists()
+
+
+def test_an_object_array_is_never_unpickled(env, capsys):
+    """An archive with nica's header and a pickled object array listed in it."""
+    boom = env / "unpickled_dir_2"
+    with np.load(env / "m.nica", allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(arrays["__header__"].tobytes())
+    header["arrays"].append("boom")
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(env / "boom_array.nica", "wb") as handle:
+        np.savez(handle, boom=np.array([Boom(boom)], dtype=object), **arrays)
+    code, out, err = run(["transform", env / "boom_array.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
+    assert_one_line_error(
+        code,
+        out,
+        err,
+        f"model file '{env}/boom_array.nica' holds pickled Python objects (an object array); nica never unpickles them",
+    )
+    assert not boom.exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ tests/test_nonlinear.py; scikit-learn compatibility: tests/test_sklearn.py.)
 """
 
 import copy
+import inspect
 import re
 import warnings
 from unittest import mock
@@ -27,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax, logsumexp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 from strategies import FUZZ, LABELS, arrays, validation_refusal
 from support import (
@@ -34,8 +36,10 @@ from support import (
     BAD_HYPERPARAMETERS,
     BAD_X,
     TINY,
+    Interrupt,
     assert_same,
     assert_unchanged,
+    interrupt_after_checkpoints,
     params_of,
     snapshot,
 )
@@ -527,7 +531,8 @@ def test_bad_hyperparameters_are_refused(X, u, params, error, match):
             ValueError,
             r"aux_type must be one of \('auto', 'discrete', 'continuous'\); got 'ordinal'",
         ),
-        ({"hidden_units": 0}, ValueError, "hidden_units must be an integer >= 1; got 0"),
+        ({"hidden_units": 0}, ValueError, r"hidden_units must be an integer in \[1, 2147483647\]; got 0"),
+        ({"hidden_units": 2**70}, ValueError, rf"hidden_units must be an integer in \[1, 2147483647\]; got {2**70}\."),
         ({"learn_location": "yes"}, TypeError, "learn_location must be a bool; got 'yes'"),
         (
             {"contrastive_weight": -1.0},
@@ -594,8 +599,10 @@ BAD_Y_FIT = [  # (name, y, error, message fragment)
         "numbers and text",
         np.array([1, "a"] * (N // 2), dtype=object),
         ValueError,
-        r"labels of one kind, .* got labels of the kinds \['number', 'string'\]",
+        r"labels of one kind .* got labels of the kinds \['number', 'string'\]",
     ),
+    ("bools and numbers", [True, 1, False, 0] * (N // 4), ValueError, r"of the kinds \['bool', 'number'\]"),
+    ("text and numbers in a list", ["1", 1] * (N // 2), ValueError, r"of the kinds \['number', 'string'\]"),
     ("None entries", np.array([1, None] * (N // 2), dtype=object), ValueError, r"\['NoneType', 'number'\]"),
     (
         "text as continuous",
@@ -632,7 +639,8 @@ BAD_Y_AFTER_FIT = [
     ),
     ("fractional labels", np.arange(N) % 4 + 0.5, ValueError, "not seen during fit"),
     ("NaN label", np.r_[np.nan, np.arange(N - 1) % 4], ValueError, r"not seen during fit: \[nan\]"),
-    ("text among numbers", np.array([0, "a"] * (N // 2), dtype=object), ValueError, r"not seen during fit: \['a'\]"),
+    ("text among numbers", np.array([0, "a"] * (N // 2), dtype=object), ValueError, r"\['number', 'string'\]"),
+    ("bools among numbers", [True, 0, 1, 2] * (N // 4), ValueError, r"of the kinds \['bool', 'number'\]"),
     ("None labels", np.array([None] * N, dtype=object), ValueError, "labels of one kind"),
     ("wrong length", np.arange(5), ValueError, r"one entry per sample \(200\)"),
     ("2-D", np.zeros((N, 2), int), ValueError, "Segment labels y must be 1-D"),
@@ -687,6 +695,219 @@ def test_y_is_required_to_fit(X):
 
 
 # ---------------------------------------------------------------------------------------------
+# how y is read: a time index, labels of several kinds, partial_fit's first chunk
+
+
+def small_segments(n_segments, n_samples, singles):
+    return re.escape(
+        f"y has {n_segments} segment labels for {n_samples} rows ({singles} segment(s) of a single row): each "
+        "segment gets its own scale and location, which one or two rows cannot estimate (a one-row segment's "
+        "likelihood is unbounded). If y is a time index or another continuous variable, pass "
+        "aux_type='continuous'; to use it for segments, pass one label per window of rows, e.g. y // window."
+    )
+
+
+def user_warnings(record):
+    return [str(w.message) for w in record if w.category is UserWarning]
+
+
+@pytest.mark.parametrize(
+    "y, aux_type, expected",
+    [
+        (np.arange(N) * 1.0, "auto", ("discrete", small_segments(N, N, N))),  # whole-number floats: labels
+        (np.arange(N), "discrete", ("discrete", small_segments(N, N, N))),
+        (np.arange(N) // 2, "auto", ("discrete", None)),  # 100 segments of 2 rows: not more than half the rows
+        (np.r_[np.arange(N - 1) // 50, 99], "auto", ("discrete", small_segments(5, N, 1))),  # one stray label
+        (np.arange(N) * 0.01, "auto", ("continuous", None)),  # a time index in seconds: continuous
+        ((np.arange(N) * 0.01) // 0.5, "auto", ("discrete", None)),  # the fix: windows of 50 rows
+        (np.arange(N) * 1.0, "continuous", ("continuous", None)),  # the other fix
+    ],
+    ids=["whole floats", "explicit discrete", "pairs", "stray label", "seconds", "windows", "continuous"],
+)
+def test_a_time_index_given_as_labels_warns_with_the_fix(X, y, aux_type, expected):
+    """aux_type="auto" reads floats that are not all whole numbers as continuous; labels with more
+    segments than half the rows, or a segment of one row, warn with the count and the fix."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model = nica.ConditionalNonlinearICA(**TINY, aux_type=aux_type).fit(X, y)
+    assert model.aux_type_ == expected[0]
+    found = user_warnings(record)
+    if expected[1] is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and re.fullmatch(expected[1], found[0])
+        assert [w.filename for w in record if w.category is UserWarning] == [__file__]  # the user's call
+
+
+def test_partial_fit_does_not_judge_segments_by_the_first_chunk(X):
+    """A chunk holds a part of each segment: its segment sizes do not warn."""
+    u = np.r_[np.arange(N - 1) // 50, 99]  # a label with one row in the chunk
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model = nica.ConditionalNonlinearICA(**TINY).partial_fit(X, u)
+    assert user_warnings(record) == [] and model.classes_.size == 5
+
+
+@pytest.mark.parametrize(
+    "y, kinds",
+    [
+        ([True, 1, False, 0] * (N // 4), ["bool", "number"]),  # NumPy: [1, 1, 0, 0], two classes
+        (np.array([True, 2, False, 3] * (N // 4), dtype=object), ["bool", "number"]),
+        (["1", 1, "a", 2] * (N // 4), ["number", "string"]),  # NumPy: ['1', '1', 'a', '2']
+        ([np.bool_(True), np.int64(1)] * (N // 2), ["bool", "number"]),
+    ],
+    ids=["list", "object array", "text and numbers", "NumPy scalars"],
+)
+def test_labels_of_several_kinds_are_refused(fitted_conditional, X, y, kinds):
+    """True and 1 (or '1' and 1) are different labels, which NumPy would merge: refused in fit,
+    score_samples and sample, naming the kinds; a refused fit leaves the model as it was."""
+    before = snapshot(fitted_conditional)
+    with pytest.raises(ValueError, match=f"^{mixed(kinds)}$"):
+        fitted_conditional.fit(X, y)
+    assert_unchanged(fitted_conditional, before)
+    with pytest.raises(ValueError, match=f"^{mixed(kinds)}$"):
+        nica.ConditionalNonlinearICA(**TINY).partial_fit(X, y)
+    with pytest.raises(ValueError, match=f"^{mixed(kinds)}$"):
+        fitted_conditional.score_samples(X, y)
+    with pytest.raises(ValueError, match=f"^{mixed(kinds)}$"):
+        fitted_conditional.sample(y=y[:4])
+    # one kind is fine: bools are labels of their own
+    model = nica.ConditionalNonlinearICA(**TINY).fit(X, [True, False] * (N // 2))
+    np.testing.assert_array_equal(model.classes_, [False, True])
+
+
+def first_chunk(kept, n_rows):
+    return re.escape(
+        f"partial_fit's first chunk fits the whitening that every later chunk keeps, so it needs more rows than "
+        f"the {kept} directions the model keeps; got {n_rows} rows. Pass a first chunk of at least {kept + 1} rows "
+        "(later chunks may be of any size), or whiten=False."
+    )
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_partial_fit_refuses_a_first_chunk_too_small_to_whiten(X, u, n_layers):
+    """The first chunk fixes the whitening for good: no more rows than the directions it keeps
+    is refused (with one layer it was FastICA's raw shape error); later chunks may be small."""
+    model = nica.ConditionalNonlinearICA(**{**TINY, "n_layers": n_layers})
+    for rows in (1, D):
+        with pytest.raises(ValueError, match=f"^{first_chunk(D, rows)}$"):
+            model.partial_fit(X[:rows], u[:rows])
+        assert not model.__sklearn_is_fitted__()
+    with pytest.raises(ValueError, match=f"^{first_chunk(2, 2)}$"):
+        clone(model).set_params(n_components=2).partial_fit(X[:2], u[:2])
+    clone(model).set_params(n_components=2).partial_fit(X[:3], u[:3])  # 3 rows: 2 directions vary
+    clone(model).set_params(whiten=False).partial_fit(X[:1], u[:1])  # nothing to whiten
+    model.partial_fit(X[: D + 1], u[: D + 1])
+    model.partial_fit(X[:1], u[:1])  # later chunks: any size
+    assert model.n_iter_ == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# model selection: labels unseen in fit, and a splitter stratified by the labels
+
+
+def unseen_in_score(unseen, known):
+    return re.escape(
+        f"y contains {len(unseen)} segment label(s) not seen during fit: {unseen}; the model knows "
+        f"{len(known)} labels ({known}): a segment fit never saw has no scale or location to score it with. "
+        "In cross-validation, split so that every training fold holds every segment: a splitter stratified "
+        "by the labels, e.g. GridSearchCV(model, grid, cv=StratifiedKFold(3)).fit(X, y) "
+        "(sklearn.model_selection.StratifiedKFold stratifies on y), not cv=3, which cuts segment-ordered "
+        "rows into blocks of whole segments."
+    )
+
+
+def test_unseen_labels_are_refused_with_the_fix(fitted_conditional, X, u):
+    with pytest.raises(ValueError, match=f"^{unseen_in_score([7, 9], [0, 1, 2, 3])}$"):
+        fitted_conditional.score(X[:4], [0, 7, 9, 7])
+    with pytest.raises(ValueError, match=f"^{unseen_in_score([7], [0, 1, 2, 3])}$"):
+        fitted_conditional.score_samples(X[:2], [7, 0])
+    # a continued fit keeps the labels of the first: the message says so
+    model = copy.deepcopy(fitted_conditional)
+    with pytest.raises(ValueError, match=r"not seen during fit: \[7\].*partial_fit and a warm-started fit keep"):
+        model.partial_fit(X[:2], [7, 0])
+
+
+@pytest.fixture(scope="module")
+def segment_ordered():
+    """Four segments of 60 rows, in order (as a recording is)."""
+    data = make_segmented_mixture(n_segments=4, n_per_segment=60, n_components=2, n_layers=1, random_state=0)
+    assert np.all(np.diff(data.u_train) >= 0)
+    return data.X_train, data.u_train
+
+
+GRID_MODEL = dict(n_layers=1, max_iter=2, batch_size=64, early_stopping=False, random_state=0)
+
+
+def test_grid_search_with_a_stratified_splitter_scores_every_fold(segment_ordered):
+    """StratifiedKFold stratifies on y, the labels: every training fold holds every segment, so
+    every fold scores a finite conditional log-likelihood and the search chooses by them."""
+    X, u = segment_ordered
+    search = GridSearchCV(
+        nica.ConditionalNonlinearICA(**GRID_MODEL), {"learning_rate": [1e-3, 1e-2]}, cv=StratifiedKFold(3)
+    ).fit(X, u)
+    scores = np.array([search.cv_results_[f"split{k}_test_score"] for k in range(3)])
+    assert scores.shape == (3, 2) and np.isfinite(scores).all()
+    assert search.best_params_["learning_rate"] == [1e-3, 1e-2][int(np.argmax(scores.mean(axis=0)))]
+    fold = next(StratifiedKFold(3).split(X, u))[0]
+    np.testing.assert_array_equal(np.unique(u[fold]), [0, 1, 2, 3])
+
+
+def test_grid_search_with_cv_3_on_segment_ordered_rows_says_why_it_fails(segment_ordered):
+    """cv=3 cuts the ordered rows into blocks of 80: the first test fold holds segment 0, which
+    its training rows lack, the last segment 3.  GridSearchCV turns the refusal into NaN scores
+    with a warning for each: it carries the message and the fix."""
+    X, u = segment_ordered
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        search = GridSearchCV(nica.ConditionalNonlinearICA(**GRID_MODEL), {"learning_rate": [1e-3]}, cv=3).fit(X, u)
+    scores = [search.cv_results_[f"split{k}_test_score"][0] for k in range(3)]
+    assert np.isnan(scores[0]) and np.isfinite(scores[1]) and np.isnan(scores[2])
+    assert np.isnan(search.cv_results_["mean_test_score"]).all()
+    failed = [str(w.message) for w in record if "Scoring failed" in str(w.message)]
+    assert len(failed) == 2
+    assert re.search(unseen_in_score([0], [1, 2, 3]), failed[0])
+    assert re.search(unseen_in_score([3], [0, 1, 2]), failed[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the progress bar says what the curve is
+
+
+def last_postfix(err):
+    """The last postfix of the progress bar (``key=value, ...`` after the rate), as floats."""
+    last = re.findall(r"(?:s/it|it/s), ([^\]]+)\]", err)[-1]
+    return {key: float(value) for key, value in re.findall(r"([a-z_]+)=(-?[\d.]+)", last)}
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_the_progress_bar_names_each_term_of_the_objective(capsys, weight):
+    """verbose=1: the likelihood shows train_nll and val_nll; the hybrid objective is named in the
+    bar's label and shows train_objective, the exact val_nll, val_label_cross_entropy and
+    val_objective, each the value the fitted attributes record for the last epoch."""
+    data = make_segmented_mixture(n_segments=4, n_per_segment=60, n_components=2, n_layers=1, random_state=0)
+    model = nica.ConditionalNonlinearICA(n_layers=1, max_iter=2, contrastive_weight=weight, random_state=0, verbose=1)
+    model.fit(data.X_train, data.u_train)
+    err = capsys.readouterr().err
+    shown = last_postfix(err)
+    assert shown["val_nll"] == pytest.approx(-model.validation_log_likelihoods_[-1], abs=1e-4)
+    assert shown["val_nll"] == pytest.approx(model.validation_terms_["nll"][-1], abs=1e-4)
+    if weight == 0:
+        assert model.objective_.label == "nll" and "ConditionalNonlinearICA:" in err
+        assert sorted(shown) == ["train_nll", "val_nll"]
+        assert shown["train_nll"] == pytest.approx(model.loss_curve_[-1], abs=1e-4)
+        return
+    assert model.objective_.label == "nll + 2·label_cross_entropy"
+    assert "ConditionalNonlinearICA (nll + 2*label_cross_entropy):" in err
+    assert sorted(shown) == ["train_objective", "val_label_cross_entropy", "val_nll", "val_objective"]
+    assert shown["train_objective"] == pytest.approx(model.loss_curve_[-1], abs=1e-4)
+    ce = model.validation_terms_["label_cross_entropy"][-1]
+    assert shown["val_label_cross_entropy"] == pytest.approx(ce, abs=1e-4)
+    assert shown["val_objective"] == pytest.approx(-model.validation_scores_[-1], abs=1e-4)
+    assert -model.validation_scores_[-1] == pytest.approx(model.validation_terms_["nll"][-1] + 2 * ce)
+
+
+# ---------------------------------------------------------------------------------------------
 # random arrays and labels of random types
 
 
@@ -715,33 +936,50 @@ def test_fitted_methods_on_random_arrays(fitted_conditional, data):
 
 
 def _kind(label):
-    return "NoneType" if label is None else "string" if isinstance(label, str) else "number"
+    if label is None:
+        return "NoneType"
+    return "bool" if isinstance(label, bool) else "string" if isinstance(label, str) else "number"
+
+
+def _kinds(labels):
+    return sorted({_kind(v) for v in labels})
 
 
 def _sortable(labels):
-    """Whether NumPy can sort ``labels`` (an object array): one element, or numbers (bools among
-    them) only, or strings only."""
-    kinds = {_kind(v) for v in labels}
-    return len(labels) <= 1 or kinds in ({"number"}, {"string"})
+    """Whether NumPy can sort ``labels`` (an object array of one kind): one element, or numbers
+    only, or strings only."""
+    return len(labels) <= 1 or _kinds(labels) in (["number"], ["string"])
 
 
 UNSORTABLE = r"y must hold labels of one kind, all numbers or all strings, that can be sorted; got labels of the kinds"
 
 
+def mixed(kinds):
+    """The refusal of labels of several kinds, before NumPy merges True with 1."""
+    return re.escape(
+        f"y must hold labels of one kind (all numbers, all bools or all strings); got labels of the kinds {kinds}. "
+        "NumPy would turn [True, 1] into [1, 1] and ['1', 1] into ['1', '1'], merging labels that differ: "
+        "convert the labels to one kind first."
+    )
+
+
 @settings(FUZZ, max_examples=8)
 @given(values=st.lists(LABELS, min_size=4, max_size=4))
 def test_conditional_fit_on_mixed_labels(fitted_conditional, X, u, values):
-    """Four labels of random types, one per segment: refused, naming y, when the labels cannot be
-    sorted (a mix of kinds, None), else the same fit as with 0..3 (labels are only names; equal
-    labels such as 1 and True are one)."""
+    """Four labels of random types, one per segment: refused, naming y and the kinds, when they
+    are of several kinds (bools with numbers: True and 1 would merge; numbers with text; None),
+    else the same fit as with 0..3 (labels are only names; equal numbers such as 1 and 1.0 are
+    one label)."""
     assume(len(set(map(repr, values))) == 4)
     y = np.array(values, dtype=object)[u]
     before = params_of(fitted_conditional)
     model = clone(fitted_conditional).set_params(aux_type="discrete")
-    if not _sortable(values):
+    if len(_kinds(values)) > 1:
         for estimator in (model, fitted_conditional):
-            with pytest.raises(ValueError, match=UNSORTABLE):
+            with pytest.raises(ValueError, match=mixed(_kinds(values))):
                 estimator.fit(X, y)
+            with pytest.raises(ValueError, match=mixed(_kinds(values))):
+                estimator.fit(X, y.tolist())  # a list too, which NumPy would convert
         assert_same(before, params_of(fitted_conditional))
         return
     model.fit(X, y)
@@ -753,10 +991,16 @@ def test_conditional_fit_on_mixed_labels(fitted_conditional, X, u, values):
 @FUZZ
 @given(values=st.lists(LABELS, min_size=1, max_size=6))
 def test_conditional_scoring_on_random_labels(fitted_conditional, X, values):
-    """Labels the model knows (0..3, or True/False and floats equal to them) are scored; the
-    others are refused, naming y: as unseen labels, or as labels that cannot be sorted."""
+    """Labels of one kind that the model knows (0..3, floats equal to them, or bools, which NumPy
+    compares as 0 and 1) are scored; the others are refused, naming y: labels of several kinds,
+    unseen labels, or labels that cannot be sorted."""
     y = np.resize(np.array(values, dtype=object), 8)
     before = params_of(fitted_conditional)
+    if len(_kinds(y)) > 1:
+        with pytest.raises(ValueError, match=mixed(_kinds(y))):
+            fitted_conditional.score_samples(X[:8], y)
+        assert_same(before, params_of(fitted_conditional))
+        return
     unseen = [v for v in y if v is None or isinstance(v, str) or v not in (0, 1, 2, 3)]
     if unseen:
         n_unseen = len(set(unseen)) if _sortable(unseen) else None
@@ -795,3 +1039,72 @@ def test_n_components_keeps_the_principal_subspace_and_scores_the_whole_space(se
     )
     expected = np.asarray(core) + np.log(abs(np.linalg.det(model.whitening_ @ eigvec[:, 2:]))) + gaussian
     np.testing.assert_allclose(model.score_samples(X, segmented.u_train), expected, rtol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints (NonlinearICA's machinery, tests/test_checkpoint.py): resumed with the auxiliary
+# variable
+
+
+@pytest.fixture(scope="module")
+def checkpoint_data():
+    data = make_segmented_mixture(n_segments=4, n_per_segment=100, n_components=2, n_layers=1, random_state=0)
+    continuous = np.random.default_rng(1).normal(size=(data.X_train.shape[0], 2))
+    return data.X_train, {"discrete": data.u_train, "continuous": continuous}
+
+
+CHECKPOINTED = dict(n_layers=2, max_iter=6, batch_size=32, learning_rate=3e-3, n_iter_no_change=3, random_state=0)
+
+
+@pytest.mark.parametrize("aux", ["discrete", "continuous"])
+def test_interrupted_and_resumed_conditional_fit_equals_the_uninterrupted_fit(
+    checkpoint_data, tmp_path, monkeypatch, aux
+):
+    X, y = checkpoint_data[0], checkpoint_data[1][aux]
+    full = nica.ConditionalNonlinearICA(**CHECKPOINTED).fit(X, y)
+    path = tmp_path / "fit.nica"
+    calls = interrupt_after_checkpoints(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        nica.ConditionalNonlinearICA(checkpoint_path=path, checkpoint_every=2, **CHECKPOINTED).fit(X, y)
+    monkeypatch.undo()
+    assert calls["written"] == 2
+    saved = nica.load(path)
+    assert saved.n_iter_ == 4 and saved.epochs_left_ == CHECKPOINTED["max_iter"] - 4 and saved.aux_type_ == aux
+    assert np.isfinite(saved.score(X, y))  # a usable model at its best epoch so far
+    resumed = saved.set_params(warm_start=True).fit(X, y)
+    assert (resumed.n_iter_, resumed.best_iter_) == (full.n_iter_, full.best_iter_)
+    for curve in ("loss_curve_", "validation_scores_", "validation_log_likelihoods_"):
+        np.testing.assert_array_equal(getattr(resumed, curve), getattr(full, curve))
+    assert_same(params_of(resumed), params_of(full))  # the network and the prior (scales, MLP)
+    final = nica.load(path)  # the finished fit: resumes nothing
+    assert final.epochs_left_ == 0 and final.n_iter_ == full.n_iter_
+
+
+def test_a_checkpoint_resumed_with_other_labels_is_a_warm_start(checkpoint_data, tmp_path, monkeypatch):
+    X, y = checkpoint_data[0], checkpoint_data[1]["discrete"]
+    path = tmp_path / "fit.nica"
+    interrupt_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        nica.ConditionalNonlinearICA(checkpoint_path=path, checkpoint_every=2, **CHECKPOINTED).fit(X, y)
+    monkeypatch.undo()
+    saved = nica.load(path)
+    with pytest.warns(UserWarning, match="data differ"):
+        saved.set_params(warm_start=True, max_iter=1).fit(X, y[::-1])  # the same labels, other rows
+    assert saved.n_iter_ == 3 and saved.epochs_left_ == 0
+
+
+def test_conditional_checkpoint_parameters(checkpoint_data, tmp_path):
+    X, y = checkpoint_data[0], checkpoint_data[1]["discrete"]
+    params = nica.ConditionalNonlinearICA().get_params()
+    assert params["checkpoint_path"] is None and params["checkpoint_every"] == 1
+    names = list(inspect.signature(nica.ConditionalNonlinearICA).parameters)  # as NonlinearICA's: after warm_start
+    assert names[names.index("warm_start") + 1 : names.index("warm_start") + 3] == [
+        "checkpoint_path",
+        "checkpoint_every",
+    ]
+    with pytest.raises(ValueError, match="needs n_init=1"):
+        nica.ConditionalNonlinearICA(checkpoint_path=tmp_path / "a.nica", n_init=2).fit(X, y)
+    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1"):
+        nica.ConditionalNonlinearICA(checkpoint_path=tmp_path / "a.nica", checkpoint_every=0).fit(X, y)
+    nica.ConditionalNonlinearICA(checkpoint_path=tmp_path / "b.nica", **CHECKPOINTED).partial_fit(X, y)
+    assert not (tmp_path / "b.nica").exists()  # partial_fit writes no checkpoints

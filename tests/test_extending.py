@@ -16,7 +16,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import joblib
 import numpy as np
 import optax
 import pytest
@@ -222,7 +221,7 @@ def test_the_command_line_offers_and_uses_every_registered_component(X, tmp_path
     assert args.objective_term == [("example_source_power", 0.1)]
     np.save(data, X)
     assert main(["fit", str(data), "--model", str(model_file), "--n-layers", "2", "--max-iter", "2"] + options) == 0
-    model = joblib.load(model_file)["estimator"]
+    model = nica.load(model_file)
     assert model.activation_ == SoftsignLinear() and model.prior_ == UnitLogistic()
     assert model.objective_ == objectives.likelihood() + 0.1 * SourcePower()
     assert main(["fit", str(data), "--model", str(model_file), "--activation", "not_registered"]) == 2

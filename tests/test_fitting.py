@@ -5,6 +5,7 @@ are recomputed at the returned parameters with ``nica.log_likelihood``, the runn
 replayed step by step in float64, what the loop does with each early-stopping decision, and its
 argument checks."""
 
+import re
 import warnings
 
 import jax
@@ -327,7 +328,8 @@ def test_opt_state_fits_tells_an_optimizer_state_that_belongs_to_another_optimiz
 @pytest.mark.parametrize(
     "kw, error, match",
     [
-        (dict(max_epochs=0), ValueError, "max_epochs must be an integer >= 1; got 0"),
+        (dict(max_epochs=0), ValueError, r"max_epochs must be an integer in \[1, 2147483647\]; got 0"),
+        (dict(max_epochs=2**70), ValueError, rf"max_epochs must be an integer in \[1, 2147483647\]; got {2**70}\."),
         (dict(batch_size="64"), ValueError, "batch_size must be an integer >= 1; got '64'"),
         (dict(patience=1.5), ValueError, "patience must be an integer >= 1; got 1.5"),
         (dict(tol=-1.0), ValueError, "tol must be a finite number >= 0; got -1.0"),
@@ -367,6 +369,37 @@ def test_bad_arguments_are_refused_before_anything_is_compiled(monkeypatch, kw, 
     u = args.pop("u", None)
     with pytest.raises(error, match=match):
         nica.fit_to_data(start(ADAM), data(0), u, **args)
+
+
+def test_huge_patience_and_batch_size_run_as_they_say():
+    """patience=2**70 never stops early, batch_size=2**70 is one batch of every row: no bound."""
+    args = dict(optimizer=ADAM, key=jax.random.key(2), max_epochs=2, validation_fraction=None)
+    _, history = nica.fit_to_data(start(ADAM), data(0), batch_size=2**70, patience=2**70, **args)
+    _, whole = nica.fit_to_data(start(ADAM), data(0), batch_size=256, **args)
+    assert history.n_epochs == 2 and history.loss_curve == whole.loss_curve
+
+
+@pytest.mark.parametrize(
+    "objective, label, keys",
+    [
+        (None, "fit_to_data:", ["train_nll", "val_nll"]),
+        (2.0 * nica.objectives.likelihood(), "fit_to_data (2*nll):", ["train_objective", "val_nll", "val_objective"]),
+    ],
+)
+def test_the_progress_bar_says_what_each_number_is(capsys, objective, label, keys):
+    """The bar names the objective when it is not the likelihood alone; its postfix holds the
+    training objective (train_nll only for the likelihood), the exact validation NLL and the
+    validation objective, the numbers the history records for the last epoch."""
+    args = dict(optimizer=ADAM, key=jax.random.key(2), batch_size=64, max_epochs=2, objective=objective)
+    _, history = nica.fit_to_data(start(ADAM), data(0), show_progress=True, **args)
+    err = capsys.readouterr().err
+    assert label in err
+    last = re.findall(r"(?:s/it|it/s), ([^\]]+)\]", err)[-1]
+    shown = {key: float(value) for key, value in re.findall(r"([a-z_]+)=(-?[\d.]+)", last)}
+    assert sorted(shown) == keys
+    assert shown[keys[0]] == pytest.approx(history.loss_curve[-1], abs=1e-4)
+    assert shown["val_nll"] == pytest.approx(-history.validation_log_likelihoods[-1], abs=1e-4)
+    assert shown.get("val_objective", shown["val_nll"]) == pytest.approx(-history.validation_scores[-1], abs=1e-4)
 
 
 def test_the_callers_arrays_stay_valid_and_the_same_state_fits_again_identically():

@@ -574,6 +574,64 @@ def test_bad_hyperparameters_are_refused_and_a_fitted_model_stays_as_it_was(fitt
     assert_unchanged(fitted, before)
 
 
+@pytest.mark.parametrize("name", ["max_iter", "n_init"])
+def test_counts_too_large_to_run_are_refused(fitted, X, name):
+    """2**70 epochs or starts: refused before any work (not tqdm's OverflowError, not a hang);
+    the bound is 2**31 - 1."""
+    before = snapshot(fitted)
+    message = re.escape(f"{name} must be an integer in [1, 2147483647]; got {2**70}.")
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        nica.NonlinearICA(**{**TINY, name: 2**70}).fit(X)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        clone(fitted).set_params(**{name: 2**70}).partial_fit(X)
+    assert nica.NonlinearICA(**{**TINY, name: 2**31 - 1}).get_params()[name] == 2**31 - 1
+    assert_unchanged(fitted, before)
+
+
+def test_huge_patience_and_batch_size_mean_never_and_everything(X):
+    """n_iter_no_change=2**70 never stops early and batch_size=2**70 is one batch of every row:
+    both run as they say, with no bound needed."""
+    model = nica.NonlinearICA(**{**TINY, "n_iter_no_change": 2**70, "batch_size": 2**70}).fit(X)
+    reference = nica.NonlinearICA(**{**TINY, "batch_size": N}).fit(X)
+    assert model.n_iter_ == 2
+    np.testing.assert_array_equal(model.transform(X), reference.transform(X))
+
+
+def overflow(method, rows, n, dtype, where):
+    return re.escape(
+        f"{method} gave NaN or infinite values for {len(rows)} of the {n} rows (rows {rows}) although the input "
+        f"is finite: the values overflow the model's {dtype} arithmetic ({where}). Fit the model on float64 data "
+        "(it computes in the dtype of the data it was fitted on), or rescale the data, e.g. fit and transform "
+        "X / c for a constant c."
+    )
+
+
+def test_values_that_overflow_a_float32_model_warn_with_the_rows_and_the_fix(X):
+    """Finite inputs beyond float32's range give NaN or infinity in a float32 model: transform,
+    inverse_transform and score_samples warn (a RuntimeWarning at the caller's line naming the
+    rows and the fix); the other rows are as computed alone; a float64 model does not overflow."""
+    model = nica.NonlinearICA(**TINY).fit(X.astype(np.float32))
+    big = np.vstack([X[:2], [[1e39, 1.0, 1.0]]])  # float64, finite
+    beyond = "the input has values beyond the largest float32, 3.4e+38"
+    for method in ("transform", "score_samples"):
+        with pytest.warns(RuntimeWarning, match=f"^{overflow(method, [2], 3, 'float32', beyond)}$") as record:
+            out = getattr(model, method)(big)
+        assert [w.filename for w in record] == [__file__]
+        assert not np.isfinite(out[2]).all()
+        np.testing.assert_array_equal(out[:2], getattr(model, method)(big[:2]))
+    S = np.vstack([model.transform(X[:1]), np.full((1, D), 1e38, np.float32)])
+    with pytest.warns(
+        RuntimeWarning, match=f"^{overflow('inverse_transform', [1], 2, 'float32', 'largest |input| 1e+38')}$"
+    ):
+        out = model.inverse_transform(S)
+    assert np.isfinite(out[0]).all() and not np.isfinite(out[1]).all()
+    wide = nica.NonlinearICA(**TINY).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning where nothing overflows
+        model.transform(X[:5])
+        assert np.isfinite(wide.transform(big)).all() and np.isfinite(wide.score_samples(big)).all()
+
+
 def test_a_conditional_prior_object_is_refused_with_the_way_out(X):
     with pytest.raises(
         ValueError,
@@ -738,3 +796,13 @@ def test_rank_deficient_data_warns_naming_n_components():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             nica.NonlinearICA(n_layers=1, max_iter=2, random_state=0).fit(X)
+
+
+def test_partial_fit_refuses_a_first_chunk_too_small_to_whiten():
+    X = np.random.default_rng(0).laplace(size=(50, 3))
+    model = nica.NonlinearICA(n_layers=1, random_state=0)
+    with pytest.raises(ValueError, match=r"first chunk .* more rows than the 3 directions .*got 3 rows"):
+        model.partial_fit(X[:3])
+    assert not hasattr(model, "n_features_in_") or not model.__sklearn_is_fitted__()
+    model.partial_fit(X[:4]).partial_fit(X[4:6])  # a first chunk of 4 rows, then any size
+    assert model.transform(X).shape == (50, 3)

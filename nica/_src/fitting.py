@@ -62,9 +62,12 @@ from nica._src.transforms import (
     average_decay,
 )
 
-__all__ = ["fit_to_data", "FitHistory", "FitProgress", "validation_rows", "SCORE_BATCH", "term_values"]
+__all__ = ["fit_to_data", "FitHistory", "FitProgress", "validation_rows", "SCORE_BATCH", "MAX_COUNT", "term_values"]
 
 SCORE_BATCH = 8192  # rows per batch when the loop scores the validation set
+# The most epochs a fit may ask for (the estimators bound max_iter, n_init and hidden_units
+# alike): a count beyond it cannot be run anyway, and larger ones overflow the progress bar.
+MAX_COUNT = 2**31 - 1
 
 
 @jax.jit
@@ -138,7 +141,7 @@ def _own_copy(tree):
 
 _FIT_PARAMETERS: dict[str, list] = {
     "batch_size": [Interval(int, 1)],
-    "max_epochs": [Interval(int, 1)],
+    "max_epochs": [Interval(int, 1, MAX_COUNT)],
     "patience": [Interval(int, 1)],
     "tol": [Interval(float, 0, None, "left")],
     "schedule": [Options(SCHEDULES)],
@@ -346,8 +349,13 @@ def fit_to_data(
         Train on several devices (:func:`~nica.make_train_step`); the state, the data and the
         best parameters are placed on it.
     show_progress : bool or str, default=False
-        A tqdm progress bar with the training and validation objective (and the validation
-        NLL); a str labels it.
+        A tqdm progress bar; a str labels it (followed by the objective's ``label``, ``·``
+        written ``*``, when the objective is not the likelihood alone).  Each epoch it shows
+        ``train_nll`` (the likelihood) or ``train_objective`` (another objective: what
+        ``loss_curve`` holds), and with a validation set ``val_nll`` (the exact validation
+        NLL, whatever the objective), ``val_<name>`` for each other term of the objective
+        (``val_label_cross_entropy``) and ``val_objective`` (the validation objective, minus
+        the monitored score; not for the likelihood alone, where it is ``val_nll``).
     callback : callable, optional
         ``callback(event, progress)`` with ``event`` one of ``"epoch_start"`` (before each
         epoch), ``"epoch_end"`` (after each epoch and what the schedule did; not after an
@@ -501,6 +509,8 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
     rate = rate_scale_of(state.opt_state)
     averaged = "average" in state.opt_state
     label = show_progress if isinstance(show_progress, str) else "fit_to_data"
+    if objective.label != "nll":  # say what the curve is (ASCII: any terminal prints it)
+        label = f"{label} ({objective.label.replace('·', '*')})"
     bar = tqdm(range(max_epochs), desc=label, disable=not show_progress, leave=False)
     if resume is not None:  # an interrupted fit's loop state
         best = place(resume.best, loop.mesh)
@@ -576,7 +586,12 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
                 validation_log_likelihoods.append(-nll)
                 for term, value in zip(terms, values):
                     validation_terms[term.name].append(value)
+                # the exact validation NLL, each other term of the objective by name, and
+                # (for an objective other than the likelihood) the monitored objective itself
                 postfix["val_nll"] = f"{nll:.4f}"
+                for term, value in zip(terms, values):
+                    if term != _gradients.LIKELIHOOD:
+                        postfix[f"val_{term.name}"] = f"{value:.4f}"
                 if objective.label != "nll":
                     postfix["val_objective"] = f"{-score:.4f}"
             else:

@@ -16,6 +16,11 @@ model written by another nica version, running out of memory), prints one line o
 exits with status 2 (130 when interrupted); nothing prints a traceback.  Outputs are written to
 a temporary file that replaces the destination only once complete.
 
+Ctrl-C, at any moment (the console script starts in ``nica_launcher``, which handles it before
+JAX is imported), ends the process with status 130 and one line; an interrupted ``fit`` stops
+when its running epoch ends, and the line names the checkpoint written then (``--checkpoint``)
+and the command that resumes it, or says that nothing was saved.
+
 The choices of ``--activation``, ``--prior``, ``--gradient`` and ``--objective-term`` are the
 names registered in :mod:`nica.activations`, :mod:`nica.priors`, :mod:`nica.gradients` and
 :mod:`nica.objectives` when the parser is built.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import warnings
 
@@ -11,12 +12,11 @@ import numpy as np
 from sklearn.decomposition import FastICA
 
 import nica
-from nica._src.io import pickle_opening
+from nica._src.interrupts import DeferredInterrupts
 from nica.cli._files import (
     DATA_EXTENSIONS,
     CLIError,
     check_distinct,
-    check_input,
     check_output,
     labels_from_text,
     read_array,
@@ -25,13 +25,11 @@ from nica.cli._files import (
     write_file,
 )
 from nica.cli._models import (
-    MODEL_FORMAT,
     continuous_from_text,
-    joblib_load,
     label_from_text,
     load_model,
-    model_header,
     read_aux,
+    read_estimator_file,
     save_model,
 )
 from nica.datasets import make_segmented_mixture
@@ -46,6 +44,7 @@ __all__ = [
     "cmd_sample",
     "cmd_demo",
     "load_checkpoint",
+    "interruption_message",
     "DEMO_SETTINGS",
 ]
 
@@ -72,39 +71,10 @@ def _check_outputs(args, inputs):
     check_distinct(args.output, inputs, "output file")
 
 
-def _pickled_class(path):
-    """``(module, name)`` of the first class a pickle names (the saved object's own class, for
-    ``joblib.dump(estimator)``), read from its opcodes without unpickling anything; None when
-    the file is not such a pickle."""
-    opening, complete = pickle_opening(
-        path, stop=("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "STOP"), limit=50
-    )
-    if not complete or not opening:
-        return None
-    name, arg = opening[-1]
-    if name == "GLOBAL":
-        return tuple(arg.split(" ", 1))
-    strings = [a for n, a in opening if n in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE")]
-    if name == "STACK_GLOBAL" and len(strings) >= 2:
-        return tuple(strings[-2:])
-    return None
-
-
 def load_checkpoint(path):
-    """A fit to resume: a checkpoint written by ``--checkpoint`` (the estimator saved with
-    joblib) or a model file written by ``--model``."""
-    check_input(path, "checkpoint file")
-    header, _ = model_header(path)
-    if header.get("format") == MODEL_FORMAT:
-        return load_model(path)
-    if _pickled_class(path) != (nica.NonlinearICA.__module__, "NonlinearICA"):
-        raise CLIError(
-            f"{path!r} is not a nica checkpoint (write one with 'nica fit ... --checkpoint FILE') or model file"
-        )
-    estimator = joblib_load(path, "checkpoint file", f"checkpoint file {path!r}")
-    if not isinstance(estimator, nica.NonlinearICA) or "_state" not in estimator.__dict__:
-        raise CLIError(f"checkpoint file {path!r} does not hold a fitted NonlinearICA")
-    return estimator
+    """A fit to resume: a checkpoint written by ``--checkpoint`` or a model file written by
+    ``--model`` (both nica's file format, read without unpickling anything)."""
+    return read_estimator_file(path, "checkpoint file")
 
 
 def _objective(terms):
@@ -127,10 +97,9 @@ def cmd_fit(args):
         check_output(args.checkpoint, "checkpoint file")
         check_distinct(args.checkpoint, [("data file", args.data), ("aux file", args.aux)], "checkpoint file")
         if os.path.realpath(args.checkpoint) == os.path.realpath(args.model):
-            raise CLIError("--checkpoint and --model name the same file; the model file has another format")
-    if args.aux is not None and (args.checkpoint is not None or args.checkpoint_every is not None):
-        raise CLIError("--checkpoint is for models without --aux (NonlinearICA)")
+            raise CLIError("--checkpoint and --model name the same file; give each a file of its own")
     resumed = None if args.resume is None else load_checkpoint(args.resume)
+    _note_checkpoint(args, resumed)
     X = read_array(args.data)
     given = dict(
         n_layers=args.n_layers,
@@ -178,9 +147,6 @@ def cmd_fit(args):
                 + ("with" if args.aux is None else "without")
                 + " --aux; give the same kind of data"
             )
-        if hasattr(resumed, "aux_type_"):
-            common.pop("checkpoint_path", None)
-            common.pop("checkpoint_every", None)
         model = resumed.set_params(warm_start=True, **common)
         if args.aux is not None:
             u = read_array(args.aux, numeric=False, name="aux")
@@ -198,11 +164,57 @@ def cmd_fit(args):
         model = nica.ConditionalNonlinearICA(**common).fit(X, u)
     else:
         model = nica.NonlinearICA(**common).fit(X)
-    save_model(args.model, model)
+    with DeferredInterrupts():  # the fit has finished: a Ctrl-C now lets the model file be written
+        save_model(args.model, model)
+        args.model_saved = True
     print(
         f"fitted {type(model).__name__} on {X.shape[0]} samples × {X.shape[1]} features "
         f"in {model.n_iter_} epochs; saved to {args.model}"
     )
+
+
+def _file_identity(path):
+    """What tells a file apart from the one written before it (a rename makes a new inode)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError, TypeError):
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _note_checkpoint(args, resumed):
+    """Before the fit: the checkpoint file it writes as it is now, and the checkpoint it resumes
+    (a fit in progress), for :func:`interruption_message`."""
+    checkpoint = args.checkpoint if args.checkpoint is not None else getattr(resumed, "checkpoint_path", None)
+    checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+    args.fit_checkpoint = checkpoint, _file_identity(checkpoint)
+    args.resumed_checkpoint = args.resume if getattr(resumed, "epochs_left_", 0) else None
+
+
+def interruption_message(args):
+    """The line an interrupted command ends with (``args`` None: interrupted before the command
+    line was read).  For ``fit``: the checkpoint that holds the fit so far and the command that
+    resumes it, or that nothing was saved."""
+    if args is None or getattr(args, "func", None) is not cmd_fit:
+        return "nica: interrupted"
+    if getattr(args, "model_saved", False):
+        return f"nica: interrupted after the fit had finished; the model was saved to {args.model!r}"
+    noted = getattr(args, "fit_checkpoint", None)  # None: interrupted before the fit's files were checked
+    checkpoint, before = noted if noted is not None else (args.checkpoint, None)
+    saved = None
+    if noted is not None and checkpoint is not None and _file_identity(checkpoint) not in (None, before):
+        saved = checkpoint  # written by this fit
+    elif getattr(args, "resumed_checkpoint", None) is not None and os.path.isfile(args.resumed_checkpoint):
+        saved = args.resumed_checkpoint  # the fit in progress this one resumed, still as it was
+    if saved is not None:
+        command = ["nica", "fit", args.data, *(["--aux", args.aux] if args.aux is not None else [])]
+        command += ["--resume", saved, "--model", args.model]
+        return (
+            f"nica: interrupted; the fit so far is saved in checkpoint {saved!r}; resume it with: {shlex.join(command)}"
+        )
+    if checkpoint is not None:
+        return f"nica: interrupted before the first checkpoint was written to {checkpoint!r}; nothing was saved"
+    return "nica: interrupted; nothing was saved (--checkpoint FILE saves a fit in progress, to resume it later)"
 
 
 def cmd_transform(args):

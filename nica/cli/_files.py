@@ -272,7 +272,29 @@ def _check_aux(array, path, name):
     return array
 
 
+# Numbers as nica reads them from text: ASCII decimal notation, an optional sign, the digits 0-9
+# with an optional point and an optional exponent, or inf, infinity, nan (any case); whitespace
+# around them is ignored.  Python's float() also takes '1_5' (15) and the digits of other
+# scripts ('١٢', full-width '１'): those are refused, not read as numbers.
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)", re.ASCII | re.IGNORECASE
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NOTATION = (
+    "the digits 0-9 with an optional sign, decimal point and exponent, or inf, nan; no '_' digit "
+    "separators, no digits of other scripts"
+)
+
+
 def as_float(cell):
+    """The number ``cell`` writes in ASCII decimal notation (surrounding whitespace ignored), or
+    None for any other text."""
+    text = cell.strip()
+    return float(text) if _DECIMAL.fullmatch(text) else None
+
+
+def _python_float(cell):
+    """``float(cell)``, or None: what Python reads as a number (a wider set than ``as_float``)."""
     try:
         return float(cell)
     except ValueError:
@@ -281,16 +303,23 @@ def as_float(cell):
 
 def _read_csv(path, *, numeric):
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+        reader = csv.reader(handle)
+        rows, lines = [], []  # the rows that hold a value, and the line of the file each ends on
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append(row)
+                lines.append(reader.line_num)
     if not rows:
         raise CLIError(f"CSV file {path!r} holds no values")
 
     def numeric_row(row):
-        return all(as_float(cell) is not None for cell in row)
+        return all(_python_float(cell) is not None for cell in row)
 
     # A first line with no number is a header, except for label files whose every line is text.
-    if all(as_float(cell) is None for cell in rows[0]) and (numeric or any(map(numeric_row, rows[1:]))):
-        rows = rows[1:]
+    # (Anything Python reads as a number counts here, so that a first line of numbers in another
+    # notation is refused below, not dropped as a header.)
+    if all(_python_float(cell) is None for cell in rows[0]) and (numeric or any(map(numeric_row, rows[1:]))):
+        rows, lines = rows[1:], lines[1:]
     if not rows:
         raise CLIError(f"CSV file {path!r} has a header but no data")
     width = len(rows[0])
@@ -305,8 +334,14 @@ def _read_csv(path, *, numeric):
         for j, cell in enumerate(row):
             value = as_float(cell)
             if value is None:
+                where = f"in row {i + 1}, column {j + 1} (line {lines[i]} of the file)"
+                if _python_float(cell) is not None:
+                    raise CLIError(
+                        f"CSV file {path!r}: {cell!r} {where} is not a number in ASCII decimal notation, "
+                        f"the only notation nica reads ({_NOTATION})"
+                    )
                 hint = " (nica reads comma-separated values)" if re.search(r"\d[\s;|]+[-+.\d]", cell) else ""
-                raise CLIError(f"CSV file {path!r}: non-numeric value {cell!r} in row {i + 1}, column {j + 1}{hint}")
+                raise CLIError(f"CSV file {path!r}: non-numeric value {cell!r} {where}{hint}")
             out[i, j] = value
     return out
 
@@ -323,7 +358,9 @@ def as_text(u, path):
 
 def labels_from_text(text, path, *, distinct=True):
     """Labels read as text: int64 when every cell is an integer, float64 when every cell is a
-    number, else the text itself, compared whole (no width is imposed on later labels).
+    number (both in ASCII decimal notation, as :func:`as_float` reads them), else the text
+    itself, compared whole (no width is imposed on later labels): ``'1_5'`` or ``'١٢'`` is a
+    text label, never the number 15 or 12.
 
     With ``distinct``, texts that name the same integer (``1`` and ``01``) stay text: they are
     different labels, not to be merged.
@@ -331,10 +368,9 @@ def labels_from_text(text, path, *, distinct=True):
     text = as_text(text, path)
     ints = []
     for cell in text.ravel():
-        try:
-            ints.append(int(cell))
-        except ValueError:
+        if not _INTEGER.fullmatch(cell.strip()):  # ASCII digits only: '1_5' and '١٢' stay text
             break
+        ints.append(int(cell))
     else:
         if not distinct or len(set(ints)) == len(set(text.ravel().tolist())):
             with contextlib.suppress(OverflowError):

@@ -1,5 +1,15 @@
 """The ``nica`` command's parser and entry point: every error one line on stderr, exit status 2
-(130 when interrupted), never a traceback."""
+(130 when interrupted), never a traceback.
+
+Ctrl-C.  The console script starts in ``nica_launcher``, which handles SIGINT before anything
+heavy is imported; :func:`console` runs :func:`main` and ends the process with ``os._exit``
+once stdout and stderr are flushed: an interpreter torn down while JAX's threads still run can
+crash (a segmentation fault after an interruption), and nothing is left to do by then.  While
+:func:`main` runs, SIGINT raises ``KeyboardInterrupt`` and is counted
+(:class:`~nica._src.interrupts.CountingInterrupts`): one that Python swallowed on the way (in a
+garbage-collection callback) still ends the command with status 130.  A fit holds it to the
+start of the next epoch, after its checkpoint (:class:`~nica._src.interrupts.DeferredInterrupts`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,12 @@ import contextlib
 import datetime
 import os
 import re
+import signal
 import sys
 import warnings
 
 import nica
+from nica._src.interrupts import CountingInterrupts
 from nica.cli._commands import (
     cmd_demo,
     cmd_fit,
@@ -19,11 +31,12 @@ from nica.cli._commands import (
     cmd_sample,
     cmd_score,
     cmd_transform,
+    interruption_message,
 )
 from nica.cli._files import CLIError, os_reason
 from nica.cli._models import strict_int
 
-__all__ = ["build_parser", "main", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["build_parser", "main", "console", "EXIT_ERROR", "EXIT_INTERRUPTED"]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -164,7 +177,7 @@ def build_parser():
     fit.add_argument(
         "--checkpoint",
         metavar="FILE",
-        help="save the fit in progress here (joblib) every --checkpoint-every; "
+        help="save the fit in progress here (a nica estimator file, no pickle) every --checkpoint-every; "
         "'nica fit DATA --resume FILE --model OUT' continues it",
     )
     fit.add_argument(
@@ -217,23 +230,55 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of the ``nica`` console script; returns the exit status.
+    """The ``nica`` command, in this process; returns the exit status.
 
     0 on success; 2 on any error, reported as one line ``nica: error: ...`` on stderr (never
-    a traceback); 130 when interrupted (Ctrl-C).  ``--help`` and ``--version`` return 0.
+    a traceback); 130 when interrupted (Ctrl-C), reported as one line that says what was saved
+    (for ``fit``: the checkpoint and the command that resumes it).  ``--help`` and
+    ``--version`` return 0.
     """
-    try:
+    args = None
+    with CountingInterrupts() as interrupts:
         try:
-            args = build_parser().parse_args(argv)
-        except _UsageError as exc:
-            return _fail(str(exc))
-        except SystemExit as exc:  # --help and --version print, then exit
-            return exc.code if isinstance(exc.code, int) else 0
-        with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
-            return _run(args)
-    except KeyboardInterrupt:
-        return _interrupted()
+            try:
+                args = build_parser().parse_args(argv)
+            except _UsageError as exc:
+                status = _fail(str(exc))
+            except SystemExit as exc:  # --help and --version print, then exit
+                status = exc.code if isinstance(exc.code, int) else 0
+            else:
+                with warnings.catch_warnings():
+                    warnings.showwarning = _one_line_warning
+                    status = _run(args, interrupts)
+            interrupts.check()  # a Ctrl-C whose KeyboardInterrupt Python swallowed on the way
+        except KeyboardInterrupt:
+            interrupts.acknowledge()
+            interrupts.ignore_further()  # one line, not cut by another Ctrl-C
+            return _interrupted(args)
+    return status
+
+
+def console(argv=None):
+    """The ``nica`` process (the console script, through ``nica_launcher``, and ``python -m
+    nica``): :func:`main` on ``argv`` (default ``sys.argv[1:]``), then the process ends at once
+    with its status: stdout and stderr flushed, then ``os._exit``, without the interpreter's
+    teardown (which can crash while JAX's threads run).  Never returns."""
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:  # at the very start or end of main, outside its handler
+        status = _interrupted(None)
+    end_process(status)
+
+
+def end_process(status):
+    """Flush stdout and stderr, then end the process with ``status`` (``os._exit``); a further
+    Ctrl-C is ignored meanwhile."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed, or a closed pipe
+            stream.flush()
+    os._exit(status)
 
 
 def _one_line(text, limit=600):
@@ -255,8 +300,8 @@ def _fail(message):
     return EXIT_ERROR
 
 
-def _interrupted():
-    _say("nica: interrupted")
+def _interrupted(args):
+    _say(interruption_message(args))
     return EXIT_INTERRUPTED
 
 
@@ -274,11 +319,13 @@ def _silence_stdout():
         os.close(devnull)
 
 
-def _run(args):
+def _run(args, interrupts):
     try:
-        args.func(args)
-    except KeyboardInterrupt:
-        return _interrupted()
+        try:
+            args.func(args)
+        except Exception:
+            interrupts.check()  # a Ctrl-C that an extension's code turned into another error
+            raise
     except CLIError as exc:
         return _fail(str(exc))
     except BrokenPipeError:
@@ -304,4 +351,4 @@ def _run(args):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

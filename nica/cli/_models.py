@@ -1,18 +1,15 @@
-"""The command line's model files (a fitted estimator saved with a format tag and nica's
-version, inspected before it is unpickled), checkpoints, and auxiliary variables read for a model."""
+"""The command line's model files and checkpoints (nica's file format: :func:`nica.save`, read
+without unpickling anything), and auxiliary variables read for a model."""
 
 from __future__ import annotations
 
 import re
-import warnings
 
-import joblib
 import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-import nica
-from nica._src.io import pickle_opening
+from nica._src import persistence, saving
 from nica.cli._files import (
     CLIError,
     as_float,
@@ -26,130 +23,48 @@ from nica.cli._files import (
 )
 
 __all__ = [
-    "MODEL_FORMAT",
     "save_model",
     "load_model",
-    "model_header",
-    "joblib_load",
+    "read_estimator_file",
     "read_aux",
     "label_from_text",
     "continuous_from_text",
     "strict_int",
 ]
 
-MODEL_FORMAT = "nica-model"
-_VALUE_OPCODES = (
-    "SHORT_BINUNICODE",
-    "BINUNICODE",
-    "BINUNICODE8",
-    "UNICODE",
-    "BININT",
-    "BININT1",
-    "BININT2",
-    "INT",
-    "LONG1",
-)
-_MODEL_FORMAT_VERSION = 1  # the layout of the saved dictionary; files without the field are 1
-
 
 def save_model(path, estimator):
-    """Save a fitted estimator with a format tag and the nica version that wrote it."""
-    payload = {
-        "format": MODEL_FORMAT,
-        "format_version": _MODEL_FORMAT_VERSION,
-        "version": nica.__version__,
-        "estimator": estimator,
-    }
+    """Save a fitted estimator in nica's file format (what :func:`nica.save` writes)."""
     check_output(path, "model file")
-    write_file(path, lambda handle: joblib.dump(payload, handle), "model file")
-
-
-def _parse_version(text):
-    match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", text) if isinstance(text, str) else None
-    return None if match is None else tuple(int(g or 0) for g in match.groups())
-
-
-def model_header(path):
-    """``format``, ``format_version`` and ``version`` of a model file, read from the opening
-    opcodes of its pickle without unpickling anything (so that a file from another version is
-    named as such, and a file that is not a model is never unpickled).
-
-    Returns ``(header, complete)``; ``complete`` is False when the pickle stops early.
-    """
-    opening, complete = pickle_opening(path)
-    values = [arg for name, arg in opening if name in _VALUE_OPCODES]
-    header = {}
-    for key, value in zip(values, values[1:]):
-        if key in ("format", "format_version", "version") and key not in header:
-            header[key] = value
-    return header, complete
-
-
-def _check_model_version(header, path):
-    running = nica.__version__
-    written = header.get("version")
-    fmt = header.get("format_version", 1)
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > _MODEL_FORMAT_VERSION or fmt < 1:
-        raise CLIError(
-            f"model file {path!r} uses model format {fmt!r} (written by nica {written}); "
-            f"this is nica {running}, which reads format {_MODEL_FORMAT_VERSION}"
-        )
-    w, r = _parse_version(written), _parse_version(running)
-    if w is None:
-        raise CLIError(f"model file {path!r} does not say which nica version wrote it (version tag {written!r})")
-    if w[:2] != r[:2]:
-        raise CLIError(
-            f"model file {path!r} was written by nica {written} but this is nica {running}: "
-            f"refit the model with nica {running} or use nica {w[0]}.{w[1]}.x to read it"
-        )
-    if w != r:
-        warnings.warn(
-            f"model file {path!r} was written by nica {written}; this is nica {running} "
-            "(a patch release: the model is read as it is)",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def joblib_load(path, what, described):
-    """``joblib.load(path)``, every failure a :class:`CLIError` about the ``what`` (e.g. "model
-    file") at ``path``; ``described`` names it in the truncated-or-corrupt message."""
     try:
-        return joblib.load(path)
+        payload = persistence.encode(estimator)
+    except (TypeError, ValueError) as error:
+        raise CLIError(str(error)) from None
+    write_file(path, lambda handle: persistence.dump(payload, handle), "model file")
+
+
+def read_estimator_file(path, what):
+    """The fitted estimator in nica's file format at ``path``, every refusal a :class:`CLIError`
+    naming the ``what`` ("model file", "checkpoint file"); nothing is unpickled."""
+    check_input(path, what)
+    try:
+        estimator = saving.read_estimator(path, what)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
     except MemoryError:
         raise CLIError(f"cannot read {what} {path!r}: it does not fit in memory") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read {what} {path!r}: {os_reason(exc)}") from None
-    except Exception as exc:  # EOFError, UnpicklingError, zlib.error, AttributeError, ...
-        detail = " ".join(str(exc).split())[:200]
-        raise CLIError(
-            f"{described} is truncated or corrupt ({type(exc).__name__}{': ' + detail if detail else ''})"
-        ) from None
-
-
-def load_model(path):
-    """Load a model saved by :func:`save_model`, checking its format and nica version."""
-    check_input(path, "model file")
-    try:
-        header, complete = model_header(path)
-    except OSError as exc:
-        raise CLIError(f"cannot read model file {path!r}: {os_reason(exc)}") from None
-    if header.get("format") != MODEL_FORMAT:
-        raise CLIError(f"{path!r} is not a nica model file (save one with 'nica fit ... --model FILE')")
-    if not complete:
-        raise CLIError(f"model file {path!r} is truncated or corrupt")
-    _check_model_version(header, path)
-    payload = joblib_load(path, "model file", f"model file {path!r} (nica {header.get('version')})")
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT or "estimator" not in payload:
-        raise CLIError(f"{path!r} is not a nica model file")
-    estimator = payload["estimator"]
-    if not isinstance(estimator, (nica.NonlinearICA, nica.ConditionalNonlinearICA)):
-        raise CLIError(f"model file {path!r} holds a {type(estimator).__name__}, not a nica estimator")
+    except OSError as error:
+        raise CLIError(f"cannot read {what} {path!r}: {os_reason(error)}") from None
     try:
         check_is_fitted(estimator)
     except NotFittedError:
-        raise CLIError(f"model file {path!r} holds an unfitted {type(estimator).__name__}") from None
+        raise CLIError(f"{what} {path!r} holds an unfitted {type(estimator).__name__}") from None
     return estimator
+
+
+def load_model(path):
+    """Load a model saved by :func:`save_model` (or :func:`nica.save`, or a checkpoint)."""
+    return read_estimator_file(path, "model file")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +77,7 @@ def _known_labels(classes, limit=8):
 
 
 def strict_int(text):
-    if not re.fullmatch(r"\s*[-+]?\d+\s*", text):
+    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):  # ASCII digits only
         return None
     return int(text)
 

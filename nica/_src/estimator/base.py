@@ -28,6 +28,7 @@ from sklearn.utils import check_random_state
 from nica._src import activations as _activations
 from nica._src import checkpoint as _checkpoint
 from nica._src import gradients as _gradients
+from nica._src import persistence
 from nica._src import priors as _priors
 from nica._src._checks import Boolean, Interval, Options, OptionsFrom, check_parameters
 from nica._src.estimator.inference import FittedState, precision
@@ -44,6 +45,7 @@ from nica._src.fit_state import (
 )
 from nica._src.fitting import fit_to_data, validation_rows
 from nica._src.history import FitProgress
+from nica._src.interrupts import DeferredInterrupts
 from nica._src.network import Layer, init_params
 from nica._src.sharding import make_mesh, place, place_rows
 from nica._src.stopping import SCHEDULES
@@ -146,14 +148,16 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         "bias": [Boolean()],
         "learning_rate": [Interval(float, 0, None, "neither"), Options(("auto",))],
         "batch_size": [Interval(int, 1)],
-        "max_iter": [Interval(int, 1)],
+        # counts bounded by fitting.MAX_COUNT (2**31 - 1): beyond it a fit could not run anyway,
+        # and the progress bar and the list of starts would fail or hang on the count
+        "max_iter": [Interval(int, 1, 2**31 - 1)],
         "tol": [Interval(float, 0, None, "left")],
         "early_stopping": [Boolean()],
         "validation_fraction": [Interval(float, 0, 1, "neither")],
         "n_iter_no_change": [Interval(int, 1)],
         "schedule": [Options(SCHEDULES)],
         "averaging": [Interval(float, 0, None, "left"), Options(("auto",))],
-        "n_init": [Interval(int, 1)],
+        "n_init": [Interval(int, 1, 2**31 - 1)],
         "init": [Options(_INIT_OPTIONS)],
         "gradient": [OptionsFrom(lambda: ("auto", *_gradients.names()))],
         "whiten": [Options(WHITEN_OPTIONS)],
@@ -336,6 +340,19 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             )
         return int(self.n_components)
 
+    def _check_first_chunk(self, X):
+        """partial_fit's first chunk fits the whitening that every later chunk keeps: refuse one
+        with no more rows than the directions the whitening keeps (it cannot estimate them)."""
+        n_samples, n_features = X.shape
+        kept = self._resolve_n_components(n_features)
+        if self._resolve_whiten(n_features) and n_samples <= kept:
+            raise ValueError(
+                f"partial_fit's first chunk fits the whitening that every later chunk keeps, so it "
+                f"needs more rows than the {kept} directions the model keeps; got {n_samples} rows. "
+                f"Pass a first chunk of at least {kept + 1} rows (later chunks may be of any size), "
+                "or whiten=False."
+            )
+
     def _fit_preprocessing(self, X):
         self.n_components_ = self._resolve_n_components(X.shape[1])
         self.whiten_ = self._resolve_whiten(X.shape[1])
@@ -361,8 +378,8 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         if resume is not None:
             rng = np.random.RandomState()
             rng.set_state(resume["rng_state"])
-            epochs = resume["epochs_left"]
-        checkpointer = self._checkpointer(X, rng, resume, reset, epochs) if checkpoint else None
+            epochs = _checkpoint.resume_epochs(self, resume)  # the epochs left, to the max_iter now set
+        checkpointer = self._checkpointer(X, U, rng, resume, reset, epochs) if checkpoint else None
         if reset:
             self._dtype = X.dtype
             self._fit_preprocessing(X)
@@ -389,15 +406,18 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             self.activation_ = setup.activation
             self.objective_ = self._build_objective(self.prior_)
             best, scores = None, []
-            for seed in seeds:
-                state, key = self._start(seed, X, setup, reset, resume)
-                run = self._run_epochs(
-                    setup.optimizer, state, train, val, key, epochs, checkpointer, resume, score_offset
-                )
-                scores.append(run.best_score)
-                if best is None or run.best_score > best.best_score:
-                    best = None  # free the previous best first
-                    best = run
+            # Ctrl-C: held to the next epoch's start (after its checkpoint) or to the end of the
+            # epochs, then raised; never lost in a garbage-collection callback (nica._src.interrupts)
+            with DeferredInterrupts() as interrupts:
+                for seed in seeds:
+                    state, key = self._start(seed, X, setup, reset, resume)
+                    run = self._run_epochs(
+                        setup.optimizer, state, train, val, key, epochs, checkpointer, resume, score_offset, interrupts
+                    )
+                    scores.append(run.best_score)
+                    if best is None or run.best_score > best.best_score:
+                        best = None  # free the previous best first
+                        best = run
             assert best is not None  # n_init >= 1 starts
             self._state, self.loss_curve_, self.validation_scores_ = best.state, best.loss_curve, best.validation_scores
             self.validation_terms_ = best.validation_terms
@@ -416,15 +436,16 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             checkpointer.write(self)  # the finished fit (no resume record)
         return self
 
-    def _checkpointer(self, X, rng, resume, reset, epochs):
+    def _checkpointer(self, X, U, rng, resume, reset, epochs):
         path, every = _checkpoint.check_checkpoint_params(self)
         if path is None:
             return None
+        persistence.check_params(self)  # a checkpoint must be savable: refused before any epoch
         return _checkpoint.Checkpointer(
             path,
             every,
             resume["rng_state"] if resume else rng.get_state(),
-            _checkpoint.data_fingerprint(X),
+            _checkpoint.data_fingerprint(X, U),
             stop_at=(0 if reset else self.n_iter_) + epochs,
         )
 
@@ -513,7 +534,17 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         return take(train_rows), take(val_rows)
 
     def _run_epochs(
-        self, optimizer, state, train, val, key, epochs, checkpointer=None, resume=None, score_offset=0.0
+        self,
+        optimizer,
+        state,
+        train,
+        val,
+        key,
+        epochs,
+        checkpointer=None,
+        resume=None,
+        score_offset=0.0,
+        interrupts=None,
     ) -> _Run:
         """Run the epochs with :func:`nica.fit_to_data`; the fitted attributes follow the loop as
         it goes (a checkpoint, or an interrupted fit, sees them up to date), and an interrupted
@@ -541,16 +572,19 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             record(progress.history)
             if event == "interrupted":
                 self._state = progress.state
-            elif event == "epoch_start" and checkpointer is not None:
-                checkpointer.epoch_start(
-                    self,
-                    progress.state,
-                    progress.key,
-                    progress.best,
-                    progress.best_score,
-                    progress.no_change,
-                    progress.reductions,
-                )
+            elif event == "epoch_start":
+                if checkpointer is not None:
+                    checkpoint = (self, progress.state, progress.key, progress.best, progress.best_score)
+                    checkpoint += (progress.no_change, progress.reductions)
+                    checkpointer.epoch_start(*checkpoint)
+                    if interrupts is not None and interrupts.pending and checkpointer.last_iter != self.n_iter_:
+                        every, checkpointer.every = checkpointer.every, 1  # Ctrl-C held: save this epoch first
+                        try:
+                            checkpointer.epoch_start(*checkpoint)
+                        finally:
+                            checkpointer.every = every
+                if interrupts is not None:
+                    interrupts.deliver()  # a held Ctrl-C raises here, the fit at an epoch's start
 
         if resume is not None:  # a checkpoint's loop state (nica._src.checkpoint)
             resume = FitProgress(

@@ -10,21 +10,22 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from nica._src import objectives as _objectives
-from nica._src._checks import (
-    Boolean,
-    Interval,
-    Options,
-    check_int,
-    labels_known,
-    unique_labels,
-)
+from nica._src._checks import Boolean, Interval, Options, check_int
 from nica._src.conditional import MLPConditional, mlp_conditional, segment_conditional
 from nica._src.estimator.base import BaseRelativeGradientICA
 from nica._src.estimator.inference import precision
+from nica._src.estimator.labels import (
+    UNSEEN_IN_A_CONTINUED_FIT,
+    UNSEEN_IN_SCORE,
+    as_continuous,
+    check_label_kinds,
+    encode_labels,
+    fit_labels,
+    resolve_aux_type,
+)
 from nica._src.fitting import SCORE_BATCH
 from nica._src.network import forward_trace
 from nica._src.sharding import fetch
@@ -82,9 +83,13 @@ class ConditionalNonlinearICA(BaseRelativeGradientICA):
     learn_location : bool, default=True
         Learn a per-``u`` location as well as a per-``u`` log-scale.
     aux_type : {"auto", "discrete", "continuous"}, default="auto"
-        How ``y`` is read.  ``"auto"``: continuous if ``y`` holds floats that
-        :func:`sklearn.utils.multiclass.type_of_target` calls continuous, otherwise discrete
-        labels (ints, strings, ...).
+        How ``y`` is read.  ``"auto"``: continuous if ``y`` holds floats that are not all
+        whole numbers (:func:`sklearn.utils.multiclass.type_of_target` calls them continuous),
+        otherwise discrete labels (ints, bools, strings, whole-number floats).  Labels are
+        names of one kind: a mix (``True`` with ``1``, ``"1"`` with ``1``) is refused.  Labels
+        with more segments than half the rows, or a segment of one row, warn: a time index
+        given as labels makes one-row segments, whose scale and location cannot be estimated;
+        pass ``aux_type="continuous"`` for it, or window labels (``y // window``) for segments.
     hidden_units : int, default=32
         Width of the network of ``u`` that gives the prior's parameters (continuous ``u`` only).
     contrastive_weight : float or "auto", default="auto"
@@ -128,6 +133,21 @@ class ConditionalNonlinearICA(BaseRelativeGradientICA):
 validation_fraction, n_iter_no_change, schedule, n_init, init, gradient, whiten, n_components, \
 warm_start, random_state, verbose, parallel
         As in :class:`NonlinearICA`.
+    checkpoint_path : str, path-like or None, default=None
+        As in :class:`NonlinearICA`: save the fit in progress to this file every
+        ``checkpoint_every`` and once more when it ends, each written under a temporary name
+        and renamed.  A checkpoint is a fitted estimator at the best parameters so far, with
+        what the fit needs to continue exactly; it records the auxiliary variable too (its
+        labels or standardisation, and a hash of the encoded ``u`` beside the data's), so that
+        the loaded checkpoint with ``warm_start=True``, fitted on the same ``X`` and ``y``, runs
+        the epochs left and ends as the uninterrupted fit would have, epoch for epoch; with
+        another ``X`` or ``y`` it continues as an ordinary warm start, with a ``UserWarning``.
+        Needs ``n_init=1``; ``partial_fit`` writes no checkpoints; a Ctrl-C during ``fit``
+        takes effect when the running epoch ends, once its checkpoint is written.  The command
+        line: ``nica fit DATA --aux U --checkpoint FILE`` and ``nica fit DATA --aux U --resume
+        FILE``.
+    checkpoint_every : int or datetime.timedelta, default=1
+        As in :class:`NonlinearICA`: every this many epochs, or once this much time has passed.
 
     Attributes
     ----------
@@ -151,11 +171,30 @@ warm_start, random_state, verbose, parallel
     segment_log_weights_ : ndarray of shape (n_segments,)
         Log-frequencies of the segments in the training data (discrete ``u``), used for the
         marginal likelihood and for sampling when no ``y`` is given.
-    mean_, whitening_, loss_curve_, validation_scores_, n_iter_, best_iter_, n_features_in_, \
+    loss_curve_ : list of float
+        The training objective per epoch, in nats per sample: ``objective_.label`` says which
+        (``"nll"``, the training NLL, for the exact likelihood; ``"nll + 2·label_cross_entropy"``
+        for the default hybrid objective with discrete labels).
+    validation_scores_ : list of float
+        Minus the validation objective per epoch (the monitored score); the exact validation
+        log-likelihood is ``validation_log_likelihoods_``, each term of the objective by name
+        ``validation_terms_`` (``"nll"``, ``"label_cross_entropy"``).
+    mean_, whitening_, n_iter_, best_iter_, n_features_in_, \
 feature_names_in_, whiten_, n_components_, noise_variance_, gradient_, init_, learning_rate_, init_scores_, \
 components_, mixing_, \
-validation_log_likelihoods_, validation_terms_
+validation_log_likelihoods_, validation_terms_, epochs_left_
         As in :class:`NonlinearICA`.
+
+    Notes
+    -----
+    Model selection: :meth:`score` is the mean conditional log-likelihood, and a segment label
+    ``fit`` never saw has no scale or location, so scoring it is a ``ValueError`` that names
+    the labels.  Cross-validate with a splitter that puts every segment in every training fold,
+    :class:`sklearn.model_selection.StratifiedKFold` with the labels as ``y``:
+    ``GridSearchCV(model, grid, cv=StratifiedKFold(3)).fit(X, u)``.  ``cv=3`` cuts
+    segment-ordered rows into blocks of whole segments: every fold then scores labels its
+    training rows lacked, and ``GridSearchCV`` records NaN scores with a warning that carries
+    the message.
 
     Examples
     --------
@@ -198,6 +237,8 @@ validation_log_likelihoods_, validation_terms_
         whiten="auto",
         n_components=None,
         warm_start=False,
+        checkpoint_path=None,
+        checkpoint_every=1,
         random_state=None,
         verbose=0,
         parallel=None,
@@ -227,6 +268,8 @@ validation_log_likelihoods_, validation_terms_
         self.whiten = whiten
         self.n_components = n_components
         self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.verbose = verbose
         self.parallel = parallel
@@ -237,7 +280,7 @@ validation_log_likelihoods_, validation_terms_
         **BaseRelativeGradientICA._parameter_constraints,
         "learn_location": [Boolean()],
         "aux_type": [Options(("auto", "discrete", "continuous"))],
-        "hidden_units": [Interval(int, 1)],
+        "hidden_units": [Interval(int, 1, 2**31 - 1)],
         "contrastive_weight": [Interval(float, 0, None, "left"), Options(("auto",))],
     }
 
@@ -290,25 +333,19 @@ validation_log_likelihoods_, validation_terms_
     # ----------------------------------------------------------------------------------------
     # the auxiliary variable
 
-    def _fit_aux(self, y):
+    def _fit_aux(self, y, *, first_chunk=False):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind not in "fc":
             y = y.ravel()
-        aux_type = self.aux_type
-        if aux_type == "auto":
-            continuous = y.dtype.kind == "f" and type_of_target(y).startswith("continuous")
-            aux_type = "continuous" if continuous else "discrete"
+        aux_type = resolve_aux_type(y, self.aux_type)
         self._resolve_contrastive_weight(aux_type)
         # Everything is checked before anything is set: a refused y leaves a fitted model as it was.
         if aux_type == "discrete":
-            if y.ndim != 1:
-                raise ValueError(
-                    f"Discrete auxiliary labels y must be 1-D (one segment label per sample); got shape {y.shape}."
-                )
-            classes, counts = unique_labels(y)
+            # a chunk's segment sizes say nothing of the stream's: no warning for partial_fit
+            classes, counts = fit_labels(y, stacklevel=self._warning_stacklevel, warn_small=not first_chunk)
             self.classes_, self.segment_log_weights_ = classes, np.log(counts / counts.sum())
         else:
-            U = self._as_continuous(y)
+            U = as_continuous(y)
             scale = U.std(axis=0)
             self.aux_mean_, self.aux_scale_ = U.mean(axis=0), np.where(scale > 0, scale, 1.0)
         self.aux_type_ = aux_type
@@ -331,41 +368,17 @@ validation_log_likelihoods_, validation_terms_
             raise ValueError(_CONTINUOUS_CONTRASTIVE)
         return weight
 
-    def _as_continuous(self, y):
-        y = np.asarray(y)
-        if y.dtype.kind not in "biuf":
-            raise ValueError(f"A continuous auxiliary variable y must be numeric; got dtype {y.dtype}.")
-        if y.ndim not in (1, 2):
-            raise ValueError(
-                f"A continuous auxiliary variable y must be 1-D or 2-D (n_samples, n_aux); got shape {y.shape}."
-            )
-        U = y.reshape(y.shape[0], -1).astype(np.float64)
-        if not np.all(np.isfinite(U)):
-            raise ValueError("The auxiliary variable y contains NaN or infinity.")
-        return U
-
-    def _encode_aux(self, y, n_samples, dtype):
+    def _encode_aux(self, y, n_samples, dtype, unseen_fix=UNSEEN_IN_SCORE):
         """Segment codes (int32) or standardized continuous values (``dtype``), validated."""
         if y is None:
             raise ValueError(f"{type(self).__name__} needs the auxiliary variable: pass it as y.")
+        check_label_kinds(y)
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != n_samples:
             raise ValueError(f"y must have one entry per sample ({n_samples}); got shape {np.shape(y)}.")
         if self.aux_type_ == "discrete":
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y.ravel()
-            if y.ndim != 1:
-                raise ValueError(f"Segment labels y must be 1-D; got shape {y.shape}.")
-            known = labels_known(y, self.classes_)
-            if not known.all():
-                unseen = unique_labels(y[~known])[0]
-                raise ValueError(
-                    f"y contains {unseen.size} segment label(s) not seen during fit: "
-                    f"{unseen[:10].tolist()}; the model knows {self.classes_.size} labels "
-                    f"({self.classes_[:10].tolist()}{', ...' if self.classes_.size > 10 else ''})."
-                )
-            return np.searchsorted(self.classes_, y).astype(np.int32)
-        U = self._as_continuous(y)
+            return encode_labels(y, self.classes_, unseen_fix)
+        U = as_continuous(y)
         if U.shape[1] != self.aux_mean_.shape[0]:
             raise ValueError(
                 f"y has {U.shape[1]} auxiliary dimensions but the model was fitted with {self.aux_mean_.shape[0]}."
@@ -394,23 +407,44 @@ validation_log_likelihoods_, validation_terms_
     # ----------------------------------------------------------------------------------------
     # fitting
 
-    def _fit_with_aux(self, X, y, *, reset, epochs, validate, warn_max_iter, min_samples):
+    def _fit_with_aux(self, X, y, *, reset, epochs, validate, warn_max_iter, partial=False):
         setup = self._check_hyperparameters()
+        check_label_kinds(y)  # before NumPy reads [True, 1] as [1, 1]
         X, y = validate_data(
             self,
             X,
             y,
             dtype=[np.float64, np.float32],
-            ensure_min_samples=min_samples,
+            ensure_min_samples=1 if partial else 2,
             multi_output=True,
             y_numeric=False,
             reset=reset,
         )
         if reset:
-            self._fit_aux(y)
+            if partial:
+                self._check_first_chunk(X)
+            self._fit_aux(y, first_chunk=partial)
         self.contrastive_weight_ = self._resolve_contrastive_weight(self.aux_type_)  # also on a warm start
-        U = self._encode_aux(y, X.shape[0], X.dtype if reset else self._dtype)
-        return self._fit(X, U, setup, reset=reset, epochs=epochs, validate=validate, warn_max_iter=warn_max_iter)
+        fix = UNSEEN_IN_SCORE if reset else UNSEEN_IN_A_CONTINUED_FIT
+        U = self._encode_aux(y, X.shape[0], X.dtype if reset else self._dtype, fix)
+        return self._fit(
+            X,
+            U,
+            setup,
+            reset=reset,
+            epochs=epochs,
+            validate=validate,
+            warn_max_iter=warn_max_iter,
+            checkpoint=not partial,
+        )
+
+    @property
+    def epochs_left_(self):
+        """As :attr:`NonlinearICA.epochs_left_`: the epochs left of the interrupted fit a
+        checkpoint was written in (``0`` for a finished fit)."""
+        check_is_fitted(self)
+        resume = self.__dict__.get("_resume")
+        return 0 if resume is None else int(resume["epochs_left"])
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> ConditionalNonlinearICA:
         """Fit ``p(x | u)`` by exact maximum likelihood.
@@ -428,7 +462,7 @@ validation_log_likelihoods_, validation_terms_
         """
         reset = not self._continue_fit(self.warm_start)
         return self._fit_with_aux(
-            X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping, warn_max_iter=True, min_samples=2
+            X, y, reset=reset, epochs=self.max_iter, validate=self.early_stopping, warn_max_iter=True
         )
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike) -> ConditionalNonlinearICA:
@@ -444,7 +478,7 @@ validation_log_likelihoods_, validation_terms_
         self : ConditionalNonlinearICA
         """
         return self._fit_with_aux(
-            X, y, reset=not self._continue_fit(True), epochs=1, validate=False, warn_max_iter=False, min_samples=1
+            X, y, reset=not self._continue_fit(True), epochs=1, validate=False, warn_max_iter=False, partial=True
         )
 
     # ----------------------------------------------------------------------------------------
@@ -555,6 +589,7 @@ validation_log_likelihoods_, validation_terms_
             n = check_int(n_samples, "n_samples")
             U = rng.choice(self.classes_.size, size=n, p=np.exp(self.segment_log_weights_)).astype(np.int32)
         else:
+            check_label_kinds(y)
             y = np.asarray(y)
             if y.ndim == 0 or (
                 self.aux_type_ == "continuous"

@@ -4,6 +4,9 @@ views, the pre-processing, transform, inverse_transform, the exact likelihood an
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import warnings
 from typing import Any
 
 import jax
@@ -26,6 +29,42 @@ from nica._src.network import (
 from nica._src.sharding import fetch, place_rows, to_numpy
 
 __all__ = ["FittedState", "precision"]
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _outside_package_stacklevel() -> int:
+    """The ``stacklevel`` that points :func:`warnings.warn`, called by the caller of this
+    function, at the first frame outside nica (the user's call, however deep nica's own)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_if_overflowed(out, X, method, dtype):
+    """A ``RuntimeWarning`` when ``out`` (one row per row of ``X``, the finite input as the
+    model computes with it) has NaN or infinite rows: the values overflowed the model's
+    arithmetic.  It names the rows and the fix, and points at the user's call."""
+    bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+    if not bad.any():
+        return
+    dtype = np.dtype(dtype)
+    if np.isfinite(X).all():
+        where = f"largest |input| {float(np.max(np.abs(X))):.3g}"
+    else:
+        where = f"the input has values beyond the largest {dtype.name}, {float(np.finfo(dtype).max):.3g}"
+    first = np.flatnonzero(bad)[:10].tolist()
+    warnings.warn(
+        f"{method} gave NaN or infinite values for {int(bad.sum())} of the {bad.size} rows "
+        f"(rows {first}{' ...' if bad.sum() > 10 else ''}) although the input is finite: the "
+        f"values overflow the model's {dtype.name} arithmetic ({where}). Fit the model on "
+        "float64 data (it computes in the dtype of the data it was fitted on), or rescale the "
+        "data, e.g. fit and transform X / c for a constant c.",
+        RuntimeWarning,
+        stacklevel=_outside_package_stacklevel(),
+    )
 
 
 def precision(dtype):
@@ -220,7 +259,8 @@ class FittedState:
     def _validated(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return np.asarray(X, dtype=self._dtype)
+        with np.errstate(over="ignore"):  # beyond a float32 model's range: the methods warn
+            return np.asarray(X, dtype=self._dtype)
 
     def _validated_sources(self, S):
         """Sources for ``inverse_transform``: ``n_components_`` columns (the features' checks
@@ -251,9 +291,11 @@ class FittedState:
         -------
         S : ndarray of shape (n_samples, n_components)
         """
-        X = self._preprocess(self._validated(X))
-        with precision(self._dtype):
-            return fetch(forward_jit(self._jax_params()[0], self._to_device(X), self.activation_))
+        X = self._validated(X)
+        with precision(self._dtype), np.errstate(over="ignore", invalid="ignore"):
+            S = fetch(forward_jit(self._jax_params()[0], self._to_device(self._preprocess(X)), self.activation_))
+        _warn_if_overflowed(S, X, "transform", self._dtype)
+        return S
 
     def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Observations ``g⁻¹(S)`` from sources.
@@ -270,20 +312,27 @@ class FittedState:
         S = self._validated_sources(X)
         with precision(self._dtype):
             Z = fetch(inverse_jit(self._jax_params()[0], self._to_device(S), self.activation_))
-        return self._postprocess(Z)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            X_original = self._postprocess(Z)
+        _warn_if_overflowed(X_original, S, "inverse_transform", self._dtype)
+        return X_original
 
     def _score_samples(self, X, U, log_weights=None):
+        """The log-likelihood of each row, with a ``RuntimeWarning`` where it overflowed."""
         X = self._validated(X)
-        discarded = self._discarded_log_density(X)
-        X = self._preprocess(X)
-        with precision(self._dtype):
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            discarded = self._discarded_log_density(X)
+            Z = self._preprocess(X)
+        with precision(self._dtype), np.errstate(over="ignore", invalid="ignore"):
             params, prior_params = self._jax_params()
             if log_weights is not None:
                 log_weights = jnp.asarray(log_weights, self._dtype)
             ll = self._log_likelihood_batched(
-                params, prior_params, self._to_device(X), self._to_device(U), log_weights=log_weights
+                params, prior_params, self._to_device(Z), self._to_device(U), log_weights=log_weights
             )
-            return fetch(ll) + self._dtype.type(self._log_det_whitening) + discarded
+            ll = fetch(ll) + self._dtype.type(self._log_det_whitening) + discarded
+        _warn_if_overflowed(ll, X, "score_samples", self._dtype)
+        return ll
 
     def _sample(self, U, n_samples, random_state):
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)

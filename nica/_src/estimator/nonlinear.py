@@ -54,8 +54,9 @@ class NonlinearICA(BaseRelativeGradientICA):
     optimizer : str, callable or optax.GradientTransformation, default="adam"
         An optax optimizer name (built with ``learning_rate``), an optax factory such as
         ``optax.sgd`` (called with ``learning_rate``), or a ready ``GradientTransformation``
-        (then ``learning_rate`` is not used).  Use a name or factory if the estimator must be
-        pickled: optax transformations are closures.
+        (then ``learning_rate`` is not used).  Use a name or an optax factory if the estimator
+        must be saved (:func:`nica.save`, ``checkpoint_path``) or pickled: optax
+        transformations are closures.
     learning_rate : float or "auto", default="auto"
         Step size handed to the optimizer factory (the initial one with ``schedule="plateau"``).
         ``"auto"``: 1e-3 when the fit refines the FastICA start (``init_ == "fastica"``), where
@@ -147,22 +148,29 @@ class NonlinearICA(BaseRelativeGradientICA):
         structure, keeps the network and restarts the optimizer, with a ``UserWarning``;
         anything else (``learning_rate``, ``activation``, ``max_iter``, ...) takes effect as
         it is, and ``n_init`` applies to new fits only.  Later ``partial_fit`` calls follow
-        the same rule.  A checkpoint loaded with ``joblib.load`` resumes its interrupted fit
-        (see ``checkpoint_path``).
+        the same rule.  A checkpoint loaded with :func:`nica.load` resumes its interrupted fit
+        (see ``checkpoint_path``), to ``max_iter`` epochs in all as ``max_iter`` is set then.
     checkpoint_path : str, path-like or None, default=None
-        Save the estimator to this file (with :func:`joblib.dump`) during ``fit``, every
-        ``checkpoint_every``, and once more when the fit ends; each file is written under a
-        temporary name and renamed, so an interruption never leaves a half-written one.  A
-        checkpoint is a fitted estimator holding the best parameters so far (``best_iter_``);
-        it also records the last epoch's parameters, the optimizer state, the next shuffle's
-        random key, the validation split's random state and the early-stopping counters, so
-        that ``joblib.load(path).set_params(warm_start=True).fit(X)`` with the same ``X``
-        runs the epochs left of the interrupted fit (up to ``max_iter`` in all) and ends as
-        the uninterrupted fit would have, epoch for epoch.  On other data it continues as an
-        ordinary warm start, with a ``UserWarning``.  The file written when the fit ends
-        resumes nothing: ``warm_start`` then runs ``max_iter`` more epochs.  Needs
-        ``n_init=1``; ``partial_fit`` writes no checkpoints.  The command line:
-        ``nica fit --checkpoint FILE`` and ``nica fit --resume FILE``.
+        Save the estimator to this file (with :func:`nica.save`, a file that loads without
+        unpickling anything) during ``fit``, every ``checkpoint_every``, and once more when the
+        fit ends; each file is written under a temporary name and renamed, so an interruption
+        never leaves a half-written one.  A checkpoint is a fitted estimator holding the best
+        parameters so far (``best_iter_``); it also records the last epoch's parameters, the
+        optimizer state, the next shuffle's random key, the validation split's random state, the
+        early-stopping counters and a hash of the data, so that
+        ``nica.load(path).set_params(warm_start=True).fit(X)`` with the same ``X`` runs the
+        epochs left of the interrupted fit and ends as the uninterrupted fit would have, epoch
+        for epoch.  The fit ends at ``max_iter`` epochs in all, counted from its start, with
+        ``max_iter`` as it is when resuming: ``set_params(max_iter=...)`` before resuming moves
+        the end (a ``max_iter`` the fit has passed already is refused with a ``ValueError``).
+        On other data (another hash) it continues as an ordinary warm start, with a
+        ``UserWarning``.  The file written when the fit ends resumes nothing: ``warm_start``
+        then runs ``max_iter`` more epochs.  Needs ``n_init=1`` and parameters that
+        :func:`nica.save` can describe (names, numbers, registered components; checked before
+        the first epoch); ``partial_fit`` writes no checkpoints.  The command line:
+        ``nica fit --checkpoint FILE`` and ``nica fit --resume FILE``.  A Ctrl-C
+        (``KeyboardInterrupt``) during ``fit`` takes effect when the running epoch ends, once
+        the checkpoint of that moment is written, so the file resumes the fit from there.
     checkpoint_every : int or datetime.timedelta, default=1
         How often ``checkpoint_path`` is written: every this many epochs (an int), or at the
         end of the first epoch that ends once this much time has passed since the last
@@ -170,7 +178,8 @@ class NonlinearICA(BaseRelativeGradientICA):
     random_state : int, RandomState instance or None, default=None
         Controls initialization, the validation split and batch shuffling.
     verbose : int, default=0
-        ``verbose >= 1`` shows a progress bar over epochs with training and validation NLL.
+        ``verbose >= 1`` shows a progress bar over epochs with the training objective and the
+        validation terms by name (``train_nll``, ``val_nll`` for the likelihood).
     parallel : {None, "data", "model"}, default=None
         Train (and score) on every device of JAX's default backend (``jax.devices()``):
         ``"data"`` splits each mini-batch by rows over the devices and replicates the
@@ -223,7 +232,8 @@ class NonlinearICA(BaseRelativeGradientICA):
     whitening_ : ndarray of shape (n_components, n_features)
         Pre-processing matrix ``P``: the network sees ``(X - mean_) @ whitening_.T``.
     loss_curve_ : list of float
-        Training NLL per epoch (mean batch loss of the epoch, log-determinants at the epoch's
+        Training objective per epoch, the NLL for the likelihood (``objective_.label`` says
+        which; mean batch loss of the epoch, log-determinants at the epoch's
         end), in nats per sample in the units of ``X``.
     validation_scores_ : list of float
         Mean held-out log-likelihood per epoch (empty without early stopping).
@@ -390,6 +400,8 @@ class NonlinearICA(BaseRelativeGradientICA):
         setup = self._check_hyperparameters()
         reset = not self._continue_fit(True)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset)
+        if reset:
+            self._check_first_chunk(X)
         return self._fit(X, None, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
