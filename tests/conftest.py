@@ -1,11 +1,29 @@
 """Fixtures shared by several test files.  (The root conftest.py sets float64 and strict rank
 promotion for every test.)"""
 
+import signal
+
 import numpy as np
 import pytest
 from support import FIT_FAST, D, N
 
 from nica.cli import main
+
+# A test run started as a background job of a non-interactive shell (`cmd &`) inherits an ignored
+# SIGINT, and so would every process the tests start: the Ctrl-C tests (tests/test_interrupts.py,
+# tests/test_cli_main.py) need the default, so each test process takes Python's own handler back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_it_was():
+    """Each test leaves SIGINT's handler as it found it (a test that calls the command line
+    in-process may change it; the next test's child processes would inherit an ignored SIGINT)."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    if signal.getsignal(signal.SIGINT) is not handler and handler is not None:
+        signal.signal(signal.SIGINT, handler)
 
 
 @pytest.fixture(scope="session")

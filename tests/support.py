@@ -9,6 +9,8 @@ The command line's shared files and tiny fitted models are the session fixture `
 tests/conftest.py.
 """
 
+import signal
+
 import jax
 import jax.numpy as jnp
 import joblib
@@ -213,3 +215,9 @@ BAD_HYPERPARAMETERS = [  # (params, error, message fragment): refused by fit bef
     ({"optimizer": optax.lbfgs()}, TypeError, "does not work as an optax optimizer"),
 ]
 BAD_HYPERPARAMETER_IDS = [f"{next(iter(p))}-{i}" for i, (p, _, _) in enumerate(BAD_HYPERPARAMETERS)]
+
+
+def default_sigint():
+    """``preexec_fn`` of the Ctrl-C tests' child processes: SIGINT takes its default action in
+    the child, whatever the test process has (a background job inherits an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -581,6 +581,23 @@ def test_sample_refuses_bad_counts(fitted_conditional, n_samples):
         fitted_conditional.sample(n_samples, y=0)
 
 
+@pytest.mark.parametrize("n_samples", [2**31, 2**70])
+def test_sample_refuses_counts_no_array_can_hold(fitted_conditional, n_samples):
+    message = rf"n_samples must be an integer in \[1, 2147483647\]; got {n_samples}"
+    with pytest.raises(ValueError, match=message):
+        fitted_conditional.sample(n_samples)
+    with pytest.raises(ValueError, match=message):
+        fitted_conditional.sample(n_samples, y=0)
+
+
+def test_predict_proba_of_one_row(fitted_conditional):
+    X = np.random.default_rng(3).normal(size=(1, fitted_conditional.n_features_in_))
+    proba = fitted_conditional.predict_proba(X)
+    assert proba.shape == (1, fitted_conditional.classes_.size)
+    assert np.all(np.isfinite(proba)) and np.isclose(proba.sum(), 1.0)
+    assert fitted_conditional.predict(X).shape == (1,)
+
+
 # ---------------------------------------------------------------------------------------------
 # misuse: the auxiliary variable y
 

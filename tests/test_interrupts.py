@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
-from support import assert_same_fit
+from support import assert_same_fit, default_sigint
 
 import nica
 from nica._src.estimator import base
@@ -220,7 +220,9 @@ def test_the_console_script_starts_outside_the_package_and_imports_nothing_heavy
     heavy = "('nica', 'jax', 'jaxlib', 'numpy', 'scipy', 'sklearn')"
     script = f"import sys, nica_launcher\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, preexec_fn=default_sigint
+    )
     assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
 
 
@@ -250,7 +252,9 @@ def test_ctrl_c_while_the_command_line_is_imported(tmp_path, case):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     # in tmp_path, -S (no site-packages): the real package is not found first
     argv = [sys.executable, "-S", "-c", LAUNCH]
-    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, preexec_fn=default_sigint
+    )
     if case in IMPORTS:
         assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "nica: interrupted\n")
     else:  # not an interruption: not hidden
@@ -306,7 +310,9 @@ class Trial:
         self.folder.mkdir(exist_ok=True)
         self.err = open(self.folder / "stderr", "w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=self.err)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=self.err, preexec_fn=default_sigint
+        )
 
     def poll(self, now):
         if self.ready is None:  # nica_launcher holds SIGINT: it has sent stderr to a temporary file
@@ -379,6 +385,12 @@ def soak(tmp_path_factory):
 def _check_interrupted(trial, soak, outcomes, capsys):
     """One interrupted process: status 130, one line, and what it says it saved is so."""
     folder, reference = trial.folder, soak["model"]
+    if trial.status == 0:  # the command finished before the signal was sent or handled (a loaded
+        # machine runs the tiny fit past the moment drawn): then it did its whole work, silently
+        assert trial.stderr == "", trial.stderr
+        assert_same_fit(load_model(folder / "m.nica"), reference)
+        outcomes["finished first"] = outcomes.get("finished first", 0) + 1
+        return "finished first"
     assert trial.status == 130, (trial.status, trial.sent_at, trial.stderr)
     lines = trial.stderr.splitlines()
     assert len(lines) == 1 and trial.stderr.endswith("\n"), trial.stderr
@@ -462,7 +474,9 @@ def test_soak_sigint_and_kill(soak, capsys):
     for trial in _run(trials):
         outcome = _check_interrupted(trial, soak, outcomes, capsys)
         if trial.when[0] == "writes":
-            assert outcome in ("checkpoint", "model"), (trial.when, trial.stderr)
+            assert outcome in ("checkpoint", "model", "finished first"), (trial.when, trial.stderr)
+    # most signals land while the command works (every one of them ends with 130 and one line)
+    assert outcomes.get("finished first", 0) <= N_SIGINT // 5, outcomes
     interrupted = time.monotonic() - start
 
     # kill -9: the real fits first (killed just after their k-th checkpoint), then the writers
@@ -486,6 +500,8 @@ def test_soak_sigint_and_kill(soak, capsys):
         )
     written = 0
     for trial in _run(kills):
+        if trial.status == 0 and trial.sent_at is None and trial.argv[2] != WRITER:
+            continue  # a real fit that ended before its k-th checkpoint was seen: nothing to kill
         assert trial.status == -signal.SIGKILL, (trial.status, trial.stderr)
         path = trial.folder / "ck.nica"
         if path.exists():  # whole: one of the files written, and it loads

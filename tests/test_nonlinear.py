@@ -647,6 +647,13 @@ def test_sample_refuses_bad_counts(fitted, n_samples):
         fitted.sample(n_samples)
 
 
+@pytest.mark.parametrize("n_samples", [2**31, 10**12, 2**70])
+def test_sample_refuses_counts_no_array_can_hold_before_any_work(fitted, n_samples):
+    # before: JAX's OOM (10**12) or a TypeError from inside MLIR (2**70)
+    with pytest.raises(ValueError, match=rf"n_samples must be an integer in \[1, 2147483647\]; got {n_samples}"):
+        fitted.sample(n_samples)
+
+
 def test_sample_refuses_a_bad_random_state(fitted):
     with pytest.raises(ValueError, match="'x' cannot be used to seed"):
         fitted.sample(2, random_state="x")

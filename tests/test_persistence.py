@@ -12,6 +12,8 @@ import json
 import os
 import pathlib
 import pickle
+import warnings
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -532,9 +534,45 @@ def test_a_modified_header_is_refused(good, tmp_path):
             dict(change_arrays=lambda arrays, h: arrays.update(extra=np.zeros(2))),
             "does not match its header: it holds arrays its header does not list: ['extra'] (the file is corrupt or was modified)",
         ),
+        (
+            # JSON nested beyond Python's recursion limit: a ValueError, not a RecursionError
+            dict(raw_header=b"[" * 100_000 + b"]" * 100_000),
+            "has a corrupt or modified header: its JSON is nested too deeply",
+        ),
     ]
     for n, (change, text) in enumerate(cases):
         refuse(rewrite(good, tmp_path / f"{n}.nica", **change), text)
+
+
+def test_an_array_whose_header_claims_more_bytes_than_stored_is_refused_before_allocating(good, tmp_path):
+    # a .npy header modified to claim 10**12 float64 entries: NumPy would allocate 7.28 TiB first
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(8)
+    target = tmp_path / "claims.nica"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(target, "w") as copy:
+        for name in source.namelist():
+            copy.writestr(name, member if name == "mean_.npy" else source.read(name))
+    refuse(
+        target,
+        "is truncated or corrupt: its array 'mean_' claims shape (1000000000000,) of float64 (8000000000000 bytes), "
+        f"but the file stores {len(member)} bytes for it",
+    )
+
+
+def test_an_archive_with_an_array_name_twice_is_refused(good, tmp_path):
+    # a zip archive may hold two members of one name; which one NumPy reads is not the file's to choose
+    target = tmp_path / "twice.nica"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(target, "w") as copy, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        members = [(member.filename, source.read(member.filename)) for member in source.infolist()]
+        for name, data in [*members, *(member for member in members if member[0] == "mean_.npy")]:
+            copy.writestr(name, data)
+    refuse(
+        target,
+        "holds the array name(s) ['mean_'] more than once; each array of a nica estimator file has one name "
+        "(the file is corrupt or was modified)",
+    )
 
 
 def test_arrays_that_do_not_fit_the_estimators_settings_are_refused(good, tmp_path):

@@ -399,3 +399,26 @@ def test_apply_mixing_on_random_arrays(S, A):
     X = apply_mixing(S, [A, A])
     assert X.shape == S.shape and X.dtype == np.float64
     assert np.isfinite(X).all() or np.abs(S.astype(float)).max() * np.abs(A.astype(float)).max() ** 2 > 1e300
+
+
+@pytest.mark.parametrize(
+    "sizes, too_big",
+    [
+        (dict(n_segments=10**6, n_per_segment=10**6, n_components=5), "{'X_train': 5000000000000}"),
+        (dict(n_segments=2**70, n_per_segment=2, n_components=2), "{'X_train': 4722366482869645213696}"),
+        (dict(n_segments=2, n_per_segment=10, n_components=10**6), "{'mixing': 2000000000000}"),
+        (dict(n_segments=2, n_per_segment=10, n_components=2, n_layers=10**9), "{'mixing': 4000000000}"),
+    ],
+)
+def test_make_segmented_mixture_refuses_huge_sizes_before_allocating(sizes, too_big):
+    # before: NumPy's MemoryError (7.28 TiB) or "Maximum allowed dimension exceeded"
+    with pytest.raises(
+        ValueError, match=re.escape(f"make_segmented_mixture would allocate {too_big} entries")
+    ) as refused:
+        make_segmented_mixture(**sizes, random_state=0)
+    assert "at most 2147483647 per array are supported" in str(refused.value)
+
+
+def test_make_toy_density_refuses_huge_sizes():
+    with pytest.raises(ValueError, match=r"n_samples must be an integer in \[2, 2147483647\]; got 1000000000000"):
+        make_toy_density("two_moons", n_samples=10**12)

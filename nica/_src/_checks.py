@@ -170,6 +170,12 @@ def check_int(value, name: str, minimum: int = 1, maximum: int | None = None, *,
     return check_parameter(value, name, [Interval(int, minimum, maximum)], owner=owner)
 
 
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """A count of rows to build: an integer ``>= minimum`` (so refused below it), at most ``2**31 - 1``
+    (refused before any allocation, not by NumPy's or JAX's out-of-memory error)."""
+    return check_int(check_int(value, name, minimum), name, minimum, 2**31 - 1)
+
+
 def check_real(
     value,
     name: str,

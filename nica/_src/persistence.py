@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import zipfile
@@ -274,6 +275,12 @@ def _read_archive(path):
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             names = list(archive.files)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise _Refused(
+                    f"holds the array name(s) {repeated} more than once; each array of a nica estimator "
+                    "file has one name (the file is corrupt or was modified)"
+                )
             if _HEADER not in names:
                 raise _Refused(f"is not a nica estimator file (a NumPy archive without nica's header); {_SAVED_AS}")
             raw = archive[_HEADER]
@@ -283,6 +290,8 @@ def _read_archive(path):
                 header = json.loads(raw.tobytes().decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as error:
                 raise _Refused(f"has a corrupt or modified header: it is not JSON ({error})") from None
+            except RecursionError:
+                raise _Refused("has a corrupt or modified header: its JSON is nested too deeply") from None
             if not isinstance(header, dict):
                 raise _Refused("has a corrupt or modified header: it is not a JSON object")
             _check_header(header, path)
@@ -296,7 +305,7 @@ def _read_archive(path):
                 what += "; " if missing and extra else ""
                 what += f"it holds arrays its header does not list: {extra}" if extra else ""
                 raise _Refused(f"does not match its header: {what} (the file is corrupt or was modified)")
-            arrays = {name: archive[name] for name in listed}
+            arrays = {name: _read_member(archive, name) for name in listed}
     except _Refused:
         raise
     except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as error:
@@ -313,6 +322,24 @@ def _read_archive(path):
                 f"does not match its header: its entry {name!r} is {kind} (the file is corrupt or was modified)"
             )
     return header, arrays
+
+
+def _read_member(archive, name):
+    """The array ``name`` of ``archive``, once its ``.npy`` header claims no more bytes than it stores
+    (a modified shape would make NumPy allocate it before reading: a ``MemoryError``)."""
+    member = archive.zip.getinfo(name + ".npy" if name + ".npy" in archive.zip.namelist() else name)
+    with archive.zip.open(member) as stream:
+        magic = stream.read(len(np.lib.format.MAGIC_PREFIX) + 2)
+        read = {b"\x01\x00": np.lib.format.read_array_header_1_0, b"\x02\x00": np.lib.format.read_array_header_2_0}
+        if magic[:-2] == np.lib.format.MAGIC_PREFIX and magic[-2:] in read:  # else NumPy's own refusal below
+            shape, _, dtype = read[magic[-2:]](stream)
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed > member.file_size:
+                raise _Refused(
+                    f"is truncated or corrupt: its array {name!r} claims shape {shape} of {dtype} "
+                    f"({claimed} bytes), but the file stores {member.file_size} bytes for it"
+                )
+    return archive[name]
 
 
 class _Refused(Exception):

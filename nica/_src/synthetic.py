@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.datasets import make_moons
 from sklearn.utils import Bunch, check_random_state
 
-from nica._src._checks import check_int, check_real
+from nica._src._checks import check_count, check_int, check_real
 
 __all__ = ["apply_mixing", "make_segmented_mixture", "make_toy_density"]
 
@@ -26,6 +26,7 @@ _TOY_DEFAULT_NOISE = {"two_moons": 0.05, "mixture_of_gaussians": 0.2, "sine": 0.
 _N_REFERENCE_MATRICES = 10_000
 _CONDITION_PERCENTILE = 25.0
 _REFERENCE_CHUNK_ENTRIES = 2**24  # bounds the memory of the batched condition numbers
+_MAX_ENTRIES = 2**31 - 1  # the most entries of one array make_segmented_mixture builds
 
 
 def _as_real_array(x, name):
@@ -266,6 +267,18 @@ def make_segmented_mixture(
     n_per_segment = check_int(n_per_segment, "n_per_segment")
     n_components = check_int(n_components, "n_components")
     n_layers = check_int(n_layers, "n_layers")
+    sizes = {
+        "X_train": n_segments * n_per_segment * n_components,
+        "mixing": n_layers * n_components * n_components,
+    }
+    too_big = {name: size for name, size in sizes.items() if size > _MAX_ENTRIES}
+    if too_big:
+        raise ValueError(
+            f"make_segmented_mixture would allocate {too_big} entries (X_train: n_segments * n_per_segment * "
+            f"n_components; mixing: n_layers * n_components**2); at most {_MAX_ENTRIES} per array are supported; "
+            f"got n_segments={n_segments}, n_per_segment={n_per_segment}, n_components={n_components}, "
+            f"n_layers={n_layers}."
+        )
     if not isinstance(source, str) or source not in _SOURCES:
         raise ValueError(f"source must be one of {_SOURCES}, got {source!r}.")
     try:
@@ -370,7 +383,7 @@ def make_toy_density(name: str, n_samples: int = 1000, *, noise: float | None = 
     """
     if not isinstance(name, str) or name not in _TOY_DENSITIES:
         raise ValueError(f"name must be one of {_TOY_DENSITIES}, got {name!r}.")
-    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_samples = check_count(n_samples, "n_samples", minimum=2)
     if noise is None:
         noise = _TOY_DEFAULT_NOISE[name]
     if (

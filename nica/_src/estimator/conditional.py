@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from nica._src import objectives as _objectives
-from nica._src._checks import Boolean, Interval, Options, check_int
+from nica._src._checks import Boolean, Interval, Options, check_count
 from nica._src.conditional import MLPConditional, mlp_conditional, segment_conditional
 from nica._src.estimator.base import BaseRelativeGradientICA
 from nica._src.estimator.inference import precision
@@ -586,7 +586,7 @@ validation_log_likelihoods_, validation_terms_, epochs_left_
         if y is None:
             if self.aux_type_ != "discrete":
                 raise ValueError("y is required to sample from a model with a continuous auxiliary variable.")
-            n = check_int(n_samples, "n_samples")
+            n = check_count(n_samples, "n_samples")
             U = rng.choice(self.classes_.size, size=n, p=np.exp(self.segment_log_weights_)).astype(np.int32)
         else:
             check_label_kinds(y)
@@ -597,7 +597,7 @@ validation_log_likelihoods_, validation_terms_, epochs_left_
                 and self.aux_mean_.shape[0] > 1
                 and y.shape[0] == self.aux_mean_.shape[0]
             ):
-                y = np.repeat(y[None, ...], check_int(n_samples, "n_samples"), axis=0)
+                y = np.repeat(y[None, ...], check_count(n_samples, "n_samples"), axis=0)
             U = self._encode_aux(y, y.shape[0], self._dtype)
         return self._sample(U, U.shape[0], rng)
 

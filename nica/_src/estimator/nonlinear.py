@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nica._src import objectives as _objectives
-from nica._src._checks import check_int
+from nica._src._checks import check_count
 from nica._src.estimator.base import BaseRelativeGradientICA
 
 __all__ = ["NonlinearICA"]
@@ -444,4 +444,4 @@ class NonlinearICA(BaseRelativeGradientICA):
         X : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        return self._sample(None, check_int(n_samples, "n_samples"), random_state)
+        return self._sample(None, check_count(n_samples, "n_samples"), random_state)
