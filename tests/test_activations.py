@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import UnhashableActivation
 
 from nica import activations
 
@@ -85,21 +86,6 @@ def test_activation_closed_forms():
 # bad arguments
 
 
-class _Unhashable(activations.Activation):
-    """A custom activation that cannot be a static argument of jit."""
-
-    __hash__ = None
-
-    def fn(self, x):
-        return x
-
-    def inverse(self, y):
-        return y
-
-    def log_derivative(self, x):
-        return jnp.zeros_like(x)
-
-
 @pytest.mark.parametrize(
     "factory, kwargs, error, match",
     [
@@ -139,7 +125,12 @@ class _Unhashable(activations.Activation):
         ),
         (activations.get, {"activation": activations.tanh_linear}, TypeError, "got the function tanh_linear: call it"),
         (activations.get, {"activation": activations.SmoothLeakyReLU}, TypeError, "got the class SmoothLeakyReLU"),
-        (activations.get, {"activation": _Unhashable()}, TypeError, "activation _Unhashable is not hashable"),
+        (
+            activations.get,
+            {"activation": UnhashableActivation()},
+            TypeError,
+            "activation UnhashableActivation is not hashable",
+        ),
     ],
 )
 def test_factories_and_get_refuse_bad_arguments(factory, kwargs, error, match):

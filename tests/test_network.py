@@ -31,6 +31,7 @@ from oracles import (
 )
 from scipy import stats
 from strategies import FUZZ, arrays
+from support import UnhashableActivation
 
 import nica
 from nica import activations, priors
@@ -365,21 +366,6 @@ def test_core_functions_refuse_bad_X(bad, error, match):
             fn(params, bad)
 
 
-class _Unhashable(activations.Activation):
-    """A custom activation that cannot be a static argument of jit."""
-
-    __hash__ = None
-
-    def fn(self, x):
-        return x
-
-    def inverse(self, y):
-        return y
-
-    def log_derivative(self, x):
-        return jnp.zeros_like(x)
-
-
 def test_core_functions_refuse_unknown_or_unusable_activations_and_priors():
     params = _params()
     with pytest.raises(ValueError, match="Unknown activation 'relu'"):
@@ -388,8 +374,8 @@ def test_core_functions_refuse_unknown_or_unusable_activations_and_priors():
         TypeError, match=r"activation must be a string in \[.*\] or an nica.activations object; got int"
     ):
         nica.forward(params, XJ, activation=3)
-    with pytest.raises(TypeError, match="activation _Unhashable is not hashable"):
-        nica.forward(params, XJ, activation=_Unhashable())
+    with pytest.raises(TypeError, match="activation UnhashableActivation is not hashable"):
+        nica.forward(params, XJ, activation=UnhashableActivation())
     with pytest.raises(TypeError, match="got the class TanhLinear"):
         nica.inverse(params, XJ, activation=activations.TanhLinear)
     with pytest.raises(ValueError, match="Unknown prior 'cauchy'"):
