@@ -45,6 +45,7 @@ MODULES = (
     "defaults",
     "hybrid",
     "real_signals",
+    "startup",
 )
 MARKED = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 

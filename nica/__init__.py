@@ -4,44 +4,54 @@ Conventions used everywhere in nica: rows are samples (``X`` has shape
 ``(n_samples, n_features)``); ``forward`` maps observations to sources; layer ``k`` acts as
 ``y = W z + b`` exactly as in Gresele et al. (NeurIPS 2020), so a batch computes
 ``Y = Z @ W.T + b``.
+
+The public names are imported on first use (``nica.NonlinearICA``, ``from nica import
+load``): ``import nica`` itself loads neither JAX nor scikit-learn, and the ``nica`` command
+answers ``--help`` at once.
 """
 
-from nica import (
-    activations,
-    datasets,
-    gradients,
-    metrics,
-    objectives,
-    plotting,
-    priors,
-    transforms,
-)
-from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
-from nica._src.fitting import fit_to_data
-from nica._src.gradients import (
-    Backprop,
-    autodiff_gradient,
-    backpropagated_errors,
-    equivariant_gradient,
-    euclidean_gradient,
-    relative_gradient,
-)
-from nica._src.history import FitHistory, FitProgress
-from nica._src.network import (
-    Layer,
-    forward,
-    forward_and_log_det,
-    init_params,
-    inverse,
-    inverse_and_log_det,
-    log_likelihood,
-)
-from nica._src.persistence import VERSION as __version__  # noqa: F401 (every saved file records it)
-from nica._src.saving import load, save
-from nica._src.sharding import make_mesh, shard_params
-from nica._src.stopping import Decision, EarlyStopping, StoppingStatus
-from nica._src.training import TrainState, init_train_state, make_epoch, make_train_step
-from nica._src.transforms import transport
+from typing import TYPE_CHECKING
+
+from nica._src import _lazy
+from nica._src._version import VERSION as __version__  # noqa: F401 (every saved file records it)
+
+if TYPE_CHECKING:  # the same names as _LAZY below, for type checkers and IDEs
+    from nica import (
+        activations,
+        datasets,
+        gradients,
+        metrics,
+        objectives,
+        plotting,
+        priors,
+        transforms,
+    )
+    from nica._src.compilation_cache import enable_compilation_cache
+    from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
+    from nica._src.fitting import fit_to_data
+    from nica._src.gradients import (
+        Backprop,
+        autodiff_gradient,
+        backpropagated_errors,
+        equivariant_gradient,
+        euclidean_gradient,
+        relative_gradient,
+    )
+    from nica._src.history import FitHistory, FitProgress
+    from nica._src.network import (
+        Layer,
+        forward,
+        forward_and_log_det,
+        init_params,
+        inverse,
+        inverse_and_log_det,
+        log_likelihood,
+    )
+    from nica._src.saving import load, save
+    from nica._src.sharding import make_mesh, shard_params
+    from nica._src.stopping import Decision, EarlyStopping, StoppingStatus
+    from nica._src.training import TrainState, init_train_state, make_epoch, make_train_step
+    from nica._src.transforms import transport
 
 __all__ = [
     "Layer",
@@ -74,6 +84,7 @@ __all__ = [
     "ConditionalNonlinearICA",
     "save",
     "load",
+    "enable_compilation_cache",
     "activations",
     "priors",
     "objectives",
@@ -83,3 +94,44 @@ __all__ = [
     "metrics",
     "plotting",
 ]
+
+# {public name: the module it is imported from, on first use}
+_LAZY = {
+    **{name: f"nica.{name}" for name in __all__[__all__.index("activations") :]},
+    "enable_compilation_cache": "nica._src.compilation_cache",
+    "NonlinearICA": "nica._src.estimator",
+    "ConditionalNonlinearICA": "nica._src.estimator",
+    "fit_to_data": "nica._src.fitting",
+    **dict.fromkeys(
+        [
+            "Backprop",
+            "autodiff_gradient",
+            "backpropagated_errors",
+            "equivariant_gradient",
+            "euclidean_gradient",
+            "relative_gradient",
+        ],
+        "nica._src.gradients",
+    ),
+    "FitHistory": "nica._src.history",
+    "FitProgress": "nica._src.history",
+    **dict.fromkeys(
+        ["Layer", "forward", "forward_and_log_det", "init_params", "inverse", "inverse_and_log_det", "log_likelihood"],
+        "nica._src.network",
+    ),
+    "load": "nica._src.saving",
+    "save": "nica._src.saving",
+    "make_mesh": "nica._src.sharding",
+    "shard_params": "nica._src.sharding",
+    **dict.fromkeys(["Decision", "EarlyStopping", "StoppingStatus"], "nica._src.stopping"),
+    **dict.fromkeys(["TrainState", "init_train_state", "make_epoch", "make_train_step"], "nica._src.training"),
+    "transport": "nica._src.transforms",
+}
+
+
+def __getattr__(name: str) -> object:
+    return _lazy.load(__name__, name, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return _lazy.listing(__name__, __all__)

@@ -1,8 +1,9 @@
 """The ``nica`` console script's entry point: Ctrl-C handled before anything heavy is imported.
 
-Importing anything in the ``nica`` package runs ``nica/__init__.py`` first, which imports JAX,
-scikit-learn and SciPy (a second or more): a console script that starts in ``nica`` meets a
-Ctrl-C of those first seconds with Python's own traceback and a process killed by SIGINT.  So
+Importing anything in the ``nica`` package runs ``nica/__init__.py`` first; that imports its
+names on first use, and the command line imports JAX, scikit-learn and SciPy (a second or more)
+once a command runs, but a console script that starts in ``nica`` would still meet a Ctrl-C of
+its first moments with Python's own traceback and a process killed by SIGINT.  So
 the script starts here, outside the package, with the standard library only: :func:`main`
 handles SIGINT first, then imports the command line (:func:`nica.cli._main.console`) inside
 the function, on purpose (and :mod:`tempfile`, for the same reason: the less runs before the

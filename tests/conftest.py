@@ -1,6 +1,7 @@
 """Fixtures shared by several test files.  (The root conftest.py sets float64 and strict rank
 promotion for every test.)"""
 
+import os
 import signal
 
 import numpy as np
@@ -8,6 +9,10 @@ import pytest
 from support import FIT_FAST, D, N
 
 from nica.cli import main
+
+# The command line keeps JAX's compiled programs under the home folder by default: never from the
+# tests (and their child processes); tests/test_startup.py turns it on in temporary folders.
+os.environ["NICA_COMPILATION_CACHE"] = "off"
 
 # A test run started as a background job of a non-interactive shell (`cmd &`) inherits an ignored
 # SIGINT, and so would every process the tests start: the Ctrl-C tests (tests/test_interrupts.py,

@@ -119,7 +119,7 @@ def test_unforeseen_failures_are_one_line(env, capsys, monkeypatch, exc, fragmen
     def failing(args):
         raise exc
 
-    monkeypatch.setattr(cli_main, "cmd_transform", failing)
+    monkeypatch.setattr(cli_commands, "cmd_transform", failing)
     code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)
     assert_one_line_error(code, out, err, fragment, status=status)
 
@@ -353,7 +353,7 @@ def _turned_into_an_import_error(args):
 
 @pytest.mark.parametrize("command", [_swallowed, _turned_into_an_import_error])
 def test_a_ctrl_c_lost_on_the_way_still_ends_the_command(env, capsys, monkeypatch, command):
-    monkeypatch.setattr(cli_main, "cmd_transform", command)
+    monkeypatch.setattr(cli_commands, "cmd_transform", command)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code, out, err = run(["transform", env / "m.nica", env / "X.npy", "-o", env / "out.npy"], capsys)

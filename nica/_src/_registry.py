@@ -4,6 +4,11 @@ forms): a name maps to a factory that builds the component with its default sett
 Everything that offers a choice of names (the estimators' checks, the command line's choices,
 the docs' lists, the tests' parametrisation) reads the registry, so adding a component is one
 class and one :meth:`Registry.register` line.
+
+The registries live in modules that import JAX.  The command line builds its parser before
+importing them (``nica --help`` at once): :func:`known_names` gives a registry's names when its
+module is loaded, and :data:`BUILTIN_NAMES`, the names nica itself registers, otherwise
+(``tests/test_startup.py`` checks that table against the registries).
 """
 
 from __future__ import annotations
@@ -12,7 +17,16 @@ from collections.abc import Callable
 
 from nica._src._checks import check_static, refuse_unusable
 
-__all__ = ["Registry", "register_doc", "names_doc"]
+__all__ = ["Registry", "BUILTIN_NAMES", "known_names", "register_doc", "names_doc"]
+
+# {kind: the names nica registers itself, sorted}
+BUILTIN_NAMES = {
+    "activation": ("leaky_relu", "smooth_leaky_relu", "tanh_linear"),
+    "prior": ("gaussian", "hypsecant", "laplace", "logistic", "logistic_mixture"),
+    "gradient": ("autodiff", "equivariant", "euclidean", "relative"),
+    "objective": ("label_cross_entropy", "nll"),
+}
+_MADE: dict[str, Registry] = {}  # {kind: its registry}, once the module that makes it is loaded
 
 
 class Registry:
@@ -34,6 +48,7 @@ class Registry:
         self.base = base
         self.factories = factories
         self._factories: dict[str, Callable] = {}
+        _MADE[kind] = self
 
     def register(self, name: str, factory: Callable, *, overwrite: bool = False) -> Callable:
         """Make ``name`` build ``factory()``; returns ``factory`` (so it can decorate a class)."""
@@ -63,6 +78,14 @@ class Registry:
                 ) from None
             return factory()
         raise refuse_unusable(spec, self.kind, self.base, self._factories, self.factories)
+
+
+def known_names(kind: str) -> list[str]:
+    """The names of ``kind`` registered in this process (with those registered since nica's
+    own) if its registry is made already, else the built-in ones (:data:`BUILTIN_NAMES`),
+    without importing its module."""
+    registry = _MADE.get(kind)
+    return registry.names() if registry is not None else list(BUILTIN_NAMES[kind])
 
 
 def register_doc(kind: str, accepted_by: str, returns: str, example: str) -> str:

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from nica._src import priors as _priors
+from nica._src._version import VERSION  # nica's version (nica.__version__ is this one)
 from nica._src.encoding import ARRAY_KINDS, Corrupt, Decoder, Encoder, Unregistered, Unsavable, typed
 from nica._src.fit_state import init_fit_state, is_fit_state
 from nica._src.io import write_atomically
@@ -40,7 +41,6 @@ from nica._src.training import TrainState, init_train_state
 __all__ = ["FORMAT", "FORMAT_VERSION", "VERSION", "CLASS_NAMES", "Payload", "encode", "check_params", "dump"]
 __all__ += ["write", "file_kind", "read"]
 
-VERSION = "0.2.0"  # nica's version (nica.__version__ is this one)
 FORMAT = "nica-estimator"
 FORMAT_VERSION = 1
 CLASS_NAMES = ("NonlinearICA", "ConditionalNonlinearICA")

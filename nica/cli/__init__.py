@@ -23,13 +23,25 @@ and the command that resumes it, or says that nothing was saved.
 
 The choices of ``--activation``, ``--prior``, ``--gradient`` and ``--objective-term`` are the
 names registered in :mod:`nica.activations`, :mod:`nica.priors`, :mod:`nica.gradients` and
-:mod:`nica.objectives` when the parser is built.
+:mod:`nica.objectives` when the parser is built, or nica's own names when those modules are not
+loaded yet: the parser is built, and ``--help`` or a bad command line answered, before JAX,
+scikit-learn and SciPy are imported; they are imported once a command runs.
+
+Every command that computes keeps JAX's compiled programs on disk for the next runs
+(:func:`nica.enable_compilation_cache`): in ``--compilation-cache DIR``, else in
+``$NICA_COMPILATION_CACHE``, else in ``$XDG_CACHE_HOME/nica/jax`` (``~/.cache/nica/jax``);
+``--no-compilation-cache`` or ``NICA_COMPILATION_CACHE=off`` turns that off.
 """
 
-from nica.cli._commands import load_checkpoint
+from typing import TYPE_CHECKING
+
+from nica._src import _lazy
 from nica.cli._files import CLIError, read_array, write_array
 from nica.cli._main import build_parser, main
-from nica.cli._models import load_model, save_model
+
+if TYPE_CHECKING:  # the same names as _LAZY below, for type checkers and IDEs
+    from nica.cli._commands import load_checkpoint
+    from nica.cli._models import load_model, save_model
 
 __all__ = [
     "main",
@@ -41,3 +53,18 @@ __all__ = [
     "save_model",
     "load_checkpoint",
 ]
+
+# {public name: the module it is imported from, on first use}: these load JAX
+_LAZY = {
+    "load_model": "nica.cli._models",
+    "save_model": "nica.cli._models",
+    "load_checkpoint": "nica.cli._commands",
+}
+
+
+def __getattr__(name: str) -> object:
+    return _lazy.load(__name__, name, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return _lazy.listing(__name__, __all__)

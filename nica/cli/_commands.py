@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import time
 import warnings
 
@@ -17,7 +16,9 @@ from nica.cli._files import (
     DATA_EXTENSIONS,
     CLIError,
     check_distinct,
+    check_fit_outputs,
     check_output,
+    file_identity,
     labels_from_text,
     read_array,
     warn_if_not_finite,
@@ -44,7 +45,6 @@ __all__ = [
     "cmd_sample",
     "cmd_demo",
     "load_checkpoint",
-    "interruption_message",
     "DEMO_SETTINGS",
 ]
 
@@ -86,18 +86,7 @@ def _objective(terms):
 
 
 def cmd_fit(args):
-    if os.path.splitext(args.model)[1].lower() in DATA_EXTENSIONS:
-        raise CLIError(
-            f"--model {args.model!r} names a data file (.npy, .npz or .csv); "
-            "give the model file another name, such as model.nica"
-        )
-    check_output(args.model, "model file")
-    check_distinct(args.model, [("data file", args.data), ("aux file", args.aux)], "model file")
-    if args.checkpoint is not None:
-        check_output(args.checkpoint, "checkpoint file")
-        check_distinct(args.checkpoint, [("data file", args.data), ("aux file", args.aux)], "checkpoint file")
-        if os.path.realpath(args.checkpoint) == os.path.realpath(args.model):
-            raise CLIError("--checkpoint and --model name the same file; give each a file of its own")
+    check_fit_outputs(args)
     resumed = None if args.resume is None else load_checkpoint(args.resume)
     _note_checkpoint(args, resumed)
     X = read_array(args.data)
@@ -173,48 +162,13 @@ def cmd_fit(args):
     )
 
 
-def _file_identity(path):
-    """What tells a file apart from the one written before it (a rename makes a new inode)."""
-    try:
-        info = os.stat(path)
-    except (OSError, ValueError, TypeError):
-        return None
-    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
-
-
 def _note_checkpoint(args, resumed):
     """Before the fit: the checkpoint file it writes as it is now, and the checkpoint it resumes
-    (a fit in progress), for :func:`interruption_message`."""
+    (a fit in progress), for :func:`nica.cli._main.interruption_message`."""
     checkpoint = args.checkpoint if args.checkpoint is not None else getattr(resumed, "checkpoint_path", None)
     checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-    args.fit_checkpoint = checkpoint, _file_identity(checkpoint)
+    args.fit_checkpoint = checkpoint, file_identity(checkpoint)
     args.resumed_checkpoint = args.resume if getattr(resumed, "epochs_left_", 0) else None
-
-
-def interruption_message(args):
-    """The line an interrupted command ends with (``args`` None: interrupted before the command
-    line was read).  For ``fit``: the checkpoint that holds the fit so far and the command that
-    resumes it, or that nothing was saved."""
-    if args is None or getattr(args, "func", None) is not cmd_fit:
-        return "nica: interrupted"
-    if getattr(args, "model_saved", False):
-        return f"nica: interrupted after the fit had finished; the model was saved to {args.model!r}"
-    noted = getattr(args, "fit_checkpoint", None)  # None: interrupted before the fit's files were checked
-    checkpoint, before = noted if noted is not None else (args.checkpoint, None)
-    saved = None
-    if noted is not None and checkpoint is not None and _file_identity(checkpoint) not in (None, before):
-        saved = checkpoint  # written by this fit
-    elif getattr(args, "resumed_checkpoint", None) is not None and os.path.isfile(args.resumed_checkpoint):
-        saved = args.resumed_checkpoint  # the fit in progress this one resumed, still as it was
-    if saved is not None:
-        command = ["nica", "fit", args.data, *(["--aux", args.aux] if args.aux is not None else [])]
-        command += ["--resume", saved, "--model", args.model]
-        return (
-            f"nica: interrupted; the fit so far is saved in checkpoint {saved!r}; resume it with: {shlex.join(command)}"
-        )
-    if checkpoint is not None:
-        return f"nica: interrupted before the first checkpoint was written to {checkpoint!r}; nothing was saved"
-    return "nica: interrupted; nothing was saved (--checkpoint FILE saves a fit in progress, to resume it later)"
 
 
 def cmd_transform(args):

@@ -30,6 +30,10 @@ __all__ = [
     "as_float",
     "describe_position",
     "warn_if_not_finite",
+    "strict_int",
+    "file_identity",
+    "check_data_file",
+    "check_fit_outputs",
 ]
 
 DATA_EXTENSIONS = (".npy", ".npz", ".csv")
@@ -172,6 +176,17 @@ def _load_numpy(path, key, name):
     raise CLIError(f"{name} file {path!r} is not a NumPy .npy or .npz file")
 
 
+def check_data_file(path, name="data"):
+    """:func:`read_array`'s checks before it reads: a data file's extension, and a readable
+    file; returns ``(path, key, extension)`` (``file.npz:key`` split)."""
+    path, key = split_key(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in DATA_EXTENSIONS:
+        raise CLIError(f"unsupported {name} file {path!r}: expected .npy, .npz or .csv")
+    check_input(path, f"{name} file")
+    return path, key, ext
+
+
 def read_array(path, *, numeric=True, name="data"):
     """Read a ``.npy``, ``.npz`` or ``.csv`` file into an array.
 
@@ -179,11 +194,7 @@ def read_array(path, *, numeric=True, name="data"):
     ``numeric=False`` (auxiliary variables) a ``.csv`` file comes back as text, 1-D for one
     column, for the caller to convert (``labels_from_text``).
     """
-    path, key = split_key(path)
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in DATA_EXTENSIONS:
-        raise CLIError(f"unsupported {name} file {path!r}: expected .npy, .npz or .csv")
-    check_input(path, f"{name} file")
+    path, key, ext = check_data_file(path, name)
     try:
         if ext == ".csv":
             array = _read_csv(path, numeric=numeric)
@@ -410,3 +421,36 @@ def warn_if_not_finite(array, what):
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+def strict_int(text):
+    """The integer ``text`` writes in ASCII digits (an optional sign, spaces around), else None."""
+    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):  # ASCII digits only
+        return None
+    return int(text)
+
+
+def file_identity(path):
+    """What tells a file apart from the one written before it (a rename makes a new inode)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError, TypeError):
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def check_fit_outputs(args):
+    """``nica fit``'s checks of its output files (``--model``, ``--checkpoint``), made before it
+    reads anything."""
+    if os.path.splitext(args.model)[1].lower() in DATA_EXTENSIONS:
+        raise CLIError(
+            f"--model {args.model!r} names a data file (.npy, .npz or .csv); "
+            "give the model file another name, such as model.nica"
+        )
+    check_output(args.model, "model file")
+    check_distinct(args.model, [("data file", args.data), ("aux file", args.aux)], "model file")
+    if args.checkpoint is not None:
+        check_output(args.checkpoint, "checkpoint file")
+        check_distinct(args.checkpoint, [("data file", args.data), ("aux file", args.aux)], "checkpoint file")
+        if os.path.realpath(args.checkpoint) == os.path.realpath(args.model):
+            raise CLIError("--checkpoint and --model name the same file; give each a file of its own")

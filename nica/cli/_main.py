@@ -9,6 +9,12 @@ crash (a segmentation fault after an interruption), and nothing is left to do by
 (:class:`~nica._src.interrupts.CountingInterrupts`): one that Python swallowed on the way (in a
 garbage-collection callback) still ends the command with status 130.  A fit holds it to the
 start of the next epoch, after its checkpoint (:class:`~nica._src.interrupts.DeferredInterrupts`).
+
+Start-up.  This module imports neither JAX nor scikit-learn nor SciPy: the parser's choices of
+components are the registries' names without their modules (:func:`~nica._src._registry.known_names`),
+and the commands (:mod:`nica.cli._commands`) are imported once the command line is read and its
+first files are checked, so ``--help`` and every bad command line are answered at once.  A
+command that runs turns on JAX's persistent compilation cache first (:func:`_use_compilation_cache`).
 """
 
 from __future__ import annotations
@@ -18,28 +24,41 @@ import contextlib
 import datetime
 import os
 import re
+import shlex
 import signal
 import sys
 import warnings
 
 import nica
+from nica._src._registry import known_names
 from nica._src.interrupts import CountingInterrupts
-from nica.cli._commands import (
-    cmd_demo,
-    cmd_fit,
-    cmd_inverse_transform,
-    cmd_sample,
-    cmd_score,
-    cmd_transform,
-    interruption_message,
+from nica.cli._files import (
+    CLIError,
+    check_data_file,
+    check_fit_outputs,
+    check_input,
+    file_identity,
+    os_reason,
+    strict_int,
 )
-from nica.cli._files import CLIError, os_reason
-from nica.cli._models import strict_int
 
-__all__ = ["build_parser", "main", "console", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["build_parser", "main", "console", "interruption_message", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ += ["COMPILATION_CACHE_VARIABLE"]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+# the compilation cache's folder, or "off" (when neither option is given)
+COMPILATION_CACHE_VARIABLE = "NICA_COMPILATION_CACHE"
+_OFF = ("off", "0", "no", "false", "none")
+# {command: its function in nica.cli._commands}, imported once a command runs (JAX and the rest)
+_COMMANDS = {
+    "demo": "cmd_demo",
+    "fit": "cmd_fit",
+    "transform": "cmd_transform",
+    "inverse-transform": "cmd_inverse_transform",
+    "score": "cmd_score",
+    "sample": "cmd_sample",
+}
 
 
 _DURATION_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
@@ -86,8 +105,8 @@ def _objective_term(text):
     term and ``WEIGHT`` a finite number >= 0 (default 1)."""
     name, _, weight = text.partition("=")
     name = name.strip()
-    if name not in nica.objectives.names():
-        raise argparse.ArgumentTypeError(f"unknown objective term {name!r}; expected one of {nica.objectives.names()}")
+    if name not in known_names("objective"):
+        raise argparse.ArgumentTypeError(f"unknown objective term {name!r}; expected one of {known_names('objective')}")
     try:
         value = float(weight) if weight.strip() else 1.0
     except ValueError:
@@ -95,6 +114,22 @@ def _objective_term(text):
     if not (value >= 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"the weight of {name!r} must be a finite number >= 0; got {weight!r}")
     return name, value
+
+
+def _add_compilation_cache_options(parser):
+    """The options of every command that computes: where JAX's compiled programs are kept."""
+    choice = parser.add_argument_group("compilation cache").add_mutually_exclusive_group()
+    choice.add_argument(
+        "--compilation-cache",
+        metavar="DIR",
+        help="keep JAX's compiled programs in DIR, for the next runs to reuse (default: "
+        f"${COMPILATION_CACHE_VARIABLE} if set, else $XDG_CACHE_HOME/nica/jax or ~/.cache/nica/jax)",
+    )
+    choice.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help=f"compile everything anew and keep nothing ({COMPILATION_CACHE_VARIABLE}=off does the same)",
+    )
 
 
 def build_parser():
@@ -107,7 +142,6 @@ def build_parser():
     demo.add_argument("--quick", action="store_true", help="smaller data and fewer epochs")
     demo.add_argument("--figure", default="nica_demo.png", help="where to write the figure")
     demo.add_argument("--seed", type=_seed, default=0)
-    demo.set_defaults(func=cmd_demo)
 
     fit = sub.add_parser(
         "fit",
@@ -132,11 +166,11 @@ def build_parser():
         action="append",
         metavar="NAME=WEIGHT",
         help="add WEIGHT times the objective term NAME to the likelihood (repeatable; one of "
-        f"{', '.join(nica.objectives.names())}); the objective is then the likelihood plus "
+        f"{', '.join(known_names('objective'))}); the objective is then the likelihood plus "
         "these terms (with --aux, instead of the default hybrid objective)",
     )
-    fit.add_argument("--activation", choices=nica.activations.names())
-    fit.add_argument("--prior", choices=nica.priors.names())
+    fit.add_argument("--activation", choices=known_names("activation"))
+    fit.add_argument("--prior", choices=known_names("prior"))
     fit.add_argument(
         "--learning-rate", type=float, help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise"
     )
@@ -152,7 +186,7 @@ def build_parser():
     )
     fit.add_argument(
         "--gradient",
-        choices=["auto", *nica.gradients.names()],
+        choices=["auto", *known_names("gradient")],
         help="relative: the O(B·D²) relative gradient (docs/theory.rst); "
         "equivariant: the optimizer in the group's coordinates, "
         "usually better with Adam while n_features <= batch size (docs/benchmarks.md)",
@@ -192,24 +226,18 @@ def build_parser():
         help="continue the fit saved in FILE (a --checkpoint file, or a --model file) on DATA; "
         "an interrupted fit runs its epochs left and ends as it would have",
     )
-    fit.set_defaults(func=cmd_fit)
 
-    for name, func, help_text in [
-        ("transform", cmd_transform, "sources of DATA"),
-        ("inverse-transform", cmd_inverse_transform, "observations from sources"),
-    ]:
+    for name, help_text in [("transform", "sources of DATA"), ("inverse-transform", "observations from sources")]:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("model")
         p.add_argument("data")
         p.add_argument("-o", "--output", required=True)
-        p.set_defaults(func=func)
 
     score = sub.add_parser("score", help="exact log-likelihood of DATA")
     score.add_argument("model")
     score.add_argument("data")
     score.add_argument("--aux")
     score.add_argument("-o", "--output", help="write per-sample log-likelihoods here")
-    score.set_defaults(func=cmd_score)
 
     sample = sub.add_parser("sample", help="draw samples from a fitted model")
     sample.add_argument("model")
@@ -225,7 +253,8 @@ def build_parser():
     given_u.add_argument("--aux", help="one auxiliary value per sample")
     given_u.add_argument("--label", help="one segment label (or value) for all samples")
     sample.add_argument("--random-state", type=_seed, default=None)
-    sample.set_defaults(func=cmd_sample)
+    for command in sub.choices.values():
+        _add_compilation_cache_options(command)
     return parser
 
 
@@ -268,6 +297,32 @@ def console(argv=None):
     except KeyboardInterrupt:  # at the very start or end of main, outside its handler
         status = _interrupted(None)
     end_process(status)
+
+
+def interruption_message(args):
+    """The line an interrupted command ends with (``args`` None: interrupted before the command
+    line was read).  For ``fit``: the checkpoint that holds the fit so far and the command that
+    resumes it, or that nothing was saved."""
+    if args is None or getattr(args, "command", None) != "fit":
+        return "nica: interrupted"
+    if getattr(args, "model_saved", False):
+        return f"nica: interrupted after the fit had finished; the model was saved to {args.model!r}"
+    noted = getattr(args, "fit_checkpoint", None)  # None: interrupted before the fit's files were checked
+    checkpoint, before = noted if noted is not None else (args.checkpoint, None)
+    saved = None
+    if noted is not None and checkpoint is not None and file_identity(checkpoint) not in (None, before):
+        saved = checkpoint  # written by this fit
+    elif getattr(args, "resumed_checkpoint", None) is not None and os.path.isfile(args.resumed_checkpoint):
+        saved = args.resumed_checkpoint  # the fit in progress this one resumed, still as it was
+    if saved is not None:
+        command = ["nica", "fit", args.data, *(["--aux", args.aux] if args.aux is not None else [])]
+        command += ["--resume", saved, "--model", args.model]
+        return (
+            f"nica: interrupted; the fit so far is saved in checkpoint {saved!r}; resume it with: {shlex.join(command)}"
+        )
+    if checkpoint is not None:
+        return f"nica: interrupted before the first checkpoint was written to {checkpoint!r}; nothing was saved"
+    return "nica: interrupted; nothing was saved (--checkpoint FILE saves a fit in progress, to resume it later)"
 
 
 def end_process(status):
@@ -322,7 +377,9 @@ def _silence_stdout():
 def _run(args, interrupts):
     try:
         try:
-            args.func(args)
+            _check_first_files(args)
+            _use_compilation_cache(args)
+            _command(args.command)(args)
         except Exception:
             interrupts.check()  # a Ctrl-C that an extension's code turned into another error
             raise
@@ -348,6 +405,51 @@ def _run(args, interrupts):
             )
         return _fail(f"unexpected {type(exc).__name__}: {exc}")
     return 0
+
+
+def _command(name):
+    """The function that runs the command ``name``: its module, and with it JAX, scikit-learn
+    and the rest of nica, is imported here, once a command runs (``--help`` and a bad command
+    line are answered before)."""
+    from nica.cli import _commands
+
+    return getattr(_commands, _COMMANDS[name])
+
+
+def _check_first_files(args):
+    """The first checks of files the command makes, made once more before its module (and JAX)
+    is imported: a missing or unwritable file is reported at once, by the same line.  Only what
+    the command checks before it reads a file: a model that fails to load is reported before a
+    missing data file, as the command does."""
+    if args.command == "fit":
+        check_fit_outputs(args)
+        if args.resume is not None:
+            check_input(args.resume, "checkpoint file")
+        else:
+            check_data_file(args.data)
+    elif args.command != "demo":
+        check_input(args.model, "model file")
+
+
+def _use_compilation_cache(args):
+    """Turn on JAX's persistent compilation cache (:func:`nica.enable_compilation_cache`) in
+    ``--compilation-cache``, else in ``$NICA_COMPILATION_CACHE``, else in the default folder;
+    not with ``--no-compilation-cache`` or ``NICA_COMPILATION_CACHE=off``, nor when JAX's own
+    ``JAX_COMPILATION_CACHE_DIR`` is set (JAX then uses that folder).  A folder that cannot be
+    made leaves the cache off, with a warning."""
+    if getattr(args, "no_compilation_cache", False):
+        return
+    folder = getattr(args, "compilation_cache", None)
+    if folder is None:
+        setting = os.environ.get(COMPILATION_CACHE_VARIABLE, "").strip()
+        if setting.lower() in _OFF or (not setting and os.environ.get("JAX_COMPILATION_CACHE_DIR")):
+            return
+        folder = setting or None
+    try:
+        nica.enable_compilation_cache(folder)
+    except OSError as exc:
+        where = f"{exc.filename!r}: " if exc.filename else ""
+        warnings.warn(f"the compilation cache is off ({where}{os_reason(exc)})", stacklevel=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

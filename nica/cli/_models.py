@@ -3,8 +3,6 @@ without unpickling anything), and auxiliary variables read for a model."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -19,6 +17,7 @@ from nica.cli._files import (
     labels_from_text,
     os_reason,
     read_array,
+    strict_int,
     write_file,
 )
 
@@ -74,12 +73,6 @@ def load_model(path):
 def _known_labels(classes, limit=8):
     shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in classes[:limit])
     return f"{shown}{', ...' if len(classes) > limit else ''}"
-
-
-def strict_int(text):
-    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):  # ASCII digits only
-        return None
-    return int(text)
 
 
 def _parse_bool(text):
