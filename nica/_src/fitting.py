@@ -7,7 +7,6 @@ The loop trains with the user's optimizer chained by name with the transformatio
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -43,7 +42,6 @@ from nica._src.history import FitHistory, FitProgress
 from nica._src.network import (
     check_data,
     check_key,
-    forward_trace,
     log_abs_det,
 )
 from nica._src.objectives import Objective
@@ -51,20 +49,34 @@ from nica._src.priors import Prior
 from nica._src.sharding import check_mesh, place, place_rows
 from nica._src.stopping import SCHEDULES, EarlyStopping, StoppingStatus
 from nica._src.training import (
+    SCORE_BATCH,
+    PaddedRows,
     TrainState,
     check_batch,
     check_opt_state,
     check_optimizer,
     compile_epoch,
     objective_argument,
+    pad_rows,
+    scoring_rows,
+    term_values,
+    training_rows,
 )
 from nica._src.transforms import (
     average_decay,
 )
 
-__all__ = ["fit_to_data", "FitHistory", "FitProgress", "validation_rows", "SCORE_BATCH", "MAX_COUNT", "term_values"]
+__all__ = [
+    "fit_to_data",
+    "FitHistory",
+    "FitProgress",
+    "validation_rows",
+    "SCORE_BATCH",
+    "MAX_COUNT",
+    "term_values",
+    "scoring_rows",
+]
 
-SCORE_BATCH = 8192  # rows per batch when the loop scores the validation set
 # The most epochs a fit may ask for (the estimators bound max_iter, n_init and hidden_units
 # alike): a count beyond it cannot be run anyway, and larger ones overflow the progress bar.
 MAX_COUNT = 2**31 - 1
@@ -85,41 +97,6 @@ def _finite(tree):
 
 # --------------------------------------------------------------------------------------------
 # validation scores: each term of the objective on the validation rows, in batches
-
-
-@functools.partial(jax.jit, static_argnames=("term", "activation", "prior"))
-def _term_rows(term, params, prior_params, X, u, activation, prior):
-    S, _, _, log_det_act = forward_trace(params, X, activation)
-    return term.row_losses(prior, prior_params, S, log_det_act, u)
-
-
-def term_values(terms, params, prior_params, X, u, activation, prior, log_det, log_det_offset=0.0) -> list:
-    """The mean loss of each objective term of ``terms`` on the rows ``X``, in nats per sample,
-    the weights' log-determinant ``log_det`` and ``log_det_offset`` included as the term weighs
-    them; in batches of :data:`SCORE_BATCH` rows."""
-    values = []
-    for term in terms:
-        rows = jnp.concatenate(
-            [
-                _term_rows(
-                    term,
-                    params,
-                    prior_params,
-                    X[i : i + SCORE_BATCH],
-                    None if u is None else u[i : i + SCORE_BATCH],
-                    activation,
-                    prior,
-                )
-                for i in range(0, X.shape[0], SCORE_BATCH)
-            ]
-        )
-        c = term.log_det_weight
-        if c:
-            log_det_rows = jnp.asarray(log_det, rows.dtype)
-            rows = rows - (log_det_rows if c == 1.0 else c * log_det_rows)
-        value = float(jnp.mean(rows))
-        values.append(value - log_det_offset if c == 1.0 else value - c * log_det_offset)
-    return values
 
 
 def _score(objective, values) -> float:
@@ -174,6 +151,10 @@ def validation_rows(validation_fraction, n_samples, context=""):
 
 def _check_validation(validation, validation_fraction, n_features, dtype, prior, n_samples):
     """``(X_val, u_val)`` checked, or the fraction to hold out (``None``: no validation)."""
+    if isinstance(validation, PaddedRows):  # (the estimators: rows already padded to scoring_rows)
+        X_val = check_data(validation.X, n_features, dtype, name="validation X")
+        u_val = _priors.check_aux(prior, validation.u, X_val.shape[0], "fit_to_data with the validation set")
+        return PaddedRows(X_val, u_val, validation.n), None
     if validation is not None:
         if isinstance(validation, tuple):
             if len(validation) not in (1, 2):
@@ -212,8 +193,8 @@ class _Loop(NamedTuple):
 
     epoch: Any
     optimizer: optax.GradientTransformation
-    train: tuple
-    val: tuple | None
+    train: PaddedRows
+    val: PaddedRows | None
     activation: Any
     prior: Any
     objective: Any
@@ -276,6 +257,13 @@ def fit_to_data(
       parameters with a restarted optimizer and lowers the rate (every schedule).
     * Divergence: a non-finite loss, score or parameter stops the fit and restores the best
       parameters with a restarted optimizer (``history.diverged``; no warning is issued).
+    * Compilation: the training rows are padded with zeros to a bucket of row counts (as by
+      :func:`~nica.make_epoch`: whole batches, rounded up to three significant binary digits),
+      and the validation rows to whole blocks of at most :data:`SCORE_BATCH` rows (one block of
+      ``16·⌈n/16⌉`` rows or so for a small set), so the epoch and the validation compile once
+      per bucket: fits on 666 and 667 rows share them.  Padding rows are never drawn into a
+      batch nor counted in a mean.  (Padding a JAX array, and drawing the validation rows, are
+      small copies compiled once per row count.)
     * An exception inside the loop (``KeyboardInterrupt`` included) propagates; ``callback``
       first receives ``"interrupted"`` with the best parameters, as the fit would have left
       them.
@@ -434,9 +422,16 @@ def fit_to_data(
     )
     stopping = _stopping_policy(early_stopping, args["patience"], args["tol"], args["schedule"])
     objective = objective_argument(objective, contrastive_weight, prior)
+    padded, n_rows = False, 0
+    if isinstance(X, PaddedRows):  # (the estimators: rows already padded to training_rows)
+        padded, n_rows, X, u = True, X.n, X.X, X.u
+        if training_rows(n_rows, args["batch_size"]) != np.shape(X)[0]:
+            raise ValueError(f"padded training rows must be training_rows(n, batch_size) rows; got {np.shape(X)[0]}.")
     X, aux = check_batch(state, X, u, prior, "fit_to_data")
     n_features, dtype = X.shape[1], X.dtype
     val, n_val = _check_validation(validation, validation_fraction, n_features, dtype, prior, X.shape[0])
+    if padded and n_val is not None:
+        raise ValueError("padded training rows take a validation set (validation=), not validation_fraction.")
     averaged = args["averaging"] > 0
     chained = is_fit_state(state.opt_state)
     trainable = (state.params, state.prior_params)
@@ -452,15 +447,21 @@ def fit_to_data(
         order = jax.random.permutation(split_key, X.shape[0])
         val = (X[order[:n_val]], None if aux is None else aux[order[:n_val]])
         X, aux = X[order[n_val:]], None if aux is None else aux[order[n_val:]]
-    train = (place_rows(X, mesh), place_rows(aux, mesh))
-    val = None if val is None else (place_rows(val[0], mesh), place_rows(val[1], mesh))
+    # padded to a bucket of row counts: the epoch and the validation compile once per bucket
+    if not padded:
+        n_rows = X.shape[0]
+        X, aux, _ = pad_rows(X, aux, training_rows(n_rows, args["batch_size"]))
+    if val is not None and not isinstance(val, PaddedRows):
+        val = pad_rows(val[0], val[1], scoring_rows(val[0].shape[0])[1])
+    train = PaddedRows(place_rows(X, mesh), place_rows(aux, mesh), n_rows)
+    val = None if val is None else PaddedRows(place_rows(val.X, mesh), place_rows(val.u, mesh), val.n)
 
     tx = fit_optimizer(optimizer, form, averaged)
     if chained:
         state = TrainState(*trainable, match_averaging(state.opt_state, trainable, averaged))
     else:
         state = init_fit_state(state, form, rate_scale=args["rate_scale"], averaged=averaged)
-    steps = max(1, train[0].shape[0] // max(1, min(args["batch_size"], train[0].shape[0])))
+    steps = max(1, n_rows // max(1, min(args["batch_size"], n_rows)))
     decay = average_decay(args["averaging"], steps)
     state = place(state._replace(opt_state=with_average_decay(state.opt_state, decay)), mesh)
     loop = _Loop(
@@ -549,7 +550,7 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
         for _ in bar:
             report("epoch_start", state)
             key, epoch_key = jax.random.split(key)
-            state, data_loss = loop.epoch(state, *loop.train, epoch_key)
+            state, data_loss = loop.epoch(state, loop.train.X, loop.train.u, epoch_key, loop.train.n)
             n_epochs += 1
             log_det = float(log_abs_det(state.params))
             loss = (
@@ -570,8 +571,7 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
                     scored,
                     monitored[0],
                     monitored[1],
-                    loop.val[0],
-                    loop.val[1],
+                    loop.val,
                     loop.activation,
                     loop.prior,
                     log_det,

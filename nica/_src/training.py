@@ -29,7 +29,7 @@ from nica._src import priors as _priors
 from nica._src._checks import check_real
 from nica._src.activations import Activation
 from nica._src.gradients import GradientForm
-from nica._src.network import Layer, check_data, check_params, params_dtype
+from nica._src.network import Layer, check_data, check_params, forward_trace, params_dtype
 from nica._src.objectives import Objective
 from nica._src.priors import Prior
 from nica._src.sharding import (
@@ -53,7 +53,27 @@ __all__ = [
     "opt_state_fits",
     "check_opt_state",
     "objective_argument",
+    "PaddedRows",
+    "bucket_rows",
+    "training_rows",
+    "block_rows",
+    "pad_rows",
+    "map_row_blocks",
+    "PaddingEpoch",
+    "SCORE_BATCH",
+    "scoring_rows",
+    "term_values",
 ]
+
+# Row buckets: arrays of rows are padded to a bucketed count, so that the jitted functions that
+# take them (an epoch, the validation and scoring blocks) compile once per bucket rather than
+# once per row count.  A count of ``k`` units is rounded up to three significant binary digits
+# (1..8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...: at most 25 % more).
+_BUCKET_BITS = 3
+SCORE_BATCH = 8192  # the most rows per block when validation and scoring compute on rows
+# The smallest block of rows that validation and scoring compute on (a set of n rows below the
+# largest block is one block of bucket_rows(n, _MIN_BLOCK) rows).
+_MIN_BLOCK = 16
 
 
 class TrainState(NamedTuple):
@@ -326,6 +346,109 @@ def make_train_step(
     )
 
 
+def bucket_rows(n: int, unit: int) -> int:
+    """``n`` rows rounded up to a bucket: ``⌈n / unit⌉`` units rounded up to three significant
+    binary digits (at most 25 % more), times ``unit``; at least one unit."""
+    k = max(1, -(-int(n) // int(unit)))
+    shift = max(0, k.bit_length() - _BUCKET_BITS)
+    return (-(-k >> shift) << shift) * int(unit)
+
+
+def training_rows(n: int, batch_size: int) -> int:
+    """The rows an epoch over ``n`` training rows is compiled for: a whole number of batches,
+    :func:`bucket_rows` of ``n``; a set smaller than one batch (used whole) is not padded."""
+    return int(n) if n < batch_size else bucket_rows(n, batch_size)
+
+
+def block_rows(n: int, largest: int) -> int:
+    """The rows of each block that validation or scoring computes ``n`` rows in: one block of
+    ``bucket_rows(n, 16)`` rows for a small set, blocks of ``largest`` rows otherwise (so the
+    memory is bounded by one block's)."""
+    return max(1, min(int(largest), bucket_rows(n, _MIN_BLOCK)))
+
+
+class PaddedRows(NamedTuple):
+    """Rows padded to a fixed count: the first ``n`` rows of ``X`` (and of ``u``, or ``None``)
+    are data, the rest zeros that every computation masks out or never draws."""
+
+    X: Any
+    u: Any
+    n: int
+
+
+def pad_rows(X, u, n_padded: int) -> PaddedRows:
+    """``X`` and ``u`` (``None``, or one entry per row) with zero rows appended up to
+    ``n_padded`` rows: NumPy arrays on the host (nothing compiled), JAX arrays on their device
+    (a small copy, compiled once per size); arrays of ``n_padded`` rows as they are."""
+    n = int(np.shape(X)[0])
+
+    def pad(A):
+        if A is None or n == n_padded or np.shape(A)[0] != n:  # (a u of another length: refused later)
+            return A
+        widths = [(0, n_padded - n)] + [(0, 0)] * (np.ndim(A) - 1)
+        return jnp.pad(A, widths) if isinstance(A, jax.Array) else np.pad(np.asarray(A), widths)
+
+    return PaddedRows(pad(X), pad(u), n)
+
+
+def map_row_blocks(fn, n, block: int, *arrays):
+    """Inside a trace: ``fn`` applied block by block (``block`` rows each) to the first
+    ``⌈n / block⌉`` blocks of ``arrays`` (``None`` or arrays of the same padded number of rows,
+    a multiple of ``block``; ``n`` may be traced), with ``fn``'s per-row outputs stacked for every
+    padded row (zeros in the blocks past ``n``).  One block's temporaries at a time."""
+    N = arrays[0].shape[0]
+
+    def cut(start):
+        return [None if A is None else jax.lax.dynamic_slice_in_dim(A, start, block) for A in arrays]
+
+    shapes = jax.eval_shape(lambda *blocks: fn(*blocks), *cut(0))
+    out = jax.tree_util.tree_map(lambda s: jnp.zeros((N, *s.shape[1:]), s.dtype), shapes)
+
+    def body(i, out):
+        start = i * block
+        rows = fn(*cut(start))
+        return jax.tree_util.tree_map(lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, start, 0), out, rows)
+
+    return jax.lax.fori_loop(0, (n + block - 1) // block, body, out)
+
+
+def scoring_rows(n: int, largest: int = SCORE_BATCH) -> tuple[int, int]:
+    """``(block, padded)``: the rows of each block that validation and scoring compute ``n``
+    rows in (at most ``largest``), and the rows to pad them to (a bucket of whole blocks), so
+    that every row count of a bucket shares one compiled function."""
+    block = block_rows(n, largest)
+    return block, bucket_rows(n, block)
+
+
+@functools.partial(jax.jit, static_argnames=("terms", "activation", "prior", "block"))
+def _term_means(terms, params, prior_params, X, u, n, activation, prior, block):
+    def rows(X, u):  # one forward pass for every term
+        S, _, _, log_det_act = forward_trace(params, X, activation)
+        return jnp.stack([term.row_losses(prior, prior_params, S, log_det_act, u) for term in terms], axis=-1)
+
+    losses = map_row_blocks(rows, n, block, X, u)
+    valid = jnp.arange(X.shape[0]) < n
+    return jnp.sum(jnp.where(valid[:, None], losses, 0), axis=0) / n
+
+
+def term_values(terms, params, prior_params, rows: PaddedRows, activation, prior, log_det, log_det_offset=0.0) -> list:
+    """The mean loss of each objective term of ``terms`` on the ``rows.n`` rows of ``rows``
+    (padded to :func:`scoring_rows`), in nats per sample, the weights' log-determinant
+    ``log_det`` and ``log_det_offset`` included as the term weighs them; in blocks of at most
+    :data:`SCORE_BATCH` rows (one compiled function per bucket of row counts)."""
+    block, padded = scoring_rows(rows.n)
+    if rows.X.shape[0] != padded:
+        raise ValueError(f"term_values takes rows padded to {padded}; got {rows.X.shape[0]} for {rows.n} rows.")
+    means = np.asarray(
+        _term_means(tuple(terms), params, prior_params, rows.X, rows.u, rows.n, activation, prior, block)
+    )
+    values = []
+    for term, value in zip(terms, means.tolist()):
+        c = term.log_det_weight
+        values.append(value - log_det - log_det_offset if c == 1.0 else value - c * log_det - c * log_det_offset)
+    return values
+
+
 @functools.lru_cache(maxsize=64)
 def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int, mesh=None, state_optimizer=None):
     """The jitted epoch of :func:`make_epoch` with ``optimizer`` used as it is (nothing chained
@@ -339,22 +462,67 @@ def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int
         )
     step = build_step(optimizer, form, activation, prior, objective, mesh, state_optimizer, "make_epoch")
 
-    def epoch(state, X, u, key):
-        n = X.shape[0]
-        b = min(batch_size, n)
+    def epoch(state, X, u, key, n_rows):
+        # X, u: padded to N rows (training_rows(n_rows, batch_size)), of which the first n_rows
+        # (traced) are data
+        N = X.shape[0]
+        b = min(batch_size, N)
         b -= b % shards
         if b == 0:
-            raise ValueError(f"Data-parallel training over {shards} devices needs at least {shards} samples; got {n}.")
-        n_batches = n // b
-        order = jax.random.permutation(key, n)[: n_batches * b].reshape(n_batches, b)
+            raise ValueError(f"Data-parallel training over {shards} devices needs at least {shards} samples; got {N}.")
+        # a uniform permutation of the N rows with the padding moved last (stably): the valid
+        # rows in a uniform order, and exactly jax.random.permutation(key, N) when nothing is padded
+        order = jax.random.permutation(key, N)
+        order = order[jnp.argsort(order >= n_rows, stable=True)]
+        n_batches = n_rows // b  # the steps past it (padding only) are skipped
+        batches = order[: (N // b) * b].reshape(N // b, b)
 
-        def body(state, rows):
-            return step(state, X[rows], None if u is None else u[rows])
+        def body(state, batch):
+            i, rows = batch
 
-        state, losses = jax.lax.scan(body, state, order)
-        return state, jnp.mean(losses)
+            def run(state):
+                return step(state, X[rows], None if u is None else u[rows])
+
+            def skip(state):
+                return state, jnp.zeros((), loss_dtype)
+
+            return jax.lax.cond(i < n_batches, run, skip, state)
+
+        loss_dtype = jax.eval_shape(step, state, X[:b], None if u is None else u[:b])[1].dtype
+        state, losses = jax.lax.scan(body, state, (jnp.arange(N // b), batches))
+        return state, jnp.sum(losses) / n_batches.astype(losses.dtype)
 
     return jax.jit(epoch, donate_argnums=(0,))
+
+
+class PaddingEpoch:
+    """The epoch of :func:`make_epoch` over a jitted one of :func:`compile_epoch`: ``X`` and
+    ``u`` padded to :func:`training_rows` (unless ``n_rows`` says they are already) before the
+    jitted epoch; ``lower`` lowers it for arrays or ``jax.ShapeDtypeStruct`` of those rows."""
+
+    def __init__(self, jitted, batch_size: int):
+        self.jitted, self.batch_size = jitted, batch_size
+        functools.update_wrapper(self, jitted)
+
+    def _arguments(self, X, u, n_rows, pad):
+        if n_rows is not None:
+            return X, u, n_rows
+        n_rows = int(np.shape(X)[0])
+        return (*pad(X, u, training_rows(n_rows, self.batch_size))[:2], n_rows)
+
+    def __call__(self, state, X, u, key, n_rows=None):
+        X, u, n_rows = self._arguments(X, u, n_rows, pad_rows)
+        return self.jitted(state, X, u, key, n_rows)
+
+    def lower(self, state, X, u, key, n_rows=None):
+        def pad(X, u, padded):
+            def shape(A):
+                return None if A is None else jax.ShapeDtypeStruct((padded, *np.shape(A)[1:]), A.dtype)
+
+            return shape(X), shape(u)
+
+        X, u, n_rows = self._arguments(X, u, n_rows, pad)
+        return self.jitted.lower(state, X, u, key, n_rows)
 
 
 @functools.lru_cache(maxsize=64)
@@ -369,7 +537,7 @@ def make_epoch(
     *,
     objective: str | Objective | None = None,
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
-    """A jitted epoch ``epoch(state, X, u, key) -> (state, mean_loss)``.
+    """A jitted epoch ``epoch(state, X, u, key, n_rows=None) -> (state, mean_loss)``.
 
     Shuffles the rows of ``X`` (and of the auxiliary variable ``u``, or ``None``) with ``key``,
     cuts them into ``len(X) // batch_size`` full mini-batches (the remainder, different each
@@ -381,6 +549,20 @@ def make_epoch(
     step's temporaries.  ``mean_loss`` is the mean batch loss.  A ``state.opt_state`` that is
     not ``optimizer``'s is refused as by :func:`make_train_step`.
     Cached on its (hashable) arguments so repeated fits reuse the compiled code.
+
+    One compilation serves every row count of a bucket: the rows are padded with zeros to a
+    whole number of batches, rounded up to three significant binary digits (8, 10, 12, 14, 16,
+    20, ... batches: at most 25 % more rows; a set smaller than one batch is not padded), and
+    the epoch is compiled for that padded count with the number of data rows traced.  The
+    shuffle draws only data rows (``jax.random.permutation`` of the padded count with the
+    padding moved last: for a set of a bucket's size exactly the unpadded shuffle; for other
+    sizes another random stream than an unpadded permutation's, with the same distribution),
+    and the steps past ``len(X) // batch_size`` are skipped (``lax.cond``: the state is not
+    touched by them).  Padding copies ``X`` once per call (on the host for a NumPy array; a
+    small device copy, compiled once per size, for a JAX array); to pad once for many epochs,
+    pass ``X`` and ``u`` with zero rows appended up to the bucket
+    (``nica._src.training.training_rows(n, batch_size)`` rows) and ``n_rows=n``, the number of
+    data rows at their start.
 
     With a ``mesh`` (see :func:`make_train_step`), place the state with :func:`~nica.shard_params`
     and ``X`` and ``u`` replicated on the mesh (``jax.device_put(X, NamedSharding(mesh,
@@ -407,7 +589,8 @@ def make_epoch(
     Returns
     -------
     callable
-        ``epoch(state, X, u, key) -> (state, mean_loss)``, jitted, ``state`` donated.
+        ``epoch(state, X, u, key, n_rows=None) -> (state, mean_loss)``, jitted (after the
+        padding), ``state`` donated.
 
     Examples
     --------
@@ -425,7 +608,7 @@ def make_epoch(
     form = _gradients.get(gradient)
     prior = _priors.get(prior)
     objective = objective_argument(objective, contrastive_weight, prior)
-    return compile_epoch(
+    jitted = compile_epoch(
         form.wrap_optimizer(optimizer),
         form,
         _activations.get(activation),
@@ -435,3 +618,4 @@ def make_epoch(
         check_mesh(mesh),
         optimizer,
     )
+    return PaddingEpoch(jitted, int(batch_size))

@@ -43,13 +43,13 @@ from nica._src.fit_state import (
     match_averaging,
     opt_state_fits,
 )
-from nica._src.fitting import fit_to_data, validation_rows
+from nica._src.fitting import fit_to_data, scoring_rows, validation_rows
 from nica._src.history import FitProgress
 from nica._src.interrupts import DeferredInterrupts
 from nica._src.network import Layer, init_params
 from nica._src.sharding import make_mesh, place, place_rows
 from nica._src.stopping import SCHEDULES
-from nica._src.training import TrainState, init_train_state
+from nica._src.training import PaddedRows, TrainState, init_train_state, pad_rows, training_rows
 
 __all__ = ["BaseRelativeGradientICA", "precision", "AUTO_RATE"]
 
@@ -399,7 +399,9 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             score_offset = self._log_det_whitening + float(np.mean((train if val is None else val)[2]))
             train, val = train[:2], None if val is None else val[:2]
             seeds += [rng.randint(np.iinfo(np.int32).max) for _ in range((int(self.n_init) if reset else 1) - 1)]
-            train, val = _device(train, mesh), _device(val, mesh)
+            # padded to buckets of row counts (on the host): one compilation serves every fold
+            train = _device(train, training_rows(len(train[0]), int(self.batch_size)), mesh)
+            val = None if val is None else _device(val, scoring_rows(len(val[0]))[1], mesh)
             if reset:
                 self.__dict__.pop("_state", None)  # a refit does not hold the old state meanwhile
                 self.prior_ = self._build_prior(setup.prior)
@@ -592,8 +594,7 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             )
         state, history = fit_to_data(
             state,
-            train[0],
-            train[1],
+            train,
             optimizer=optimizer,
             key=key,
             activation=self.activation_,
@@ -637,5 +638,6 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             return place(state, self._mesh())
 
 
-def _device(data, mesh=None):
-    return None if data is None else tuple(place_rows(A, mesh) for A in data)
+def _device(data, n_padded, mesh=None):
+    rows = pad_rows(*data, n_padded)
+    return PaddedRows(place_rows(rows.X, mesh), place_rows(rows.u, mesh), rows.n)

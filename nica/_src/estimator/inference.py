@@ -4,6 +4,7 @@ views, the pre-processing, transform, inverse_transform, the exact likelihood an
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
@@ -17,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from nica._src.estimator.preprocessing import discarded_log_density
-from nica._src.fitting import SCORE_BATCH
+from nica._src.fitting import SCORE_BATCH, scoring_rows
 from nica._src.network import (
     Layer,
     forward_jit,
@@ -27,6 +28,7 @@ from nica._src.network import (
     marginal_log_likelihood_without_det,
 )
 from nica._src.sharding import fetch, place_rows, to_numpy
+from nica._src.training import map_row_blocks, pad_rows
 
 __all__ = ["FittedState", "precision"]
 
@@ -65,6 +67,35 @@ def _warn_if_overflowed(out, X, method, dtype):
         RuntimeWarning,
         stacklevel=_outside_package_stacklevel(),
     )
+
+
+# Rows are computed in blocks of at most SCORE_BATCH rows (one block's temporaries at a time),
+# padded to a bucket of row counts (nica._src.fitting.scoring_rows): every row count of a bucket
+# shares one compiled function.
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "prior", "block"))
+def _log_likelihood_rows(params, prior_params, X, U, n, activation, prior, block):
+    def rows(X, U):
+        return log_likelihood_without_det(params, X, activation, prior, prior_params, U)
+
+    return map_row_blocks(rows, n, block, X, U)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "prior", "block"))
+def _marginal_rows(params, prior_params, log_weights, X, n, activation, prior, block):
+    def rows(X):
+        return marginal_log_likelihood_without_det(params, X, activation, prior, prior_params, log_weights)
+
+    return map_row_blocks(rows, n, block, X)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "block", "inverse"))
+def _map_rows(params, X, n, activation, block, inverse):
+    def rows(X):
+        return (inverse_jit if inverse else forward_jit)(params, X, activation)
+
+    return map_row_blocks(rows, n, block, X)
 
 
 def precision(dtype):
@@ -224,37 +255,36 @@ class FittedState:
     # ----------------------------------------------------------------------------------------
     # inference
 
-    def _log_likelihood_batched(self, params, prior_params, X, U, log_det=None, log_weights=None):
-        """Exact log-likelihood of pre-processed rows, in batches (without the whitening term);
-        with ``log_weights`` (segment log-probabilities) the marginal over the segment labels,
-        from one forward pass.
+    def _padded(self, X, U=None, largest=SCORE_BATCH):
+        """Host rows (and ``U``) padded to :func:`~nica._src.fitting.scoring_rows`, on the
+        device: ``(X, U, n, block)``."""
+        block, padded = scoring_rows(X.shape[0], largest)
+        rows = pad_rows(X, U, padded)
+        return self._to_device(rows.X), self._to_device(rows.u), rows.n, block
 
-        ``Σ log|det W_k|`` is computed once (an ``O(D³)`` LU per layer), not once per batch.
+    def _map_rows(self, X, inverse=False):
+        """``forward`` (or ``inverse``) of host rows, in blocks, as a NumPy array."""
+        X, _, n, block = self._padded(X)
+        return fetch(_map_rows(self._jax_params()[0], X, n, self.activation_, block, inverse))[:n]
+
+    def _log_likelihood_batched(self, params, prior_params, X, U, log_det=None, log_weights=None):
+        """Exact log-likelihood of pre-processed host rows, in blocks (without the whitening
+        term), as a NumPy array; with ``log_weights`` (segment log-probabilities) the marginal
+        over the segment labels, from one forward pass.
+
+        ``Σ log|det W_k|`` is computed once (an ``O(D³)`` LU per layer), not once per block.
         """
         if log_det is None:
             log_det = float(log_abs_det(params))
         if log_weights is not None:
-            # every segment at once: rows per batch shrink with the segments (same memory)
-            step = max(256, SCORE_BATCH // int(log_weights.shape[0]))
-            parts = [
-                marginal_log_likelihood_without_det(
-                    params, X[i : i + step], self.activation_, self.prior_, prior_params, log_weights
-                )
-                for i in range(0, X.shape[0], step)
-            ]
-            return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
-        parts = [
-            log_likelihood_without_det(
-                params,
-                X[i : i + SCORE_BATCH],
-                self.activation_,
-                self.prior_,
-                prior_params,
-                None if U is None else U[i : i + SCORE_BATCH],
-            )
-            for i in range(0, X.shape[0], SCORE_BATCH)
-        ]
-        return jnp.concatenate(parts) + jnp.asarray(log_det, parts[0].dtype)
+            # every segment at once: rows per block shrink with the segments (same memory)
+            X, _, n, block = self._padded(X, None, max(256, SCORE_BATCH // int(log_weights.shape[0])))
+            rows = _marginal_rows(params, prior_params, log_weights, X, n, self.activation_, self.prior_, block)
+        else:
+            X, U, n, block = self._padded(X, U)
+            rows = _log_likelihood_rows(params, prior_params, X, U, n, self.activation_, self.prior_, block)
+        rows = fetch(rows)[:n]
+        return rows + rows.dtype.type(log_det)
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -293,7 +323,7 @@ class FittedState:
         """
         X = self._validated(X)
         with precision(self._dtype), np.errstate(over="ignore", invalid="ignore"):
-            S = fetch(forward_jit(self._jax_params()[0], self._to_device(self._preprocess(X)), self.activation_))
+            S = self._map_rows(self._preprocess(X))
         _warn_if_overflowed(S, X, "transform", self._dtype)
         return S
 
@@ -311,7 +341,7 @@ class FittedState:
         """
         S = self._validated_sources(X)
         with precision(self._dtype):
-            Z = fetch(inverse_jit(self._jax_params()[0], self._to_device(S), self.activation_))
+            Z = self._map_rows(S, inverse=True)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
             X_original = self._postprocess(Z)
         _warn_if_overflowed(X_original, S, "inverse_transform", self._dtype)
@@ -327,10 +357,8 @@ class FittedState:
             params, prior_params = self._jax_params()
             if log_weights is not None:
                 log_weights = jnp.asarray(log_weights, self._dtype)
-            ll = self._log_likelihood_batched(
-                params, prior_params, self._to_device(Z), self._to_device(U), log_weights=log_weights
-            )
-            ll = fetch(ll) + self._dtype.type(self._log_det_whitening) + discarded
+            ll = self._log_likelihood_batched(params, prior_params, Z, U, log_weights=log_weights)
+            ll = ll + self._dtype.type(self._log_det_whitening) + discarded
         _warn_if_overflowed(ll, X, "score_samples", self._dtype)
         return ll
 
