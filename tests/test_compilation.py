@@ -98,6 +98,23 @@ def test_scoring_and_transforming_nearby_row_counts_compiles_once():
     np.testing.assert_allclose(back, X[:101], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_conditional_model_scores_nearby_row_counts_with_one_compilation():
+    X, u = data(400), np.repeat(np.arange(4), 100)
+    model = nica.ConditionalNonlinearICA(**SETTINGS).fit(X, u)
+    model.predict_proba(X[:100])
+    model.score_samples(X[:100], u[:100])
+    with compilations() as seen:
+        proba = model.predict_proba(X[:101])
+        labels = model.predict(X[:103])
+        ll = model.score_samples(X[:101], u[:101])
+    assert seen == []
+    np.testing.assert_allclose(proba, model.predict_proba(X)[:101], rtol=1e-12)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.array_equal(labels, model.predict(X)[:103])
+    np.testing.assert_allclose(ll, model.score_samples(X, u)[:101], rtol=1e-12)
+
+
 def test_a_grid_search_compiles_once_per_setting():
     """A 3-fold GridSearchCV over 2 settings: every compilation happens at a setting's first fold
     (fit and score); the other folds (667, 667 and 666 training rows) compile nothing."""

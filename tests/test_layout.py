@@ -45,7 +45,12 @@ LAYERS = [
     ["nica._src.encoding"],
     ["nica._src.persistence"],
     ["nica._src.checkpoint", "nica._src.plotting"],
-    ["nica._src.estimator.preprocessing", "nica._src.estimator.inference", "nica._src.estimator.labels"],
+    [
+        "nica._src.estimator.preprocessing",
+        "nica._src.estimator.inference",
+        "nica._src.estimator.labels",
+        "nica._src.estimator.selection",
+    ],
     ["nica._src.estimator.base"],
     ["nica._src.estimator.nonlinear", "nica._src.estimator.conditional"],
     ["nica._src.estimator"],
