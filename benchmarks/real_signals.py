@@ -34,7 +34,10 @@ Readings are dequantized by uniform noise of their resolution (POWER 0.002 kW, 0
 are the same for every data seed, which draws the mixing and the held-out rows.
 
 Contenders (``--contenders``), on the same rows: ``conditional``:
-``ConditionalNonlinearICA()`` (defaults, ``u`` = window); ``linear_ica``:
+``ConditionalNonlinearICA()`` (defaults, ``u`` = window); ``candidates``:
+``ConditionalNonlinearICA(prior=["laplace", "logistic_mixture"])`` (both families fitted, the
+one with the higher validation log-likelihood kept; the hybrid Laplace model and the exact
+likelihood under a learned base, as ``contrastive_weight="auto"`` resolves them); ``linear_ica``:
 ``NonlinearICA(n_layers=1)``; ``fastica``: scikit-learn's ``FastICA(whiten="unit-variance",
 max_iter=1000)``; ``picard``: ``picard.picard`` (python-picard's defaults: Picard-O, extended,
 its own PCA whitening; skipped when not installed); ``raw``: the observations themselves.
@@ -92,9 +95,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 RESULTS = _harness.RESULTS
 DATA_DIR = _harness.REPO_ROOT / "benchmarks" / "data"
-CONTENDERS = ("conditional", "linear_ica", "fastica", "picard", "raw")
-LABELS = dict(zip(CONTENDERS, ("ConditionalNonlinearICA()", "NonlinearICA(n_layers=1)", "FastICA", "Picard",
-                               "raw observations")))  # fmt: skip
+CONTENDERS = ("conditional", "candidates", "linear_ica", "fastica", "picard", "raw")
+CANDIDATE_PRIORS = ["laplace", "logistic_mixture"]
+LABELS = dict(zip(CONTENDERS, ("ConditionalNonlinearICA()", "ConditionalNonlinearICA(prior=[laplace, logistic_mixture])",
+                               "NonlinearICA(n_layers=1)", "FastICA", "Picard", "raw observations")))  # fmt: skip
 METRICS = ("mcc_pearson", "mcc_spearman", "weak_mcc", "r2_linear", "r2_nonlinear")
 HELD_OUT = 0.2
 SLOPE = 0.2  # apply_mixing's default
@@ -310,6 +314,7 @@ def contender_settings(name, max_iter=None):
     cap = {} if max_iter is None else {"max_iter": max_iter}
     return {
         "conditional": {**cap},
+        "candidates": {"prior": CANDIDATE_PRIORS, **cap},
         "linear_ica": {"n_layers": 1, **cap},
         "fastica": {"whiten": "unit-variance", "max_iter": 1000},
         "picard": {},
@@ -319,8 +324,8 @@ def contender_settings(name, max_iter=None):
 
 def resolved_settings(name, settings):
     """Every keyword of the contender, library defaults included (a cell's resume key)."""
-    if name in ("conditional", "linear_ica"):
-        cls = nica.ConditionalNonlinearICA if name == "conditional" else nica.NonlinearICA
+    if name in ("conditional", "candidates", "linear_ica"):
+        cls = nica.NonlinearICA if name == "linear_ica" else nica.ConditionalNonlinearICA
         full = {**cls(**settings).get_params(), "library_defaults": _harness.defaults_fingerprint()}
     elif name == "fastica":
         full = FastICA(**settings).get_params()
@@ -344,9 +349,9 @@ def fit_contender(name, settings, data, seed):
     X_train, X_test = data["X_train"], data["X_test"]
     if name == "raw":
         return X_train, X_test, {"fit_seconds": 0.0, "compile_seconds": None, "n_iter": None}
-    if name in ("conditional", "linear_ica"):
-        cls = nica.ConditionalNonlinearICA if name == "conditional" else nica.NonlinearICA
-        args = (X_train.astype(np.float32),) + ((data["u_train"],) if name == "conditional" else ())
+    if name in ("conditional", "candidates", "linear_ica"):
+        cls = nica.NonlinearICA if name == "linear_ica" else nica.ConditionalNonlinearICA
+        args = (X_train.astype(np.float32),) + (() if name == "linear_ica" else (data["u_train"],))
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -496,7 +501,7 @@ def plot(summary, path):
                 means = [e["mcc_pearson_mean"] for _, e in points]
                 stds = [e["mcc_pearson_std"] for _, e in points]
                 style = "--" if contender == "raw" else "-"
-                ax.errorbar(Ls, means, yerr=stds, marker="osD^v"[i], ls=style, capsize=3, label=LABELS[contender])
+                ax.errorbar(Ls, means, yerr=stds, marker="osD^vx"[i], ls=style, capsize=3, label=LABELS[contender])
         ax.set(title=name, xlabel="mixing layers L", ylabel="held-out MCC (Pearson)", ylim=(0.3, 1.02))
         ax.set_xticks(sorted({r["n_layers"] for r in rows}))
         ax.grid(alpha=0.3)
