@@ -301,6 +301,20 @@ def _identity(path):
         return None
 
 
+def _handles_sigint(pid, stderr):
+    """Whether ``nica_launcher`` handles SIGINT in process ``pid``: it has sent stderr to a
+    temporary file (while it imports the command line, a moment that a poll can miss now that
+    the import is light), or it is past that, running a command (JAX's extension is loaded:
+    the command line imports JAX only then)."""
+    try:
+        if os.readlink(f"/proc/{pid}/fd/2") != os.path.realpath(stderr):
+            return True
+        with open(f"/proc/{pid}/maps") as maps:
+            return any("jaxlib" in line for line in maps)
+    except OSError:
+        return False
+
+
 class Trial:
     def __init__(self, folder, argv, env, watch, when, sig):
         self.folder, self.argv, self.env, self.watch, self.when, self.sig = folder, argv, env, watch, when, sig
@@ -315,12 +329,8 @@ class Trial:
         )
 
     def poll(self, now):
-        if self.ready is None:  # nica_launcher holds SIGINT: it has sent stderr to a temporary file
-            try:
-                if os.readlink(f"/proc/{self.proc.pid}/fd/2") != os.path.realpath(self.folder / "stderr"):
-                    self.ready = now
-            except OSError:
-                pass
+        if self.ready is None and _handles_sigint(self.proc.pid, self.folder / "stderr"):
+            self.ready = now
         identity = _identity(self.watch)
         if identity is not None and identity != self.last:
             self.writes, self.last = self.writes + 1, identity

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import time
 import warnings
@@ -36,6 +38,14 @@ from nica.cli._models import (
 from nica.datasets import make_segmented_mixture
 from nica.metrics import mean_corr_coef
 from nica.plotting import plot_sources
+
+# Extension modules that JAX loads only when it first lowers a program (its MLIR dialects),
+# loaded with this module instead: nica.cli._main imports it with SIGINT held, and a
+# KeyboardInterrupt raised inside an extension module's C++ start-up aborts the process.
+_FIRST_LOWERING_MODULES = ("jaxlib.mlir.dialects.mhlo",)
+for _name in _FIRST_LOWERING_MODULES:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_name)
 
 __all__ = [
     "cmd_fit",

@@ -378,8 +378,9 @@ def _run(args, interrupts):
     try:
         try:
             _check_first_files(args)
+            command = _command(args.command)  # JAX is imported here first, SIGINT held meanwhile
             _use_compilation_cache(args)
-            _command(args.command)(args)
+            command(args)
         except Exception:
             interrupts.check()  # a Ctrl-C that an extension's code turned into another error
             raise
@@ -410,9 +411,19 @@ def _run(args, interrupts):
 def _command(name):
     """The function that runs the command ``name``: its module, and with it JAX, scikit-learn
     and the rest of nica, is imported here, once a command runs (``--help`` and a bad command
-    line are answered before)."""
-    from nica.cli import _commands
+    line are answered before).
 
+    SIGINT is blocked meanwhile (where threads' signal masks exist): a Ctrl-C then is delivered
+    once the imports are done, to the command line's handler, instead of raising
+    ``KeyboardInterrupt`` inside an extension module's start-up, where JAX's C++ aborts the
+    process on it."""
+    block = getattr(signal, "pthread_sigmask", None)
+    previous = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
+    try:
+        from nica.cli import _commands
+    finally:
+        if block is not None and signal.SIGINT not in previous:
+            block(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile is handled here
     return getattr(_commands, _COMMANDS[name])
 
 
