@@ -45,7 +45,8 @@ Every fitted contender gets ``random_state`` = the data seed.
 
 Measures, per cell, by ``nica.metrics.evaluate_sources`` on the held-out rows: strong MCC
 (Pearson, Spearman), weak MCC (CCA fitted on the training rows), R² of a linear and of a k-NN
-regression (fitted on the training rows); the fit time and the iterations (epochs for nica).
+regression (fitted on the training rows); the fit time and the iterations (epochs for nica);
+for ``candidates``, the family kept and each family's validation log-likelihood.
 A nica model is first fitted for 2 epochs on the same rows with the same settings (which
 compiles its functions, cached by JAX): that time is ``compile_seconds``, and ``fit_seconds``
 is the fit after it.
@@ -362,6 +363,8 @@ def fit_contender(name, settings, data, seed):
         seconds = time.perf_counter() - start
         transform = model.transform
         info = {"compile_seconds": compile_seconds, "n_iter": int(model.n_iter_)}
+        if hasattr(model, "candidate_scores_"):  # the family kept, and every family's validation score
+            info.update(kept_prior=repr(model.prior_.base), candidate_scores=list(model.candidate_scores_))
         E_train, E_test = (transform(X.astype(np.float32)) for X in (X_train, X_test))
         return E_train, E_test, {"fit_seconds": seconds, **info}
     if name == "fastica":
