@@ -128,10 +128,4 @@ _LAZY = {
     "transport": "nica._src.transforms",
 }
 
-
-def __getattr__(name: str) -> object:
-    return _lazy.load(__name__, name, _LAZY)
-
-
-def __dir__() -> list[str]:
-    return _lazy.listing(__name__, __all__)
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__)

@@ -3,11 +3,7 @@ without JAX, SciPy or scikit-learn.
 
 A public module keeps a table ``{public name: the module that defines it}`` and defines::
 
-    def __getattr__(name):
-        return load(__name__, name, _LAZY)
-
-    def __dir__():
-        return listing(__name__, __all__)
+    __getattr__, __dir__ = _lazy.attach(__name__, _LAZY, __all__)
 
 and repeats the same imports in an ``if TYPE_CHECKING:`` block, so that type checkers, IDEs and
 ``tests/test_layout.py`` (which checks the block against the table) see them.  A name is
@@ -20,7 +16,7 @@ import importlib
 import sys
 from collections.abc import Iterable, Mapping
 
-__all__ = ["load", "listing"]
+__all__ = ["attach", "load", "listing"]
 
 
 def load(module_name: str, name: str, table: Mapping[str, str]) -> object:
@@ -40,3 +36,17 @@ def load(module_name: str, name: str, table: Mapping[str, str]) -> object:
 def listing(module_name: str, public: Iterable[str]) -> list[str]:
     """``dir()`` of a module with lazy names: what it holds already and its public names."""
     return sorted(set(vars(sys.modules[module_name])) | set(public))
+
+
+def attach(module_name: str, table: Mapping[str, str], public: Iterable[str]):
+    """``(__getattr__, __dir__)`` of the module ``module_name``: its names of ``table`` imported
+    on first access (:func:`load`), and its ``dir()`` (:func:`listing` of ``public``)."""
+    public = list(public)
+
+    def __getattr__(name: str) -> object:
+        return load(module_name, name, table)
+
+    def __dir__() -> list[str]:
+        return listing(module_name, public)
+
+    return __getattr__, __dir__

@@ -62,6 +62,7 @@ __all__ = [
     "PaddingEpoch",
     "SCORE_BATCH",
     "scoring_rows",
+    "segment_block_rows",
     "term_values",
 ]
 
@@ -412,6 +413,13 @@ def map_row_blocks(fn, n, block: int, *arrays):
     return jax.lax.fori_loop(0, (n + block - 1) // block, body, out)
 
 
+def segment_block_rows(n_segments: int) -> int:
+    """The most rows per block when every row is scored against each of ``n_segments``
+    segments (the label posterior, the marginal over the segments): :data:`SCORE_BATCH` rows'
+    memory shared among the segments, at least 256 rows."""
+    return max(256, SCORE_BATCH // int(n_segments))
+
+
 def scoring_rows(n: int, largest: int = SCORE_BATCH) -> tuple[int, int]:
     """``(block, padded)``: the rows of each block that validation and scoring compute ``n``
     rows in (at most ``largest``), and the rows to pad them to (a bucket of whole blocks), so
@@ -445,7 +453,7 @@ def term_values(terms, params, prior_params, rows: PaddedRows, activation, prior
     values = []
     for term, value in zip(terms, means.tolist()):
         c = term.log_det_weight
-        values.append(value - log_det - log_det_offset if c == 1.0 else value - c * log_det - c * log_det_offset)
+        values.append(value - c * log_det - c * log_det_offset)
     return values
 
 

@@ -420,11 +420,11 @@ def _command(name):
     block = getattr(signal, "pthread_sigmask", None)
     previous = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
     try:
-        from nica.cli import _commands
+        import nica.cli._commands as commands  # (the submodule, not the package that holds this one)
     finally:
         if block is not None and signal.SIGINT not in previous:
             block(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile is handled here
-    return getattr(_commands, _COMMANDS[name])
+    return getattr(commands, _COMMANDS[name])
 
 
 def _check_first_files(args):

@@ -26,11 +26,10 @@ from nica._src.estimator.labels import (
     resolve_aux_type,
 )
 from nica._src.estimator.selection import check_candidates, fit_candidates, is_candidate_list
-from nica._src.fitting import SCORE_BATCH
 from nica._src.network import forward_trace
 from nica._src.priors import LearnedPrior
 from nica._src.sharding import fetch
-from nica._src.training import map_row_blocks
+from nica._src.training import map_row_blocks, segment_block_rows
 
 __all__ = ["ConditionalNonlinearICA"]
 
@@ -416,8 +415,7 @@ validation_log_likelihoods_, validation_terms_, epochs_left_
 
     def _label_log_posterior(self, params, prior_params, X):
         """``log p(u | x)`` of pre-processed host rows, in blocks: a NumPy array ``(n_samples, n_segments)``."""
-        largest = max(256, SCORE_BATCH // int(self.classes_.size))  # one block's (B, M, D) temporaries
-        X, _, n, block = self._padded(X, None, largest)
+        X, _, n, block = self._padded(X, None, segment_block_rows(self.classes_.size))
         return fetch(_observation_log_posterior(params, X, n, self.activation_, self.prior_, prior_params, block))[:n]
 
     # ----------------------------------------------------------------------------------------

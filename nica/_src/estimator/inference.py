@@ -28,7 +28,7 @@ from nica._src.network import (
     marginal_log_likelihood_without_det,
 )
 from nica._src.sharding import fetch, place_rows, to_numpy
-from nica._src.training import map_row_blocks, pad_rows
+from nica._src.training import map_row_blocks, pad_rows, segment_block_rows
 
 __all__ = ["FittedState", "precision"]
 
@@ -278,7 +278,7 @@ class FittedState:
             log_det = float(log_abs_det(params))
         if log_weights is not None:
             # every segment at once: rows per block shrink with the segments (same memory)
-            X, _, n, block = self._padded(X, None, max(256, SCORE_BATCH // int(log_weights.shape[0])))
+            X, _, n, block = self._padded(X, None, segment_block_rows(log_weights.shape[0]))
             rows = _marginal_rows(params, prior_params, log_weights, X, n, self.activation_, self.prior_, block)
         else:
             X, U, n, block = self._padded(X, U)
