@@ -38,6 +38,8 @@ from nica._src.sharding import (
     constrain_params,
     constrain_rows,
     data_shards,
+    is_data_mesh,
+    mean_over_rows,
 )
 
 __all__ = [
@@ -251,16 +253,20 @@ def build_step(optimizer, form, activation, prior, objective, mesh, state_optimi
     ``state_optimizer``, the state's optimizer state is checked to be one of its (while tracing
     under ``jit``; ``caller`` names the function it was given to)."""
 
+    def value_and_gradient(trainable, X, u):
+        return form.value_and_gradient(trainable[0], X, activation, prior, trainable[1], u, objective)
+
     def step(state: TrainState, X, u=None):
         X, _ = check_batch(state, X, u, prior, "the step")
         if state_optimizer is not None:
             check_opt_state(state_optimizer, state.opt_state, (state.params, state.prior_params), caller)
         X, u = constrain_rows(X, mesh), constrain_rows(u, mesh)
-        loss, grads, prior_grads = form.value_and_gradient(
-            state.params, X, activation, prior, state.prior_params, u, objective
-        )
-        grads = constrain_params(grads, mesh)  # summed over the batch rows: an all-reduce over "data"
         trainable = (state.params, state.prior_params)
+        if is_data_mesh(mesh):  # each device's rows, then one all-reduce of everything
+            loss, grads, prior_grads = mean_over_rows(value_and_gradient, mesh)(trainable, X, u)
+        else:
+            loss, grads, prior_grads = value_and_gradient(trainable, X, u)
+        grads = constrain_params(grads, mesh)  # summed over the batch rows: an all-reduce over "data"
         updates, opt_state = optimizer.update((grads, prior_grads), state.opt_state, trainable)
         params, prior_params = optax.apply_updates(trainable, updates)
         return constrain_params(TrainState(params, prior_params, opt_state), mesh), loss
