@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the same names as _LAZY below, for type checkers and IDEs
         transforms,
     )
     from nica._src.compilation_cache import enable_compilation_cache
+    from nica._src.distributed import PeerFailure, initialize_distributed
     from nica._src.estimator import ConditionalNonlinearICA, NonlinearICA
     from nica._src.fitting import fit_to_data
     from nica._src.gradients import (
@@ -80,6 +81,8 @@ __all__ = [
     "Decision",
     "make_mesh",
     "shard_params",
+    "initialize_distributed",
+    "PeerFailure",
     "NonlinearICA",
     "ConditionalNonlinearICA",
     "save",
@@ -123,6 +126,8 @@ _LAZY = {
     "save": "nica._src.saving",
     "make_mesh": "nica._src.sharding",
     "shard_params": "nica._src.sharding",
+    "initialize_distributed": "nica._src.distributed",
+    "PeerFailure": "nica._src.distributed",
     **dict.fromkeys(["Decision", "EarlyStopping", "StoppingStatus"], "nica._src.stopping"),
     **dict.fromkeys(["TrainState", "init_train_state", "make_epoch", "make_train_step"], "nica._src.training"),
     "transport": "nica._src.transforms",

@@ -155,8 +155,10 @@ TWO_PROCESS_SCRIPT = textwrap.dedent(
     out = {"process_index": jax.process_index(), "devices": jax.device_count(),
            "local_devices": jax.local_device_count()}
     for parallel in ("data", "model"):
+        # each process passes its own half of the rows; the fit is on their union
+        own = X[320 * jax.process_index():][:320]
         model = nica.NonlinearICA(n_layers=2, max_iter=3, batch_size=64, learning_rate=1e-2,
-                                  random_state=0, parallel=parallel).fit(X)
+                                  random_state=0, parallel=parallel).fit(own)
         out[parallel] = {"W": [layer.W.tolist() for layer in model.params_],
                          "loss_curve": model.loss_curve_,
                          "transform": model.transform(X[:10]).tolist()}
@@ -237,7 +239,9 @@ def test_uneven_splits_raise_clear_errors(four_devices):
 
 @pytest.mark.slow
 def test_two_process_job_matches_single_process_fit():
-    """``jax.distributed.initialize`` on localhost: 2 processes × 2 CPU devices, gloo collectives."""
+    """``jax.distributed.initialize`` on localhost: 2 processes × 2 CPU devices, gloo collectives;
+    each process fits its own rows, and both get the model of a one-process fit on all of them
+    (tests/test_distributed.py covers the rest of the multi-process fit)."""
     import socket
 
     with socket.socket() as probe:

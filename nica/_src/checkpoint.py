@@ -40,10 +40,18 @@ import jax
 import numpy as np
 
 from nica._src import persistence
+from nica._src.distributed import is_writer
 from nica._src.io import check_writable
 from nica._src.training import TrainState
 
-__all__ = ["check_checkpoint_params", "Checkpointer", "resume_state", "resume_epochs", "data_fingerprint"]
+__all__ = [
+    "check_checkpoint_params",
+    "Checkpointer",
+    "resume_state",
+    "resume_epochs",
+    "describe_resume",
+    "data_fingerprint",
+]
 
 # 2: the data's content hash, and the max_iter the fit ran under (1: sums of the data)
 _RESUME_FORMAT = 2
@@ -163,6 +171,20 @@ def resume_state(estimator, X, U=None):
     return estimator.__dict__.pop("_resume")
 
 
+def describe_resume(resume) -> str:
+    """What identifies a resume record (or its absence) in a line: the processes of a
+    multi-process fit compare it, so that they all resume the same interrupted fit."""
+    if resume is None:
+        return "no interrupted fit"
+    digest = hashlib.blake2b(digest_size=8)
+    for leaf in jax.tree_util.tree_leaves((resume["params"], resume["prior_params"], resume["key"])):
+        digest.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8).data)
+    return (
+        f"an interrupted fit with {resume['epochs_left']} of max_iter={resume['max_iter']} epochs left, best "
+        f"score {resume['best_score']!r}, parameters {digest.hexdigest()}, data {resume['data']['blake2b'][:16]}"
+    )
+
+
 def resume_epochs(estimator, resume):
     """The epochs a resumed fit runs: those left of the interrupted fit, moved by the change of
     ``max_iter`` since the checkpoint was written (the fit ends at ``max_iter`` epochs in all,
@@ -233,5 +255,7 @@ class Checkpointer:
         self.last_iter, self.last_time = estimator.n_iter_, time.monotonic()
 
     def write(self, estimator):
-        """Save ``estimator`` to the checkpoint file (atomically, in nica's file format)."""
-        persistence.write(estimator, self.path, name="checkpoint_path")
+        """Save ``estimator`` to the checkpoint file (atomically, in nica's file format); in a
+        fit over several processes, process 0 writes it."""
+        if is_writer():
+            persistence.write(estimator, self.path, name="checkpoint_path")

@@ -25,6 +25,7 @@ from nica._src import gradients as _gradients
 from nica._src import priors as _priors
 from nica._src._checks import Interval, Options, Satisfies, check_parameters
 from nica._src.activations import Activation
+from nica._src.distributed import gather_fit_data, peer_failure, spans_processes
 from nica._src.fit_state import (
     device_copy,
     fit_optimizer,
@@ -46,7 +47,7 @@ from nica._src.network import (
 )
 from nica._src.objectives import Objective
 from nica._src.priors import Prior
-from nica._src.sharding import check_mesh, place, place_rows
+from nica._src.sharding import check_mesh, place, place_rows, to_numpy
 from nica._src.stopping import SCHEDULES, EarlyStopping, StoppingStatus
 from nica._src.training import (
     SCORE_BATCH,
@@ -422,6 +423,9 @@ def fit_to_data(
     )
     stopping = _stopping_policy(early_stopping, args["patience"], args["tol"], args["schedule"])
     objective = objective_argument(objective, contrastive_weight, prior)
+    distributed = spans_processes(mesh)
+    if distributed and not isinstance(X, PaddedRows):  # every process's rows: their union
+        X, u, validation = gather_fit_data(state, key, X, u, validation)
     padded, n_rows = False, 0
     if isinstance(X, PaddedRows):  # (the estimators: rows already padded to training_rows)
         padded, n_rows, X, u = True, X.n, X.X, X.u
@@ -482,6 +486,8 @@ def fit_to_data(
     )
     if not chained:
         state = state._replace(opt_state=state.opt_state["optimizer"])
+    if distributed:  # each process's own copy (the same in all), not arrays of the job
+        state = jax.tree_util.tree_map(jnp.asarray, to_numpy(state))
     return state, history
 
 
@@ -612,7 +618,10 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
             report("epoch_end", state)
             if converged:
                 break
-    except BaseException:
+    except BaseException as error:
+        failure = peer_failure(error) if spans_processes(loop.mesh) else None
+        if failure is not None:  # another process is gone, and the job's arrays with it
+            raise failure from error
         # Interrupted (e.g. KeyboardInterrupt) inside an epoch, whose input was donated: hand
         # the best parameters seen to the callback, then re-raise.
         # (Between dropping the old best copy and making the new one, the state is that copy.)

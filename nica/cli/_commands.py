@@ -9,10 +9,12 @@ import os
 import time
 import warnings
 
+import jax
 import numpy as np
 from sklearn.decomposition import FastICA
 
 import nica
+from nica._src.distributed import is_writer
 from nica._src.interrupts import DeferredInterrupts
 from nica.cli._files import (
     DATA_EXTENSIONS,
@@ -95,11 +97,45 @@ def _objective(terms):
     return objective
 
 
+def _join_job(args):
+    """``nica fit --distributed``: join the multi-process job (before any JAX work); whether
+    this fit is one."""
+    given = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    if not args.distributed and all(value is None for value in given.values()):
+        if args.rows is not None:
+            raise CLIError("--rows needs --distributed (it says which rows of DATA this process fits)")
+        return False
+    for option in ("--num-processes", "--process-id"):
+        if given[option] is not None and given[option] < (1 if option == "--num-processes" else 0):
+            raise CLIError(f"{option} must be at least {1 if option == '--num-processes' else 0}; got {given[option]}")
+    try:
+        nica.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"--distributed: cannot join the job: {' '.join(str(exc).split())[:400]}") from None
+    return True
+
+
+def _own_rows(A, args):
+    """``--rows share``: this process's share of the rows of ``A``."""
+    if args.rows != "share":
+        return A
+    bounds = np.linspace(0, A.shape[0], jax.process_count() + 1).astype(int)
+    return A[bounds[jax.process_index()] : bounds[jax.process_index() + 1]]
+
+
 def cmd_fit(args):
     check_fit_outputs(args)
+    distributed = _join_job(args)
+    try:
+        _fit(args, distributed)
+    except nica.PeerFailure as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _fit(args, distributed):
     resumed = None if args.resume is None else load_checkpoint(args.resume)
     _note_checkpoint(args, resumed)
-    X = read_array(args.data)
+    X = _own_rows(read_array(args.data), args)
     given = dict(
         n_layers=args.n_layers,
         activation=args.activation,
@@ -116,6 +152,7 @@ def cmd_fit(args):
         averaging=args.averaging,
         random_state=args.random_state,
         verbose=args.verbose,
+        parallel="data" if distributed else None,
     )
     common = {name: value for name, value in given.items() if value is not None}  # else the default
     if args.contrastive_weight is not None:
@@ -148,14 +185,14 @@ def cmd_fit(args):
             )
         model = resumed.set_params(warm_start=True, **common)
         if args.aux is not None:
-            u = read_array(args.aux, numeric=False, name="aux")
+            u = _own_rows(read_array(args.aux, numeric=False, name="aux"), args)
             if u.dtype.kind in "US":
                 u = labels_from_text(u, args.aux)
             model.fit(X, u)
         else:
             model.fit(X)
     elif args.aux is not None:
-        u = read_array(args.aux, numeric=False, name="aux")
+        u = _own_rows(read_array(args.aux, numeric=False, name="aux"), args)
         if u.dtype.kind in "US":
             u = labels_from_text(u, args.aux)
         if u.shape[0] != X.shape[0]:
@@ -163,12 +200,16 @@ def cmd_fit(args):
         model = nica.ConditionalNonlinearICA(**common).fit(X, u)
     else:
         model = nica.NonlinearICA(**common).fit(X)
+    job = ""
+    if distributed:
+        job = f" (this process's rows; process {jax.process_index()} of {jax.process_count()})"
     with DeferredInterrupts():  # the fit has finished: a Ctrl-C now lets the model file be written
-        save_model(args.model, model)
+        if is_writer():
+            save_model(args.model, model)
         args.model_saved = True
+    saved = f"saved to {args.model}" if is_writer() else f"process 0 saved it to {args.model}"
     print(
-        f"fitted {type(model).__name__} on {X.shape[0]} samples × {X.shape[1]} features "
-        f"in {model.n_iter_} epochs; saved to {args.model}"
+        f"fitted {type(model).__name__} on {X.shape[0]} samples × {X.shape[1]} features{job} in {model.n_iter_} epochs; {saved}"
     )
 
 

@@ -227,6 +227,28 @@ def build_parser():
         "an interrupted fit runs its epochs left and ends as it would have",
     )
 
+    job = fit.add_argument_group(
+        "several processes",
+        "one fit over several processes or hosts (jax.distributed): every process runs this command "
+        "on its own rows, trains with parallel='data' on their union, and process 0 writes --model and "
+        "--checkpoint (on a file system every process sees, for --resume)",
+    )
+    job.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the job; its coordinator, size and this process's index as JAX finds them (Slurm, "
+        "Open MPI, JAX_COORDINATOR_ADDRESS) or as given below",
+    )
+    job.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
+    job.add_argument("--num-processes", type=int, metavar="N", help="processes in the job (implies --distributed)")
+    job.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1 (implies --distributed)")
+    job.add_argument(
+        "--rows",
+        choices=["all", "share"],
+        help="all (default): DATA (and --aux) are this process's own rows; share: every process reads the "
+        "same files and fits its share of their rows, [I*n/N, (I+1)*n/N)",
+    )
+
     for name, help_text in [("transform", "sources of DATA"), ("inverse-transform", "observations from sources")]:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("model")

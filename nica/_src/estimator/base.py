@@ -31,7 +31,9 @@ from nica._src import gradients as _gradients
 from nica._src import persistence
 from nica._src import priors as _priors
 from nica._src._checks import Boolean, Interval, Options, OptionsFrom, check_parameters
+from nica._src.distributed import check_agree
 from nica._src.estimator.inference import FittedState, precision
+from nica._src.estimator.placement import Placement
 from nica._src.estimator.preprocessing import (
     WHITEN_OPTIONS,
     fastica_rotation,
@@ -47,7 +49,7 @@ from nica._src.fitting import fit_to_data, scoring_rows, validation_rows
 from nica._src.history import FitProgress
 from nica._src.interrupts import DeferredInterrupts
 from nica._src.network import Layer, init_params
-from nica._src.sharding import make_mesh, place, place_rows
+from nica._src.sharding import place_rows, to_numpy
 from nica._src.stopping import SCHEDULES
 from nica._src.training import PaddedRows, TrainState, init_train_state, pad_rows, training_rows
 
@@ -134,7 +136,7 @@ class _Run(NamedTuple):
     best_iter: int
 
 
-class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseRelativeGradientICA(FittedState, Placement, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery of nica's estimators; not public (use :class:`~nica.NonlinearICA` or
     :class:`~nica.ConditionalNonlinearICA`)."""
 
@@ -372,14 +374,23 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
         """Fit (``reset``) or continue fitting on ``X`` (and the encoded ``U``): every start of
         ``n_init`` from ``random_state``, the best kept; checkpoints and their resumption."""
         # Checkpoints (fit only): a loaded checkpoint's resume record replays the interrupted fit.
-        resume = None if reset or not checkpoint else _checkpoint.resume_state(self, X, U)
+        # (over several processes, each reads the checkpoint it was given, and they must agree)
+        distributed, resume = self._distributed(), None
+        if checkpoint and not reset:
+            resume = self._collectively("Reading the checkpoint", _checkpoint.resume_state, self, X, U)
+        if distributed:
+            check_agree(_checkpoint.describe_resume(resume), "checkpoint to resume from")
         self.__dict__.pop("_resume", None)
         rng = check_random_state(self.random_state)
         if resume is not None:
             rng = np.random.RandomState()
             rng.set_state(resume["rng_state"])
             epochs = _checkpoint.resume_epochs(self, resume)  # the epochs left, to the max_iter now set
-        checkpointer = self._checkpointer(X, U, rng, resume, reset, epochs) if checkpoint else None
+        checkpointer = None
+        if checkpoint:
+            checkpointer = self._collectively(
+                "Checking checkpoint_path", self._checkpointer, X, U, rng, resume, reset, epochs
+            )
         if reset:
             self._dtype = X.dtype
             self._fit_preprocessing(X)
@@ -433,6 +444,8 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             self._warn(best, warn_max_iter)
             if (reset or resume is not None) and self.n_layers == 1:
                 self._fold_linear_bias()
+            if distributed:  # each process's own copy: a model of each process from here on
+                self._state = self._on_device(to_numpy(self._state), fitting=False)
         self._n_features_out = self._n_sources()
         if checkpointer is not None:
             checkpointer.write(self)  # the finished fit (no resume record)
@@ -521,10 +534,6 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
 
     def _build_objective(self, prior):  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def _mesh(self):
-        """The device mesh for ``parallel`` (every device of the default backend), or None."""
-        return None if self.parallel is None else make_mesh(self.parallel)
 
     def _split(self, data, rng):
         """``(train, validation)``: scikit-learn's shuffled split, ``ceil(validation_fraction · n)``
@@ -630,12 +639,6 @@ class BaseRelativeGradientICA(FittedState, ClassNamePrefixFeaturesOutMixin, Tran
             self.n_iter_,
             self.best_iter_,
         )
-
-    def _on_device(self, state):
-        """``state`` on the device, or sharded over the ``parallel`` mesh; arrays already placed
-        so are returned as they are (no copy)."""
-        with precision(self._dtype):
-            return place(state, self._mesh())
 
 
 def _device(data, n_padded, mesh=None):

@@ -423,17 +423,21 @@ validation_log_likelihoods_, validation_terms_, epochs_left_
 
     def _fit_with_aux(self, X, y, *, reset, epochs, validate, warn_max_iter, partial=False):
         setup = self._check_hyperparameters()
-        check_label_kinds(y)  # before NumPy reads [True, 1] as [1, 1]
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=1 if partial else 2,
-            multi_output=True,
-            y_numeric=False,
-            reset=reset,
-        )
+
+        def checked():
+            check_label_kinds(y)  # before NumPy reads [True, 1] as [1, 1]
+            return validate_data(
+                self,
+                X,
+                y,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=1 if partial else 2,
+                multi_output=True,
+                y_numeric=False,
+                reset=reset,
+            )
+
+        X, y = self._process_rows(checked, ["X", "y"])
         if reset:
             if partial:
                 self._check_first_chunk(X)

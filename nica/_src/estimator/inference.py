@@ -237,11 +237,11 @@ class FittedState:
         return np.asarray(self.network_params_[0].W) @ self.whitening_
 
     def _to_device(self, A):
-        return place_rows(A, self._mesh())
+        return place_rows(A, self._inference_mesh())
 
     def _device_state(self):
         """The fitted state on the device(s) (after unpickling it arrives as NumPy arrays)."""
-        self._state = self._on_device(self._state)
+        self._state = self._on_device(self._state, fitting=False)
         return self._state
 
     def __getstate__(self):

@@ -376,7 +376,9 @@ class NonlinearICA(BaseRelativeGradientICA):
         """
         setup = self._check_hyperparameters()
         reset = not self._continue_fit(self.warm_start)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
+        (X,) = self._process_rows(
+            lambda: (validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset),), ["X"]
+        )
         return self._fit(
             X, None, setup, reset=reset, epochs=self.max_iter, validate=self.early_stopping, checkpoint=True
         )
@@ -399,7 +401,9 @@ class NonlinearICA(BaseRelativeGradientICA):
         """
         setup = self._check_hyperparameters()
         reset = not self._continue_fit(True)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset)
+        (X,) = self._process_rows(
+            lambda: (validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1, reset=reset),), ["X"]
+        )
         if reset:
             self._check_first_chunk(X)
         return self._fit(X, None, setup, reset=reset, epochs=1, validate=False, warn_max_iter=False)
