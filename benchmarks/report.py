@@ -40,6 +40,7 @@ MODULES = (
     "memory",
     "estimator_memory",
     "devices",
+    "distributed",
     "density",
     "identifiability",
     "defaults",
