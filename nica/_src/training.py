@@ -28,6 +28,7 @@ from nica._src import objectives as _objectives
 from nica._src import priors as _priors
 from nica._src._checks import check_real
 from nica._src.activations import Activation
+from nica._src.distributed import spans_processes
 from nica._src.gradients import GradientForm
 from nica._src.network import Layer, check_data, check_params, forward_trace, params_dtype
 from nica._src.objectives import Objective
@@ -262,7 +263,10 @@ def build_step(optimizer, form, activation, prior, objective, mesh, state_optimi
             check_opt_state(state_optimizer, state.opt_state, (state.params, state.prior_params), caller)
         X, u = constrain_rows(X, mesh), constrain_rows(u, mesh)
         trainable = (state.params, state.prior_params)
-        if is_data_mesh(mesh):  # each device's rows, then one all-reduce of everything
+        # over several processes: each device's rows, then one all-reduce of everything (each
+        # all-reduce between processes is a network round trip; on one process the
+        # partitioner's own layout is faster, measured with benchmarks/devices.py)
+        if is_data_mesh(mesh) and spans_processes(mesh):
             loss, grads, prior_grads = mean_over_rows(value_and_gradient, mesh)(trainable, X, u)
         else:
             loss, grads, prior_grads = value_and_gradient(trainable, X, u)
