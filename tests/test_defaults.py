@@ -80,3 +80,18 @@ def test_auto_options_resolve_by_size():
     assert model.gradient_ == "relative"  # 9 features > 4 × batch of 2: the transport would dominate
     model = nica.NonlinearICA(n_layers=1, max_iter=2, whiten="standardize", gradient="relative").fit(X)
     assert model.whiten_ == "standardize" and model.gradient_ == "relative"
+
+
+@pytest.mark.parametrize("n_features", [8, 64, 100, 256])
+def test_the_automatic_rate_from_a_random_start_shrinks_as_one_over_sqrt_width_above_64(n_features):
+    """Adam moves every entry of a D×D matrix by about the rate, so its step grows with D: from a
+    random start ``learning_rate="auto"`` is 1e-2 up to 64 sources and 1e-2·sqrt(64/D) above
+    (at D = 256 the full rate diverged in its first epoch in float32); the FastICA start's 1e-3
+    and a rate given are left as they are."""
+    X = np.random.default_rng(0).laplace(size=(max(2 * n_features, 300), n_features))
+    model = nica.NonlinearICA(n_layers=2, max_iter=1, random_state=0).fit(X)
+    assert model.learning_rate_ == pytest.approx(1e-2 * min(1.0, (64 / n_features) ** 0.5))
+    given = nica.NonlinearICA(n_layers=2, max_iter=1, learning_rate=1e-2, random_state=0).fit(X)
+    assert given.learning_rate_ == 1e-2
+    linear = nica.NonlinearICA(n_layers=1, max_iter=1, random_state=0).fit(X)
+    assert linear.init_ == "fastica" and linear.learning_rate_ == pytest.approx(1e-3)

@@ -172,7 +172,10 @@ def build_parser():
     fit.add_argument("--activation", choices=known_names("activation"))
     fit.add_argument("--prior", choices=known_names("prior"))
     fit.add_argument(
-        "--learning-rate", type=float, help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise"
+        "--learning-rate",
+        type=float,
+        help="default: 1e-3 when linear ICA starts at FastICA's rotation, 1e-2 otherwise "
+        "(times sqrt(64/D) above 64 sources)",
     )
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--max-iter", type=int)

@@ -65,6 +65,10 @@ _INIT_OPTIONS = ("auto", "fastica", "random")
 # learning_rate="auto": Adam's rate from a random start, and from the FastICA start.
 AUTO_RATE = 1e-2
 _AUTO_RATE_FROM_FASTICA = 1e-3
+# ... and from a random start above this many sources, AUTO_RATE · sqrt(_AUTO_RATE_WIDTH / D):
+# Adam moves every entry of a D×D matrix by about the rate, a step that grows with D (at D = 256
+# the full rate diverged in the first epoch in float32)
+_AUTO_RATE_WIDTH = 64
 _PARALLEL_OPTIONS = (None, "data", "model")
 
 
@@ -223,6 +227,8 @@ class BaseRelativeGradientICA(FittedState, Placement, ClassNamePrefixFeaturesOut
         ready = isinstance(self.optimizer, optax.GradientTransformation)
         if auto and not ready and self.init_ == "fastica":
             return _AUTO_RATE_FROM_FASTICA / AUTO_RATE
+        if auto and not ready:  # Adam's D×D step grows with D: sqrt(64/D) of the rate above 64 sources
+            return min(1.0, (_AUTO_RATE_WIDTH / self.n_components_) ** 0.5)
         return 1.0
 
     def _resolve_optimizer(self):

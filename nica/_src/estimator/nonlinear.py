@@ -62,8 +62,10 @@ class NonlinearICA(BaseRelativeGradientICA):
         ``"auto"``: 1e-3 when the fit refines the FastICA start (``init_ == "fastica"``), where
         larger steps mostly add noise to a solution that is already close (64 logistic sources:
         mean MCC 0.953 at 1e-3 against 0.950 at 1e-2 on the data seeds that chose it, and a
-        validation NLL that rises by 0.05 instead of 0.3 nats after its best epoch), and 1e-2 from a random start.  The rate used
-        is ``learning_rate_``.
+        validation NLL that rises by 0.05 instead of 0.3 nats after its best epoch), and 1e-2 from a random start,
+        times ``sqrt(64 / D)`` above ``D = 64`` sources (Adam moves every entry of each
+        ``D×D`` matrix by about the rate, a step that grows with ``D``: at ``D = 256`` the
+        full rate diverged in its first epoch in float32).  The rate used is ``learning_rate_``.
     batch_size : int, default=256
         Mini-batch size; each epoch uses ``n_train // batch_size`` full shuffled batches.
     max_iter : int, default=1000
