@@ -65,9 +65,7 @@ _INIT_OPTIONS = ("auto", "fastica", "random")
 # learning_rate="auto": Adam's rate from a random start, and from the FastICA start.
 AUTO_RATE = 1e-2
 _AUTO_RATE_FROM_FASTICA = 1e-3
-# ... and from a random start above this many sources, AUTO_RATE · sqrt(_AUTO_RATE_WIDTH / D):
-# Adam moves every entry of a D×D matrix by about the rate, a step that grows with D (at D = 256
-# the full rate diverged in the first epoch in float32)
+# ... from a random start above 64 sources, AUTO_RATE·sqrt(64/D) (AUTO_RATE diverged at D = 256)
 _AUTO_RATE_WIDTH = 64
 _PARALLEL_OPTIONS = (None, "data", "model")
 
