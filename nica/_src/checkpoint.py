@@ -40,7 +40,7 @@ import jax
 import numpy as np
 
 from nica._src import persistence
-from nica._src.distributed import is_writer
+from nica._src.distributed import is_writer, tree_digest
 from nica._src.io import check_writable
 from nica._src.training import TrainState
 
@@ -176,12 +176,10 @@ def describe_resume(resume) -> str:
     multi-process fit compare it, so that they all resume the same interrupted fit."""
     if resume is None:
         return "no interrupted fit"
-    digest = hashlib.blake2b(digest_size=8)
-    for leaf in jax.tree_util.tree_leaves((resume["params"], resume["prior_params"], resume["key"])):
-        digest.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8).data)
+    digest = tree_digest((resume["params"], resume["prior_params"], resume["key"]), 8)
     return (
         f"an interrupted fit with {resume['epochs_left']} of max_iter={resume['max_iter']} epochs left, best "
-        f"score {resume['best_score']!r}, parameters {digest.hexdigest()}, data {resume['data']['blake2b'][:16]}"
+        f"score {resume['best_score']!r}, parameters {digest}, data {resume['data']['blake2b'][:16]}"
     )
 
 

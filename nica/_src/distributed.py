@@ -47,6 +47,7 @@ __all__ = [
     "gather_rows",
     "together",
     "check_agree",
+    "tree_digest",
     "is_writer",
     "PeerFailure",
     "peer_failure",
@@ -171,6 +172,14 @@ def together(fn: Callable[[], Any], what: str) -> Any:
     return result
 
 
+def tree_digest(tree, digest_size: int) -> str:
+    """A BLAKE2b hex digest of the C-ordered bytes of every array leaf of ``tree``, in order."""
+    digest = hashlib.blake2b(digest_size=digest_size)
+    for leaf in jax.tree_util.tree_leaves(tree):
+        digest.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()
+
+
 def _digest(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
 
@@ -259,10 +268,8 @@ def gather_fit_data(state, key, X, u, validation):
         return arrays + [local(A) for A in (tuple(parts) + (None,))[:2]]
 
     X, u, X_val, u_val = gather_rows(together(read, "Reading fit_to_data's data"), ["X", "u", "X_val", "u_val"])
-    digest = hashlib.blake2b(digest_size=16)
-    for leaf in jax.tree_util.tree_leaves((to_numpy(state), np.asarray(jax.random.key_data(key)))):
-        digest.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8).data)
-    check_agree(f"a state and key hashed to {digest.hexdigest()}", "state and key (the fit starts from one state)")
+    digest = tree_digest((to_numpy(state), np.asarray(jax.random.key_data(key))), 16)
+    check_agree(f"a state and key hashed to {digest}", "state and key (the fit starts from one state)")
     if X_val is not None:
         validation = (X_val, u_val)
     return X, u, validation

@@ -49,7 +49,7 @@ from nica._src.fitting import fit_to_data, scoring_rows, validation_rows
 from nica._src.history import FitProgress
 from nica._src.interrupts import DeferredInterrupts
 from nica._src.network import Layer, init_params
-from nica._src.sharding import place_rows, to_numpy
+from nica._src.sharding import place_rows
 from nica._src.stopping import SCHEDULES
 from nica._src.training import PaddedRows, TrainState, init_train_state, pad_rows, training_rows
 
@@ -448,8 +448,6 @@ class BaseRelativeGradientICA(FittedState, Placement, ClassNamePrefixFeaturesOut
             self._warn(best, warn_max_iter)
             if (reset or resume is not None) and self.n_layers == 1:
                 self._fold_linear_bias()
-            if distributed:  # each process's own copy: a model of each process from here on
-                self._state = self._on_device(to_numpy(self._state), fitting=False)
         self._n_features_out = self._n_sources()
         if checkpointer is not None:
             checkpointer.write(self)  # the finished fit (no resume record)
@@ -531,7 +529,8 @@ class BaseRelativeGradientICA(FittedState, Placement, ClassNamePrefixFeaturesOut
         shift_z = np.linalg.solve(np.asarray(layer.W, np.float64), np.asarray(layer.b, np.float64))
         self.mean_ = self._postprocess(-shift_z[None, :])[0]
         params = (Layer(layer.W, jnp.zeros_like(layer.b)),)
-        self._state = self._on_device(TrainState(params, self._state.prior_params, self._state.opt_state))
+        state = TrainState(params, self._state.prior_params, self._state.opt_state)
+        self._state = self._on_device(state, fitting=False)  # a fitted model's devices (this process's)
 
     def _build_prior(self, base_prior):
         return base_prior

@@ -53,7 +53,7 @@ class Placement:
         first, and a refusal in one stops them all: see nica._src.distributed)."""
         if not self._distributed():
             return validate()
-        return gather_rows(self._collectively("Checking the input", validate), names)
+        return gather_rows(together(validate, "Checking the input"), names)
 
     def _on_device(self, state, fitting=True):
         """``state`` on the device, or sharded over the ``parallel`` mesh (``fitting=False``:
