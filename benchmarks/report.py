@@ -47,6 +47,7 @@ MODULES = (
     "hybrid",
     "real_signals",
     "startup",
+    "epoch_time",
 )
 MARKED = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 

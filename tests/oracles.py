@@ -34,6 +34,12 @@ def random_params(seed, n_features=D, n_layers=2, bias=True):
     return tuple(layers)
 
 
+def epoch_permutation(key, n):
+    """The documented shuffle of an epoch over ``n`` data rows: NumPy's default generator
+    seeded with the key's bits, ``permutation(n)``."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist()).permutation(n)
+
+
 def random_data(seed, n_samples=5, n_features=D):
     """Laplace rows (float64)."""
     return jnp.asarray(np.random.default_rng(seed + 100).laplace(size=(n_samples, n_features)))

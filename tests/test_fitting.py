@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from oracles import linear_problem
+from oracles import epoch_permutation, linear_problem
 from sklearn.exceptions import ConvergenceWarning
 
 import nica
@@ -219,7 +219,7 @@ def test_the_returned_parameters_are_the_running_average_of_the_steps_recomputed
     # the replay: the loop splits the key once per epoch and shuffles with the second half
     _, epoch_key = jax.random.split(key)
     steps = n // batch
-    order = np.asarray(jax.random.permutation(epoch_key, n))[: steps * batch].reshape(steps, batch)
+    order = epoch_permutation(epoch_key, n)[: steps * batch].reshape(steps, batch)
     step = jax.jit(nica.make_train_step(optimizer, gradient=gradient))
     replay = nica.init_train_state(optimizer, jax.tree_util.tree_map(jnp.array, params))
     average = leaves((params, ()))

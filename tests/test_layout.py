@@ -30,6 +30,7 @@ LAYERS = [
         "nica._src.synthetic",
         "nica._src.real_data",
         "nica._src.compilation_cache",
+        "nica._src.shuffle",
     ],
     ["nica._src.activations"],
     ["nica._src.priors"],

@@ -8,7 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from oracles import DEFINITIONS, assert_layers_close, brute_nll, brute_nll_grad, conditional_problem, transport_by_hand
+from oracles import (
+    DEFINITIONS,
+    assert_layers_close,
+    brute_nll,
+    brute_nll_grad,
+    conditional_problem,
+    epoch_permutation,
+    transport_by_hand,
+)
 
 import nica
 from nica import objectives, priors
@@ -255,8 +263,8 @@ def test_epoch_makes_no_copy_of_the_data():
 def test_an_epoch_is_the_steps_over_the_shuffled_batches():
     """One epoch against the step replayed on the epoch's own permutation (the remainder left
     out), and its loss the mean of the steps' losses.  The 70 rows are padded to 5 batches of
-    16 (80 rows): the shuffle is the permutation of 80 rows with the padding rows taken out,
-    and the fifth step (padding only) is skipped."""
+    16 (80 rows): the shuffle is a permutation of the 70 data rows, and the fifth step (padding
+    only) is skipped.  Called inside ``jax.jit`` (a traced key), the epoch draws the same order."""
     opt = optax.sgd(1e-2)
     X = jax.random.laplace(jax.random.key(3), (70, 3))
     params = jax.tree_util.tree_map(np.asarray, nica.init_params(jax.random.key(4), 3, 2))  # the epoch donates
@@ -266,11 +274,15 @@ def test_an_epoch_is_the_steps_over_the_shuffled_batches():
     state, loss = make_epoch(opt, act, prior, "relative", 16)(start, X, None, key)
     step = jax.jit(make_train_step(opt, activation=act, prior=prior))
     replay, losses = init_train_state(opt, jax.tree_util.tree_map(jnp.array, params)), []
-    order = np.asarray(jax.random.permutation(key, 80))
-    for rows in order[order < 70][:64].reshape(4, 16):
+    order = epoch_permutation(key, 70)
+    for rows in order[:64].reshape(4, 16):
         replay, batch_loss = step(replay, X[rows])
         losses.append(float(batch_loss))
     assert_layers_close(state.params, replay.params, rtol=1e-12, atol=1e-14)
     assert float(loss) == pytest.approx(np.mean(losses), rel=1e-12)
+    epoch = make_epoch(opt, act, prior, "relative", 16)
+    traced, traced_loss = jax.jit(epoch)(init_train_state(opt, jax.tree_util.tree_map(jnp.array, params)), X, None, key)
+    assert_layers_close(traced.params, state.params, rtol=1e-12, atol=1e-14)
+    assert float(traced_loss) == pytest.approx(float(loss), rel=1e-12)
     with pytest.raises(TypeError, match=r"optimizer must be an optax.GradientTransformation \(build one: optax.sgd"):
         make_epoch("sgd", act, prior, "relative", 16)

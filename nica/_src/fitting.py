@@ -48,6 +48,7 @@ from nica._src.network import (
 from nica._src.objectives import Objective
 from nica._src.priors import Prior
 from nica._src.sharding import check_mesh, place, place_rows, to_numpy
+from nica._src.shuffle import shuffle_order
 from nica._src.stopping import SCHEDULES, EarlyStopping, StoppingStatus
 from nica._src.training import (
     SCORE_BATCH,
@@ -556,7 +557,8 @@ def _run(loop: _Loop, state, key, max_epochs, *, show_progress, callback, resume
         for _ in bar:
             report("epoch_start", state)
             key, epoch_key = jax.random.split(key)
-            state, data_loss = loop.epoch(state, loop.train.X, loop.train.u, epoch_key, loop.train.n)
+            order = place_rows(shuffle_order(epoch_key, loop.train.n, loop.train.X.shape[0]), loop.mesh)
+            state, data_loss = loop.epoch(state, loop.train.X, loop.train.u, order, loop.train.n)
             n_epochs += 1
             log_det = float(log_abs_det(state.params))
             loss = (

@@ -42,6 +42,7 @@ from nica._src.sharding import (
     is_data_mesh,
     mean_over_rows,
 )
+from nica._src.shuffle import shuffle_order, traced_shuffle_order
 
 __all__ = [
     "TrainState",
@@ -480,18 +481,14 @@ def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int
         )
     step = build_step(optimizer, form, activation, prior, objective, mesh, state_optimizer, "make_epoch")
 
-    def epoch(state, X, u, key, n_rows):
+    def epoch(state, X, u, order, n_rows):
         # X, u: padded to N rows (training_rows(n_rows, batch_size)), of which the first n_rows
-        # (traced) are data
+        # (traced) are data; order: shuffle_order(key, n_rows, N), drawn on the host
         N = X.shape[0]
         b = min(batch_size, N)
         b -= b % shards
         if b == 0:
             raise ValueError(f"Data-parallel training over {shards} devices needs at least {shards} samples; got {N}.")
-        # a uniform permutation of the N rows with the padding moved last (stably): the valid
-        # rows in a uniform order, and exactly jax.random.permutation(key, N) when nothing is padded
-        order = jax.random.permutation(key, N)
-        order = order[jnp.argsort(order >= n_rows, stable=True)]
         n_batches = n_rows // b  # the steps past it (padding only) are skipped
         batches = order[: (N // b) * b].reshape(N // b, b)
 
@@ -515,8 +512,9 @@ def compile_epoch(optimizer, form, activation, prior, objective, batch_size: int
 
 class PaddingEpoch:
     """The epoch of :func:`make_epoch` over a jitted one of :func:`compile_epoch`: ``X`` and
-    ``u`` padded to :func:`training_rows` (unless ``n_rows`` says they are already) before the
-    jitted epoch; ``lower`` lowers it for arrays or ``jax.ShapeDtypeStruct`` of those rows."""
+    ``u`` padded to :func:`training_rows` (unless ``n_rows`` says they are already) and the
+    shuffle drawn from ``key`` (:func:`shuffle_order`) before the jitted epoch; ``lower``
+    lowers it for arrays or ``jax.ShapeDtypeStruct`` of those rows."""
 
     def __init__(self, jitted, batch_size: int):
         self.jitted, self.batch_size = jitted, batch_size
@@ -530,7 +528,12 @@ class PaddingEpoch:
 
     def __call__(self, state, X, u, key, n_rows=None):
         X, u, n_rows = self._arguments(X, u, n_rows, pad_rows)
-        return self.jitted(state, X, u, key, n_rows)
+        N = np.shape(X)[0]
+        if isinstance(key, jax.core.Tracer) or isinstance(n_rows, jax.core.Tracer):
+            order = traced_shuffle_order(key, n_rows, N)
+        else:
+            order = shuffle_order(key, n_rows, N)
+        return self.jitted(state, X, u, order, n_rows)
 
     def lower(self, state, X, u, key, n_rows=None):
         def pad(X, u, padded):
@@ -540,7 +543,8 @@ class PaddingEpoch:
             return shape(X), shape(u)
 
         X, u, n_rows = self._arguments(X, u, n_rows, pad)
-        return self.jitted.lower(state, X, u, key, n_rows)
+        order = jax.ShapeDtypeStruct((np.shape(X)[0],), jnp.int32)
+        return self.jitted.lower(state, X, u, order, n_rows)
 
 
 @functools.lru_cache(maxsize=64)
@@ -572,11 +576,12 @@ def make_epoch(
     whole number of batches, rounded up to three significant binary digits (8, 10, 12, 14, 16,
     20, ... batches: at most 25 % more rows; a set smaller than one batch is not padded), and
     the epoch is compiled for that padded count with the number of data rows traced.  The
-    shuffle draws only data rows (``jax.random.permutation`` of the padded count with the
-    padding moved last: for a set of a bucket's size exactly the unpadded shuffle; for other
-    sizes another random stream than an unpadded permutation's, with the same distribution),
-    and the steps past ``len(X) // batch_size`` are skipped (``lax.cond``: the state is not
-    touched by them).  Padding copies ``X`` once per call (on the host for a NumPy array; a
+    shuffle is a uniform permutation of the data rows only, drawn on the host from ``key``
+    (``np.random.default_rng(bits of key).permutation(n_rows)``, the padding after it: the
+    same order for every padded count; a sort on the device would cost more than the steps
+    of a small model), and the steps past ``len(X) // batch_size`` are skipped
+    (``lax.cond``: the state is not touched by them).  Under a trace (a traced ``key``) the
+    same order is drawn by a host callback.  Padding copies ``X`` once per call (on the host for a NumPy array; a
     small device copy, compiled once per size, for a JAX array); to pad once for many epochs,
     pass ``X`` and ``u`` with zero rows appended up to the bucket
     (``nica._src.training.training_rows(n, batch_size)`` rows) and ``n_rows=n``, the number of
