@@ -105,13 +105,14 @@ def test_conditional_prior_with_a_learned_base_matches_its_formula():
     assert draws.shape == (500, 2) and np.all(np.isfinite(np.asarray(draws)))
 
 
-def test_label_log_posterior_matches_scipy():
+@pytest.mark.parametrize("n_components", [3, 40])  # summed per component, and broadcast (above 32)
+def test_label_log_posterior_matches_scipy(n_components):
     rng = np.random.default_rng(2)
     theta = {
-        "log_scale": jnp.asarray(0.5 * rng.standard_normal((3, 3))),
-        "loc": jnp.asarray(0.5 * rng.standard_normal((3, 3))),
+        "log_scale": jnp.asarray(0.5 * rng.standard_normal((3, n_components))),
+        "loc": jnp.asarray(0.5 * rng.standard_normal((3, n_components))),
     }
-    S = np.random.default_rng(3).laplace(size=(6, 3))
+    S = np.random.default_rng(3).laplace(size=(6, n_components))
     prior = priors.segment_conditional("laplace", 3)
     got = prior.label_log_posterior(theta, jnp.asarray(S))
     scale, loc = np.exp(np.asarray(theta["log_scale"])), np.asarray(theta["loc"])
@@ -119,6 +120,9 @@ def test_label_log_posterior_matches_scipy():
         [stats.laplace.logpdf(S, loc[m], scale[m] / np.sqrt(2)).sum(axis=1) for m in range(3)], axis=1
     )
     np.testing.assert_allclose(got, log_softmax(per_segment, axis=1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        prior.marginal_log_prob(theta, jnp.asarray(S)), logsumexp(per_segment, axis=1) - np.log(3), rtol=1e-10
+    )
 
 
 BASES = ["gaussian", "laplace", "logistic", "hypsecant", "logistic_mixture"]

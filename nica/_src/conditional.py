@@ -46,6 +46,25 @@ def _scaled_log_prob(base, base_params, S, log_scale, loc):
     return jnp.sum(base.param_log_density(base_params, z) - log_scale, axis=-1)
 
 
+# Up to this many components, every segment's log-density of a fixed (elementwise) base is summed
+# from one (segments × rows) slab per component: rows contiguous, which XLA's CPU code vectorises
+# (value and gradient at D = 5, 40 segments, 256 rows: 164 µs against 318 µs for the
+# (rows × segments × components) broadcast; at D = 20: 483 against 578 µs).  Above it, the
+# broadcast (an unrolled loop would grow the program with D).
+_SLAB_COMPONENTS = 32
+
+
+def _segment_log_probs(base, base_params, S, log_scale, loc):
+    """``log p(s_n | segment k)`` for every segment ``k`` and row ``n``: shape ``(M, B)``."""
+    if jax.tree_util.tree_leaves(base_params) or S.shape[1] > _SLAB_COMPONENTS:
+        return _scaled_log_prob(base, base_params, S[None, :, :], log_scale[:, None, :], loc[:, None, :])
+    inv_scale = jnp.exp(-log_scale)
+    total = -jnp.sum(log_scale, axis=1)[:, None]
+    for i in range(S.shape[1]):
+        total = total + base.param_log_density(base_params, (S[None, :, i] - loc[:, i, None]) * inv_scale[:, i, None])
+    return total
+
+
 class ConditionalPrior(LearnedPrior):
     """Base class of the conditional priors: ``base`` rescaled and shifted by parameters that
     depend on ``u``.
@@ -201,10 +220,8 @@ class SegmentConditional(ConditionalPrior):
         """
         log_scale = prior_params["log_scale"]
         loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
-        per_segment = _scaled_log_prob(
-            self.base, prior_params.get("base", ()), S[:, None, :], log_scale[None, :, :], loc[None, :, :]
-        )  # (B, M)
-        return jax.nn.log_softmax(per_segment, axis=1)
+        per_segment = _segment_log_probs(self.base, prior_params.get("base", ()), S, log_scale, loc)  # (M, B)
+        return jax.nn.log_softmax(per_segment, axis=0).T
 
     def marginal_log_prob(self, prior_params, S, log_weights=None):
         r"""The segment mixture: ``log Σ_u π_u p(s | u)`` per row, the prior term of the marginal
@@ -257,9 +274,7 @@ class SegmentConditional(ConditionalPrior):
             log_weights = jnp.full((self.n_segments,), -math.log(self.n_segments), S.dtype)
         log_weights = self._check_log_weights(log_weights).astype(S.dtype)
         loc = prior_params["loc"] if self.learn_location else jnp.zeros_like(log_scale)
-        per_segment = _scaled_log_prob(
-            self.base, prior_params.get("base", ()), S[None, :, :], log_scale[:, None, :], loc[:, None, :]
-        )  # (n_segments, n_samples)
+        per_segment = _segment_log_probs(self.base, prior_params.get("base", ()), S, log_scale, loc)  # (M, B)
         return jax.nn.logsumexp(per_segment + log_weights[:, None], axis=0)
 
     def _check_log_weights(self, log_weights):
