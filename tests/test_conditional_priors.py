@@ -294,3 +294,13 @@ def test_the_segment_marginal_refuses_bad_weights_and_sources():
     np.testing.assert_allclose(
         jax.jit(prior.marginal_log_prob)(theta, S, zero), prior.marginal_log_prob(theta, S, zero)
     )
+
+
+def test_segment_ids_closed_over_by_a_jitted_function_are_range_checked():
+    """Concrete ids that a jitted function closes over are checked as they are, not traced."""
+    prior = priors.segment_conditional("laplace", 3)
+    u = jnp.array([0, 1, 2, 1])
+    assert int(jax.jit(lambda: prior.check_aux(u).sum())()) == 4
+    bad = jnp.array([0, 3])
+    with pytest.raises(ValueError, match=r"u holds segment ids from 0 to 3, outside \[0, 3\)"):
+        jax.jit(lambda: prior.check_aux(bad).sum())()

@@ -187,7 +187,8 @@ class SegmentConditional(ConditionalPrior):
                 f"[0, {self.n_segments}); got shape {u.shape} and dtype {u.dtype}."
             )
         if not isinstance(u, jax.core.Tracer) and u.size:
-            low, high = int(jnp.min(u)), int(jnp.max(u))
+            with jax.ensure_compile_time_eval():  # concrete ids closed over by a jitted function too
+                low, high = int(jnp.min(u)), int(jnp.max(u))
             if low < 0 or high >= self.n_segments:
                 raise ValueError(
                     f"u holds segment ids from {low} to {high}, outside [0, {self.n_segments}) "
