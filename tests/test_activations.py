@@ -47,6 +47,23 @@ def test_log_derivative_matches_autodiff(act):
     np.testing.assert_allclose(act.derivative(x), jnp.exp(expected), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("alpha", [0.3, 0.05])
+def test_smooth_leaky_relu_derivatives_are_the_closed_forms_at_zero_too(alpha):
+    """Autodiff of ``σ`` and of ``log σ'`` against ``σ' = α + (1 − α)·s`` and
+    ``(log σ')' = (1 − α)·s(1 − s) / σ'`` (``s`` the logistic sigmoid), at 0 exactly as well:
+    both are written with ``|x|`` and ``max(x, 0)``, whose kinks at 0 must cancel."""
+    act = activations.smooth_leaky_relu(alpha)
+    x = jnp.concatenate([jnp.linspace(-40.0, 40.0, 1601), jnp.array([0.0, -0.0, 1e-300, -1e-300])])
+    s = 1.0 / (1.0 + np.exp(-np.asarray(x)))
+    slope = alpha + (1 - alpha) * s
+    np.testing.assert_allclose(jax.vmap(jax.grad(act.fn))(x), slope, rtol=1e-13)
+    e = np.exp(-np.abs(np.asarray(x)))  # s(1 − s) = e / (1 + e)², accurate in both tails
+    np.testing.assert_allclose(
+        jax.vmap(jax.grad(act.log_derivative))(x), (1 - alpha) * e / (1 + e) ** 2 / slope, rtol=1e-12
+    )
+    np.testing.assert_allclose(act.fn(x), alpha * x + (1 - alpha) * np.logaddexp(0.0, np.asarray(x)), rtol=1e-14)
+
+
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_log_derivative_is_finite_in_float32_far_out(act):
     x = jnp.asarray(WIDE, jnp.float32)
