@@ -4,6 +4,7 @@ port, and checks what they fitted against each other (bit for bit) and against o
 fitting the union of their rows alone (float64, tight tolerance)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -114,9 +115,17 @@ def test_an_interrupted_job_resumes_from_the_checkpoint_process_0_wrote(tmp_path
 
 
 def test_a_process_that_dies_stops_the_others_with_a_clear_error(tmp_path):
+    """The survivor raises nica's PeerFailure when its collective fails; if it is still waiting
+    when JAX's coordination service notices the death (the heartbeat timeout, 10 s here), the
+    service ends it with its own message (seen once in about ten runs, on a loaded machine)."""
     codes, errors, seconds = run_job("die", 2, tmp_path / "job")
-    assert codes == [3, 7], errors[0][-3000:]
-    assert "Another process of this 2-process fit stopped (this is process 0)" in errors[0]
+    assert codes[1] == 7, errors[1][-3000:]
+    if codes[0] == 3:
+        assert "Another process of this 2-process fit stopped (this is process 0)" in errors[0]
+    else:
+        assert codes[0] == -signal.SIGABRT, errors[0][-3000:]
+        assert "the JAX distributed service detected fatal errors" in errors[0]
+        assert "another task died" in errors[0]
     assert seconds < TIMEOUT / 2
 
 
