@@ -14,11 +14,14 @@ import numpy as np
 __all__ = ["shuffle_order", "traced_shuffle_order"]
 
 
+def _raw_key(key):
+    """The ``uint32`` data of a JAX random key: a typed key's ``key_data``, a raw key as it is."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
 def _key_bits(key) -> list:
     """The bits of a JAX random key (a typed key or a raw ``uint32`` one) as Python ints."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    return np.asarray(key).ravel().tolist()
+    return np.asarray(_raw_key(key)).ravel().tolist()
 
 
 def shuffle_order(key, n_rows: int, n_padded: int | None = None) -> np.ndarray:
@@ -35,11 +38,10 @@ def shuffle_order(key, n_rows: int, n_padded: int | None = None) -> np.ndarray:
 def traced_shuffle_order(key, n_rows, n_padded: int):
     """:func:`shuffle_order` inside a trace (a traced key or row count): the same order, drawn
     by a host callback."""
-    bits = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return jax.pure_callback(
         lambda bits, n: shuffle_order(np.asarray(bits), int(n), n_padded),
         jax.ShapeDtypeStruct((n_padded,), jnp.int32),
-        bits,
+        _raw_key(key),
         n_rows,
         vmap_method="sequential",
     )
